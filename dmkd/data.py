@@ -7,7 +7,7 @@ __all__ = ['DATASETS', 'NORM_STATS', 'SPLITS', 'DIGITS_FRACTIONS', 'IMAGE_EXTENS
            'load_dataset', 'digits_split_indices', 'to_classifier_view', 'load_digits_set', 'show_images',
            'load_cifar10', 'load_cifar100', 'load_imagefolder', 'batch_indices', 'BatchAugment']
 
-# %% ../nbs/01_data.ipynb #e439f1dd
+# %% ../nbs/01_data.ipynb #10ebd7fe
 import os, time, warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .core import Registry, cache_root, config_key, data_root, load_weights, save_weights
 
-# %% ../nbs/01_data.ipynb #3c759719
+# %% ../nbs/01_data.ipynb #dd594804
 @dataclass(repr=False)
 class ImageSet(torch.utils.data.Dataset):
     "Images as a uint8 N×C×H×W tensor with int64 labels, class names and the dataset's normalisation statistics."
@@ -69,7 +69,7 @@ class ImageSet(torch.utils.data.Dataset):
         return (f"ImageSet({self.name or '?'}/{self.split or '?'}: {len(self)} images {'×'.join(map(str, self.shape))} "
                 f"uint8, {self.num_classes} classes, on {self.device})")
 
-# %% ../nbs/01_data.ipynb #fecba027
+# %% ../nbs/01_data.ipynb #3c066b62
 def channel_stats(images: torch.Tensor, max_images: int = 10_000) -> tuple[tuple, tuple]:
     "Per-channel (mean, std) of uint8 `images` on the 0–1 scale, from at most `max_images` evenly spaced images."
     if len(images) == 0: return (0.5,) * images.shape[1], (0.25,) * images.shape[1]
@@ -77,7 +77,7 @@ def channel_stats(images: torch.Tensor, max_images: int = 10_000) -> tuple[tuple
     x = images[::step].double().div_(255).transpose(0, 1).reshape(images.shape[1], -1)
     return tuple(round(v, 4) for v in x.mean(1).tolist()), tuple(round(max(v, 1e-3), 4) for v in x.std(1).tolist())
 
-# %% ../nbs/01_data.ipynb #aed20ba9
+# %% ../nbs/01_data.ipynb #62cc0356
 DATASETS = Registry('dataset')
 
 #: Normalisation statistics (mean, std on the 0–1 scale) used for a dataset's models, by dataset key.
@@ -98,7 +98,7 @@ def load_dataset(name: str = 'digits',   # dataset key: digits, cifar10, cifar10
         raise ValueError(f"Unknown split {split!r}: use one of {', '.join(SPLITS)}.")
     return DATASETS[name](split=split, root=root, **kwargs)
 
-# %% ../nbs/01_data.ipynb #e42199d8
+# %% ../nbs/01_data.ipynb #47587f35
 DIGITS_FRACTIONS = dict(train=0.4, corpus=0.3, test=0.3)
 
 def digits_split_indices(seed: int = 0) -> dict[str, np.ndarray]:
@@ -134,7 +134,7 @@ def load_digits_set(split='train', root=None, native: bool = False, size: int = 
     mean, std = channel_stats(train)
     return ImageSet(x, y, [str(i) for i in range(10)], 'digits', split, mean, std)
 
-# %% ../nbs/01_data.ipynb #c75b0d85
+# %% ../nbs/01_data.ipynb #d850c9c3
 def show_images(images: torch.Tensor | ImageSet, labels=None, classes=None, n: int = 32, ncol: int = 8, title: str | None = None, ax=None):
     "Draw up to `n` uint8 images (or an `ImageSet`) in a labelled grid with matplotlib; returns the axes."
     import matplotlib.pyplot as plt
@@ -155,7 +155,7 @@ def show_images(images: torch.Tensor | ImageSet, labels=None, classes=None, n: i
     if title: ax.set_title(title)
     return ax
 
-# %% ../nbs/01_data.ipynb #e27ca866
+# %% ../nbs/01_data.ipynb #efa6542f
 def _load_cifar(name, split, root, download):
     from torchvision import datasets
     cls = dict(cifar10=datasets.CIFAR10, cifar100=datasets.CIFAR100)[name]
@@ -182,7 +182,7 @@ def load_cifar100(split='train', root=None, download: bool = False) -> ImageSet:
     "CIFAR-100 through torchvision from `root/cifar100`; `download=True` fetches it."
     return _load_cifar('cifar100', split, root, download)
 
-# %% ../nbs/01_data.ipynb #2bb7511c
+# %% ../nbs/01_data.ipynb #3586e8de
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.gif')
 
 def _split_dir(root: Path, split: str) -> Path:
@@ -201,14 +201,15 @@ def _list_images(folder: Path, classes):
     return files, labels
 
 def _decode(path: Path, size: int | None) -> torch.Tensor:
-    from torchvision.io import ImageReadMode, decode_image, read_file
+    from PIL import Image
     from torchvision.transforms.v2.functional import center_crop, resize
-    try: im = decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+    try:
+        with Image.open(path) as f: im = torch.from_numpy(np.asarray(f.convert('RGB')).copy()).permute(2, 0, 1)
     except Exception as e:
         raise ValueError(f"Could not decode image {path} ({type(e).__name__}: {e}). Remove or replace that file.") from e
     if size is not None and tuple(im.shape[-2:]) != (size, size):
         im = center_crop(resize(im, size, antialias=True), [size, size])
-    return im
+    return im.contiguous()
 
 @DATASETS.register('imagefolder')
 def load_imagefolder(split='train', root=None, size: int | None = None, cache: str | Path | None = None,
@@ -249,7 +250,7 @@ def load_imagefolder(split='train', root=None, size: int | None = None, cache: s
                                                       size=size, n=len(x), mean=mean, std=std))
     return ImageSet(x, y, classes, 'imagefolder', split, mean, std)
 
-# %% ../nbs/01_data.ipynb #473f6c08
+# %% ../nbs/01_data.ipynb #0b7b53f1
 def batch_indices(n: int, batch_size: int, shuffle: bool = True, seed: int | None = None,
                   drop_last: bool = False, device='cpu') -> list[torch.Tensor]:
     "Index tensors for one epoch over `n` items, shuffled reproducibly from `seed`."
@@ -261,7 +262,7 @@ def batch_indices(n: int, batch_size: int, shuffle: bool = True, seed: int | Non
     stop = n - n % batch_size if drop_last and n >= batch_size else n
     return [order[i:i + batch_size].to(device) for i in range(0, stop, batch_size)]
 
-# %% ../nbs/01_data.ipynb #3b81dd7e
+# %% ../nbs/01_data.ipynb #b9c729e5
 class BatchAugment:
     "Per-image random crop+flip (`'crop_flip'`), random-resized crop+flip (`'rrc_flip'`) or nothing (`'none'`), on a uint8 batch."
     kinds = ('none', 'crop_flip', 'rrc_flip')

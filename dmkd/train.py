@@ -6,7 +6,7 @@
 __all__ = ['TrainConfig', 'tensor_digest', 'lr_factor', 'evaluate', 'get_accelerator', 'fit_classifier', 'save_classifier',
            'load_classifier', 'teacher_dir', 'train_teacher', 'get_teacher', 'train_teacher_cli']
 
-# %% ../nbs/03_train.ipynb #dc57dd32
+# %% ../nbs/03_train.ipynb #7a5c4f11
 import dataclasses, hashlib, math, os, shutil, time, warnings
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -21,7 +21,7 @@ from .core import (atomic_path, cache_root, config_key, get_device, hardware_inf
 from .data import BatchAugment, ImageSet, batch_indices, load_dataset
 from .models import MODELS, Classifier, get_model
 
-# %% ../nbs/03_train.ipynb #d6e23789
+# %% ../nbs/03_train.ipynb #a5e62651
 @dataclass
 class TrainConfig:
     "Everything that shapes a trained classifier; its `key` names the cache entry."
@@ -56,7 +56,7 @@ class TrainConfig:
         "Content key: every field plus the digest of the training images."
         return config_key(dict(self.to_dict(), data=data_digest))
 
-# %% ../nbs/03_train.ipynb #86559710
+# %% ../nbs/03_train.ipynb #692d0d0e
 def tensor_digest(*tensors: torch.Tensor) -> str:
     "SHA-256 (16 hex digits) of the tensors' dtypes, shapes and bytes."
     h = hashlib.sha256()
@@ -73,7 +73,7 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
     if schedule == 'step': return 0.1 ** ((p >= 0.5) + (p >= 0.75))
     return 1.0
 
-# %% ../nbs/03_train.ipynb #f6d92de6
+# %% ../nbs/03_train.ipynb #edf5d998
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, data: ImageSet, batch_size: int = 500, device=None, accelerator=None) -> dict:
     "Top-1 accuracy (%) and mean cross-entropy of `model` on `data`; shards and gathers across Accelerate processes."
@@ -90,7 +90,7 @@ def evaluate(model: torch.nn.Module, data: ImageSet, batch_size: int = 500, devi
     n = max(len(data), 1)
     return dict(acc=100 * correct.item() / n, loss=loss.item() / n, n=len(data))
 
-# %% ../nbs/03_train.ipynb #a3c16970
+# %% ../nbs/03_train.ipynb #e6c5e0dd
 _ACCELERATOR = None
 
 def get_accelerator(device='auto'):
@@ -176,7 +176,7 @@ def _sidecar(cfg, net, train, history, meta):
                 accuracy=last.get('test_acc'), mean=list(train.mean), std=list(train.std), config=cfg.to_dict(),
                 dmkd_version=dmkd.__version__)
 
-# %% ../nbs/03_train.ipynb #7b567af8
+# %% ../nbs/03_train.ipynb #ad680f3a
 def save_classifier(model: Classifier, path: str | Path, meta: dict) -> Path:
     "Save `model`'s weights and `meta` (safetensors + JSON sidecar), atomically."
     return save_weights(model.state_dict(), path, dict(meta, arch=model.arch, num_classes=model.num_classes))
@@ -194,7 +194,7 @@ def load_classifier(path: str | Path, device='cpu', **expect) -> tuple[Classifie
         raise ValueError(f"{path.name} does not fit a {meta['arch']} with {meta['num_classes']} classes: {str(e)[:300]}") from e
     return model.to(device).eval(), meta
 
-# %% ../nbs/03_train.ipynb #e58a1f49
+# %% ../nbs/03_train.ipynb #61f9a799
 def teacher_dir(cfg: TrainConfig, data_digest: str, cache: str | Path | None = None) -> Path:
     "Cache folder of the teacher trained with `cfg` on images with `data_digest`."
     return cache_root(cache) / 'teachers' / f'{cfg.dataset}-{cfg.arch}-{cfg.key(data_digest)}'
@@ -248,7 +248,7 @@ def get_teacher(cfg: TrainConfig | None = None, epoch: int | None = None, root=N
     if epoch in (None, cfg.epochs): return model, meta
     return load_classifier(want, get_device(device), key=cfg.key(digest))
 
-# %% ../nbs/03_train.ipynb #93d57a6e
+# %% ../nbs/03_train.ipynb #c3b19230
 @call_parse
 def train_teacher_cli(
     dataset: str = 'digits',          # dataset key: digits, cifar10, cifar100, imagefolder
@@ -276,4 +276,3 @@ def train_teacher_cli(
     model, meta = get_teacher(cfg, root=root, cache=cache, device=device, keep_epochs=keep, progress=not quiet, **extra)
     path = teacher_dir(cfg, meta['data_digest'], cache) / 'model.safetensors'
     print(f"teacher {arch} on {dataset}: test accuracy {meta['accuracy']:.2f}%  key {meta['key']}  -> {path}")
-    return meta

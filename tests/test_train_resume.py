@@ -1,0 +1,72 @@
+"""A real teacher run, killed with SIGKILL in the middle of an epoch, resumes from its last checkpoint and ends
+with the same configuration key and the same weights as an uninterrupted run."""
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import bin_path
+
+ARGS = ['--dataset', 'digits', '--arch', 'resnet8', '--epochs', '6', '--lr', '0.1', '--device', 'cpu']
+
+
+def run(cache, *extra, **kw):
+    env = dict(os.environ, DMKD_CACHE=str(cache))
+    return subprocess.run([bin_path('dmkd_train_teacher'), *ARGS, *extra], env=env, capture_output=True, text=True, timeout=600, **kw)
+
+
+def only_run_dir(cache: Path) -> Path:
+    (d,) = list((cache / 'teachers').iterdir())
+    return d
+
+
+@pytest.mark.timeout(900)
+def test_kill_mid_epoch_then_resume(tmp_path):
+    ref = run(tmp_path / 'ref')
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    ref_dir = only_run_dir(tmp_path / 'ref')
+
+    cache = tmp_path / 'killed'
+    env = dict(os.environ, DMKD_CACHE=str(cache))
+    p = subprocess.Popen([bin_path('dmkd_train_teacher'), *ARGS], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    t0, state = time.time(), None
+    while time.time() - t0 < 300 and p.poll() is None:
+        st = list(cache.glob('teachers/*/state.pt'))
+        if st:
+            state = st[0]
+            break
+        time.sleep(0.05)
+    assert state is not None, "the run never wrote a checkpoint"
+    time.sleep(0.3)                       # into the next epoch
+    p.send_signal(signal.SIGKILL); p.wait()
+    run_dir = state.parent
+    assert not (run_dir / 'model.safetensors').exists(), "the run finished before it could be killed"
+    done = torch.load(state, weights_only=True)['epoch']
+    assert 1 <= done < 6
+
+    res = run(cache)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert f"Resuming resnet8 from epoch {done} of 6" in res.stdout + res.stderr
+    meta = json.loads((run_dir / 'model.json').read_text())
+    ref_meta = json.loads((ref_dir / 'model.json').read_text())
+    assert run_dir.name == ref_dir.name and meta['key'] == ref_meta['key']
+    assert [h['epoch'] for h in meta['history']] == [1, 2, 3, 4, 5, 6]
+    assert meta['accuracy'] == ref_meta['accuracy']
+    a, b = load_file(run_dir / 'model.safetensors'), load_file(ref_dir / 'model.safetensors')
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not (run_dir / 'state.pt').exists()
+
+    again = run(cache)                    # a third request loads from the cache without training
+    assert again.returncode == 0 and 'epoch ' not in again.stdout and meta['key'] in again.stdout
+
+
+def test_cli_errors(tmp_path):
+    bad = subprocess.run([bin_path('dmkd_train_teacher'), '--arch', 'resnet99', '--cache', str(tmp_path)], capture_output=True, text=True)
+    assert bad.returncode != 0 and "Unknown model 'resnet99'. Valid keys:" in bad.stderr and 'vgg11' in bad.stderr
+    miss = subprocess.run([bin_path('dmkd_train_teacher'), '--dataset', 'cifar10', '--root', str(tmp_path), '--cache', str(tmp_path)],
+                          capture_output=True, text=True)
+    assert miss.returncode != 0 and f"was not found in {tmp_path / 'cifar10'}" in miss.stderr and 'download=True' in miss.stderr
+    helptext = subprocess.run([bin_path('dmkd_train_teacher'), '--help'], capture_output=True, text=True).stdout
+    for opt in ('--dataset', '--arch', '--epochs', '--keep_epochs', '--root', '--cache', '--device'): assert opt in helptext
