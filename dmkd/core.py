@@ -7,7 +7,7 @@ __all__ = ['project_root', 'data_root', 'cache_root', 'reports_root', 'seed_ever
            'file_digest', 'atomic_path', 'write_json', 'read_json', 'save_weights', 'load_weights', 'Registry',
            'hyphen_args', 'cli_entry', 'run_id', 'git_revision', 'hardware_info']
 
-# %% ../nbs/00_core.ipynb #31d756f1
+# %% ../nbs/00_core.ipynb #f07f7678
 import contextlib, datetime, hashlib, json, os, platform, random, subprocess, tempfile, uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -16,14 +16,14 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-# %% ../nbs/00_core.ipynb #4a711371
+# %% ../nbs/00_core.ipynb #1711d179
 def project_root() -> Path | None:
     "The dmkd checkout this package was installed from (the folder holding `settings.ini`), or `None`."
     import dmkd
     root = Path(dmkd.__file__).resolve().parent.parent
     return root if (root/'settings.ini').exists() and (root/'nbs').is_dir() else None
 
-# %% ../nbs/00_core.ipynb #2d21f158
+# %% ../nbs/00_core.ipynb #6c429cf3
 def _resolve(path, env: str, default: Callable[[], Path]) -> Path:
     if path is not None: return Path(path).expanduser()
     if os.environ.get(env): return Path(os.environ[env]).expanduser()
@@ -43,14 +43,14 @@ def reports_root(path: str | Path | None = None) -> Path:
     pr = project_root()
     return _resolve(path, 'DMKD_REPORTS', lambda: pr/'reports' if pr else Path.home()/'.cache'/'dmkd'/'reports')
 
-# %% ../nbs/00_core.ipynb #4b87116b
+# %% ../nbs/00_core.ipynb #364b7ab8
 def seed_everything(seed: int) -> int:
     "Seed Python, NumPy and torch (CPU and CUDA) with `seed`; returns it."
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
     if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
     return seed
 
-# %% ../nbs/00_core.ipynb #405f73f0
+# %% ../nbs/00_core.ipynb #2882eb20
 def get_device(device: str | torch.device = 'auto') -> torch.device:
     "`'auto'` picks CUDA, then Apple MPS, then CPU; any other value is checked and returned as a `torch.device`."
     if isinstance(device, torch.device): return device
@@ -64,7 +64,7 @@ def get_device(device: str | torch.device = 'auto') -> torch.device:
         raise ValueError(f"device={device!r} was requested but CUDA is not available here; use device='auto' or 'cpu'.")
     return dev
 
-# %% ../nbs/00_core.ipynb #d332eaea
+# %% ../nbs/00_core.ipynb #8cc7a271
 def _jsonable(o):
     if isinstance(o, dict): return {str(k): _jsonable(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)): return [_jsonable(v) for v in o]
@@ -78,7 +78,7 @@ def config_key(cfg: dict, n: int = 16) -> str:
     s = json.dumps(_jsonable(cfg), sort_keys=True, separators=(',', ':'))
     return hashlib.sha256(s.encode()).hexdigest()[:n]
 
-# %% ../nbs/00_core.ipynb #c44d7756
+# %% ../nbs/00_core.ipynb #62e743f1
 def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
     "SHA-256 hex digest of a file's bytes."
     h = hashlib.sha256()
@@ -86,7 +86,7 @@ def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
         for b in iter(lambda: f.read(chunk), b''): h.update(b)
     return h.hexdigest()
 
-# %% ../nbs/00_core.ipynb #cdd63351
+# %% ../nbs/00_core.ipynb #462b1b5e
 @contextlib.contextmanager
 def atomic_path(path: str | Path):
     "Yield a temporary path next to `path`; on success rename it to `path`, on error remove it."
@@ -108,7 +108,7 @@ def read_json(path: str | Path) -> Any:
     try: return json.loads(Path(path).read_text())
     except json.JSONDecodeError as e: raise ValueError(f"{path} is not valid JSON ({e}); delete it to start fresh.") from e
 
-# %% ../nbs/00_core.ipynb #0a516b1f
+# %% ../nbs/00_core.ipynb #177ebbf6
 def save_weights(state: dict[str, torch.Tensor], path: str | Path, meta: dict | None = None) -> Path:
     "Save a state dict to `path` (safetensors) and `meta` to `path` with suffix `.json`, both atomically."
     path = Path(path)
@@ -128,7 +128,7 @@ def load_weights(path: str | Path, expect: dict | None = None, device='cpu') -> 
             raise ValueError(f"{path.name} does not match: field {k!r} is {meta[k]!r} in the checkpoint but {v!r} was requested.")
     return load_file(str(path), device=str(device)), meta
 
-# %% ../nbs/00_core.ipynb #34384877
+# %% ../nbs/00_core.ipynb #c16e09f8
 class Registry(dict):
     "A named dict of builders whose missing-key error lists the valid keys."
     def __init__(self, kind: str): super().__init__(); self.kind = kind
@@ -140,7 +140,7 @@ class Registry(dict):
         raise KeyError(f"Unknown {self.kind} {key!r}. Valid keys: {', '.join(sorted(self))}.")
     def __repr__(self): return f"Registry({self.kind}: {', '.join(sorted(self))})"
 
-# %% ../nbs/00_core.ipynb #aebbe319
+# %% ../nbs/00_core.ipynb #e176a020
 def hyphen_args(argv: list[str]) -> list[str]:
     "`argv` with `--some-option` spelled `--some_option` (values are left alone)."
     return [a.split('=', 1)[0].replace('-', '_').replace('__', '--', 1) + (('=' + a.split('=', 1)[1]) if '=' in a else '')
@@ -150,12 +150,15 @@ def cli_entry(func: Callable) -> Callable:
     "A console-script entry point that accepts hyphenated options and runs the `call_parse` function `func`."
     def _main():
         import sys
-        sys.argv[1:] = hyphen_args(sys.argv[1:])
-        func()
+        from fastcore.script import anno_parser
+        import inspect
+        f = getattr(func, '__wrapped__', func)
+        args = vars(anno_parser(f).parse_args(hyphen_args(sys.argv[1:])))
+        f(**{k: v for k, v in args.items() if k in inspect.signature(f).parameters})   # drop fastcore's --pdb/--xtra
     _main.__name__ = _main.__qualname__ = f'{func.__name__}_main'
     return _main
 
-# %% ../nbs/00_core.ipynb #2ffe752d
+# %% ../nbs/00_core.ipynb #3a85d274
 def run_id(prefix: str = 'run') -> str:
     "A sortable, unique run id: `prefix-YYYYmmdd-HHMMSS-xxxxxx`."
     return f"{prefix}-{datetime.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"

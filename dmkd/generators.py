@@ -7,7 +7,7 @@ __all__ = ['SAMPLERS', 'GENERATORS', 'check_knobs', 'make_scheduler', 'Generator
            'ddpm_dir', 'train_ddpm', 'get_ddpm', 'load_pipeline', 'DiTGenerator', 'StableDiffusionGenerator',
            'tiny_dit_pipeline', 'tiny_sd_pipeline', 'get_generator']
 
-# %% ../nbs/04_generators.ipynb #dd1cab49
+# %% ../nbs/04_generators.ipynb #2de34b0d
 import copy, json, math, os, shutil, time, warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,7 +22,7 @@ from .core import (Registry, atomic_path, cache_root, config_key, file_digest, g
                        seed_everything, write_json)
 from .data import ImageSet, batch_indices, load_dataset, to_classifier_view
 
-# %% ../nbs/04_generators.ipynb #86ee88bd
+# %% ../nbs/04_generators.ipynb #061ac3b0
 SAMPLERS = ('ddpm', 'ddim', 'dpm++')
 
 def check_knobs(guidance_scale: float = 1.0, num_steps: int = 25, sampler: str = 'ddim', strength: float | None = None):
@@ -33,7 +33,7 @@ def check_knobs(guidance_scale: float = 1.0, num_steps: int = 25, sampler: str =
     if int(num_steps) != num_steps or num_steps < 1: raise ValueError(f"num_steps must be a whole number >= 1, got {num_steps}.")
     if strength is not None and not 0 <= strength <= 1: raise ValueError(f"strength must lie in [0, 1], got {strength}.")
 
-# %% ../nbs/04_generators.ipynb #a6296710
+# %% ../nbs/04_generators.ipynb #8ae93971
 def make_scheduler(sampler: str, config: dict):
     "A diffusers scheduler for `sampler` ('ddpm', 'ddim', 'dpm++') with the noise schedule in `config`."
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
@@ -43,7 +43,7 @@ def make_scheduler(sampler: str, config: dict):
     if sampler == 'ddim': return DDIMScheduler.from_config(cfg, timestep_spacing='trailing', set_alpha_to_one=True)
     return DPMSolverMultistepScheduler.from_config(cfg, timestep_spacing='trailing', algorithm_type='dpmsolver++', solver_order=2)
 
-# %% ../nbs/04_generators.ipynb #c7f57425
+# %% ../nbs/04_generators.ipynb #7a801eba
 class Generator:
     "Base class: `generate` makes images of given classes; `img2img` augments given images at a `strength`."
     kind = 'generator'
@@ -97,19 +97,20 @@ class Generator:
         x = torch.cat(out) if out else torch.zeros(0, self.channels, self.resolution, self.resolution, dtype=torch.uint8)
         return to_classifier_view(x, resolution or x.shape[-1], channels or x.shape[1])
 
-# %% ../nbs/04_generators.ipynb #eab8a0f7
+# %% ../nbs/04_generators.ipynb #925f67e8
 @dataclass
 class DDPMConfig:
     "Everything that shapes an in-project DDPM; its `key` names the cache entry."
     dataset: str = 'digits'               # dataset key the generator is trained on
     split: str = 'corpus'                 # its split: the generator's own data, disjoint from the teacher's
     native: bool = True                   # train at the dataset's native form (8×8 grey for digits)
-    block_out_channels: tuple = (64, 128) # UNet widths per resolution level
+    block_out_channels: tuple = (32, 64)  # UNet widths per resolution level
     layers_per_block: int = 1             # ResNet blocks per level
-    attention: bool = True                # self-attention at the lower level
+    attention: bool = False               # self-attention at the lower levels (slow on CPU at this size)
     num_train_timesteps: int = 1000       # diffusion steps in training
     beta_schedule: str = 'squaredcos_cap_v2'  # noise schedule
-    steps: int = 3000                     # optimiser steps
+    prediction_type: str = 'v_prediction' # what the UNet predicts: 'v_prediction' (stable x0 estimates at high noise) or 'epsilon'
+    steps: int = 2000                     # optimiser steps
     batch_size: int = 128                 # images per step
     lr: float = 2e-3                      # AdamW peak learning rate (cosine decay, short warm-up)
     ema_decay: float = 0.995              # EMA of the weights, used for sampling
@@ -121,7 +122,7 @@ class DDPMConfig:
     def key(self, data_digest: str = '') -> str: return config_key(dict(self.to_dict(), data=data_digest))
     def noise_config(self) -> dict:
         return dict(num_train_timesteps=self.num_train_timesteps, beta_schedule=self.beta_schedule,
-                    prediction_type='epsilon', clip_sample=True, clip_sample_range=1.0)
+                    prediction_type=self.prediction_type, clip_sample=True, clip_sample_range=1.0)
 
 def build_unet(cfg: DDPMConfig, resolution: int, channels: int, num_classes: int):
     "The `UNet2DModel` of `cfg` for `num_classes` classes plus the null class."
@@ -134,7 +135,7 @@ def build_unet(cfg: DDPMConfig, resolution: int, channels: int, num_classes: int
                        num_class_embeds=num_classes + 1, norm_num_groups=min(32, cfg.block_out_channels[0]),
                        attention_head_dim=min(32, cfg.block_out_channels[-1]))
 
-# %% ../nbs/04_generators.ipynb #d6bd46bf
+# %% ../nbs/04_generators.ipynb #66d9d662
 class DDPMGenerator(Generator):
     "The in-project class-conditional DDPM: a diffusers `UNet2DModel` plus its noise schedule and class names."
     kind = 'ddpm'
@@ -180,7 +181,9 @@ class DDPMGenerator(Generator):
             x = sched.add_noise(x0, noise, timesteps[:1])
         for t in timesteps:
             e = self.eps(sched.scale_model_input(x, t), t, ids, guidance_scale)
-            x = sched.step(e, t, x, generator=g if sampler == 'ddpm' else None).prev_sample
+            # DDIM re-derives ε from the clipped x̂0 so the two stay consistent under guidance (otherwise noise is left behind)
+            kw = dict(generator=g) if sampler == 'ddpm' else dict(use_clipped_model_output=True) if sampler == 'ddim' else {}
+            x = sched.step(e, t, x, **kw).prev_sample
         return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
     def save(self, folder: str | Path) -> Path:
@@ -210,7 +213,7 @@ class DDPMGenerator(Generator):
         unet = UNet2DModel.from_pretrained(folder, use_safetensors=True)
         return cls(unet, meta['noise_config'], meta['classes'], meta, device)
 
-# %% ../nbs/04_generators.ipynb #53cc2989
+# %% ../nbs/04_generators.ipynb #59bec4cb
 def ddpm_dir(cfg: DDPMConfig, data_digest: str, cache=None) -> Path:
     "Cache folder of the DDPM of `cfg` trained on images with `data_digest`."
     return cache_root(cache) / 'generators' / f'ddpm-{cfg.dataset}-{cfg.key(data_digest)}'
@@ -255,7 +258,8 @@ def train_ddpm(cfg: DDPMConfig, data: ImageSet | None = None, cache=None, device
         t = torch.randint(0, cfg.num_train_timesteps, (len(y),), generator=g).to(dev)
         a = alphas[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        with acc.autocast(): loss = F.mse_loss(unet(xt, t, class_labels=y).sample.float(), noise)
+        target = a.sqrt() * noise - (1 - a).sqrt() * x0 if cfg.prediction_type == 'v_prediction' else noise
+        with acc.autocast(): loss = F.mse_loss(unet(xt, t, class_labels=y).sample.float(), target)
         opt.zero_grad(set_to_none=True); acc.backward(loss); opt.step(); sched.step()
         ema.update_parameters(acc.unwrap_model(unet)); step += 1
         losses.append(round(loss.item(), 5)); bar.update(1)
@@ -284,7 +288,7 @@ def get_ddpm(cfg: DDPMConfig | None = None, cache=None, device='auto', progress:
         if (out / 'dmkd.json').exists(): return DDPMGenerator.load(out, device, expect=dict(key=out.name.rsplit('-', 1)[1]))
         return train_ddpm(cfg, data, cache, device, progress)
 
-# %% ../nbs/04_generators.ipynb #66f5b628
+# %% ../nbs/04_generators.ipynb #dd9856f2
 def load_pipeline(cls, model: str | Path, device='auto', dtype=None, **kwargs):
     "`cls.from_pretrained(model)` from a local folder or the hub cache, with an error that says how to provide it."
     dev = get_device(device)
@@ -371,7 +375,7 @@ class StableDiffusionGenerator(Generator):
             out = img2img(image=x.to(self.pipe.device, self.pipe.unet.dtype), strength=float(strength), **kw).images
         return torch.from_numpy((out * 255).round().clip(0, 255).astype(np.uint8)).permute(0, 3, 1, 2).contiguous()
 
-# %% ../nbs/04_generators.ipynb #54b3b3a9
+# %% ../nbs/04_generators.ipynb #4e62ee2d
 def _bytes_to_unicode():
     bs = list(range(ord('!'), ord('~') + 1)) + list(range(ord('¡'), ord('¬') + 1)) + list(range(ord('®'), ord('ÿ') + 1))
     cs, n = bs[:], 0
@@ -418,7 +422,7 @@ def tiny_sd_pipeline(folder: str | Path, seed: int = 0) -> Path:
     shutil.rmtree(tok_dir)
     return folder
 
-# %% ../nbs/04_generators.ipynb #888e2c64
+# %% ../nbs/04_generators.ipynb #db26d4f1
 GENERATORS = Registry('generator')
 GENERATORS['ddpm'] = lambda classes, model=None, device='auto', cache=None, **kw: get_ddpm(cache=cache, device=device, **kw)
 GENERATORS['dit'] = lambda classes, model=None, device='auto', cache=None, **kw: DiTGenerator(model or 'facebook/DiT-XL-2-256', device, **kw)

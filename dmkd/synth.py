@@ -6,7 +6,7 @@
 __all__ = ['MANIFEST', 'synthesize_main', 'map_classes', 'store_spec', 'make_store', 'read_manifest', 'load_store',
            'export_imagefolder', 'show_store', 'store_name', 'synthesize', 'synthesize_cli']
 
-# %% ../nbs/05_synth.ipynb #a6e922ba
+# %% ../nbs/05_synth.ipynb #c9045724
 import datetime, json, os, shutil, time
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from .core import atomic_path, config_key, file_digest, read_json, write_json
 from .data import ImageSet, show_images
 from .generators import Generator, check_knobs
 
-# %% ../nbs/05_synth.ipynb #7f80f4be
+# %% ../nbs/05_synth.ipynb #b10056aa
 def _norm(name: str) -> str: return name.lower().replace('_', ' ').replace('-', ' ').strip()
 
 def map_classes(target: list[str], generator: list[str]) -> list[int]:
@@ -34,7 +34,7 @@ def map_classes(target: list[str], generator: list[str]) -> list[int]:
                          f"for each target class, or use mode='any' to let the teacher label freely drawn classes.")
     return out
 
-# %% ../nbs/05_synth.ipynb #b49801a0
+# %% ../nbs/05_synth.ipynb #e9141a1c
 MANIFEST = 'manifest.json'
 
 def store_spec(generator: Generator, target_classes: list[str], n_per_class: int, guidance_scale: float = 2.0,
@@ -141,7 +141,7 @@ def _finalize(folder: Path, plan: list[dict]):
                class_counts=np.sum([d['class_counts'] for d in done], 0).tolist() if done else [])
     write_json(man, folder / MANIFEST)
 
-# %% ../nbs/05_synth.ipynb #4c6bb28d
+# %% ../nbs/05_synth.ipynb #7aca4800
 def read_manifest(folder: str | Path) -> dict:
     "The manifest of the store in `folder`."
     p = Path(folder) / MANIFEST
@@ -184,7 +184,7 @@ def show_store(folder: str | Path, n_per_class: int = 8, title: str | None = Non
     title = title or f"s={sp['guidance_scale']} T={sp['num_steps']} {sp['sampler']}" + (f" strength={sp['strength']}" if sp['strength'] is not None else '')
     return show_images(data.images[idx], data.labels[idx], data.classes, n=len(idx), ncol=n_per_class, title=title, ax=ax)
 
-# %% ../nbs/05_synth.ipynb #f24b56a2
+# %% ../nbs/05_synth.ipynb #5b27733b
 def store_name(dataset: str, generator: str, guidance_scale: float, num_steps: int, sampler: str, n_per_class: int,
                seed: int, strength: float | None = None, mode: str = 'map', key: str = '') -> str:
     "A readable folder name for a store's settings (plus the start of its key)."
@@ -219,7 +219,7 @@ def synthesize(dataset: str = 'digits', generator: str = 'ddpm', model: str | No
     return make_store(gen, folder, target.classes, n_per_class, guidance_scale, num_steps, sampler, strength, source, resolution,
                       channels, seed, shard_size, mode, accelerator=accelerator, progress=progress)
 
-# %% ../nbs/05_synth.ipynb #9ff4738a
+# %% ../nbs/05_synth.ipynb #dd3ea79a
 from fastcore.script import call_parse
 from .core import cli_entry
 
@@ -237,6 +237,7 @@ def synthesize_cli(
     seed: int = 0,                  # seed
     mode: str = 'map',              # map (target classes → generator classes) or any (teacher labels freely drawn classes)
     out_dir: str = None,            # store folder (default: data/cache/stores/<settings>)
+    shard_size: int = 500,          # images per shard (the unit of resume and of multi-process splitting)
     root: str = None,               # data root
     cache: str = None,              # cache root
     device: str = 'auto',           # auto, cpu or cuda
@@ -246,7 +247,7 @@ def synthesize_cli(
     from dmkd.train import get_accelerator
     acc = get_accelerator(device)
     folder = synthesize(dataset, generator, model, guidance_scale, num_steps, sampler, strength, n_per_class, resolution, 3, seed, mode,
-                        out_dir, root, cache, device, progress=not quiet, accelerator=acc if acc.num_processes > 1 else None)
+                        out_dir, root, cache, device, shard_size, progress=not quiet, accelerator=acc if acc.num_processes > 1 else None)
     if acc.is_main_process:
         man = read_manifest(folder)
         print(f"store {folder}: {man['n_images']} images in {man['n_shards']} shards, {man['synthesis_seconds']:.1f}s of synthesis, key {man['key']}")

@@ -18,7 +18,7 @@ def run(cache, *extra, **kw):
 
 
 def only_run_dir(cache: Path) -> Path:
-    (d,) = list((cache / 'teachers').iterdir())
+    (d,) = [p for p in (cache / 'teachers').iterdir() if p.is_dir()]
     return d
 
 

@@ -1,0 +1,56 @@
+"""A real `dmkd_synthesize` run with the digits DDPM, killed with SIGKILL between shards, finishes only the remaining
+shards when started again, never rewrites a finished one, and ends with the same images as an uninterrupted run.
+The generator comes from the project cache (trained there on first use, as the notebooks do)."""
+import json, os, signal, subprocess, time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import bin_path
+from dmkd.synth import load_store, read_manifest
+
+ARGS = ['--dataset', 'digits', '--guidance-scale', '2', '--num-steps', '10', '--n-per-class', '40', '--shard-size', '50', '--device', 'cpu']
+
+
+def synth(out, *extra):
+    return subprocess.run([bin_path('dmkd_synthesize'), *ARGS, '--out-dir', str(out), *extra], capture_output=True, text=True, timeout=1200)
+
+
+@pytest.mark.timeout(1500)
+def test_kill_between_shards_then_resume(tmp_path):
+    ref = synth(tmp_path / 'ref', '--quiet')            # also makes sure the generator is cached before the timed part
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    assert 'store ' in ref.stdout and '400 images in 8 shards' in ref.stdout
+
+    out = tmp_path / 'killed'
+    p = subprocess.Popen([bin_path('dmkd_synthesize'), *ARGS, '--out-dir', str(out), '--quiet'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    t0 = time.time()
+    while time.time() - t0 < 600 and p.poll() is None and len(list(out.glob('shard_*.json'))) < 2: time.sleep(0.02)
+    p.send_signal(signal.SIGKILL); p.wait()
+    done = {f.stem: f.stat().st_mtime_ns for f in out.glob('shard_*.json')}
+    assert 2 <= len(done) < 8, f"kill came too late or too early: {sorted(done)}"
+    with pytest.raises(ValueError, match='unfinished'): load_store(out)
+
+    again = synth(out)
+    assert again.returncode == 0, again.stderr[-3000:]
+    man = read_manifest(out)
+    assert man['complete'] and man['n_images'] == 400 and len(man['shards']) == 8
+    assert all((out / f'{k}.json').stat().st_mtime_ns == v for k, v in done.items()), "a finished shard was written again"
+    a, b = load_store(out), load_store(tmp_path / 'ref')
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+    assert a.class_counts() == [40] * 10 and a.shape == (3, 32, 32)
+    assert not list(out.glob('.*.tmp')), "a temporary file was left for a later run to trust"
+
+
+def test_synthesize_refuses_mixed_settings(tmp_path):
+    first = synth(tmp_path / 's', '--quiet')
+    assert first.returncode == 0, first.stderr[-3000:]
+    other = subprocess.run([bin_path('dmkd_synthesize'), *ARGS[:-2], '--num-steps', '5', '--out-dir', str(tmp_path / 's'), '--quiet'],
+                           capture_output=True, text=True)
+    assert other.returncode != 0
+    assert 'holds a store made with other settings' in other.stderr and 'num_steps: 10 in the store, 5 now' in other.stderr
+    bad = subprocess.run([bin_path('dmkd_synthesize'), '--sampler', 'euler', '--out-dir', str(tmp_path / 'b')], capture_output=True, text=True)
+    assert bad.returncode != 0 and "Unknown sampler 'euler'" in bad.stderr
+    bad = subprocess.run([bin_path('dmkd_synthesize'), '--generator', 'gan', '--out-dir', str(tmp_path / 'b')], capture_output=True, text=True)
+    assert bad.returncode != 0 and "Unknown generator 'gan'. Valid keys: ddpm, dit, sd" in bad.stderr
