@@ -148,6 +148,7 @@ def hyphen_args(argv: list[str]) -> list[str]:
 
 def cli_entry(func: Callable) -> Callable:
     "A console-script entry point that accepts hyphenated options and runs the `call_parse` function `func`."
+    if func is None: return None   # `python -m dmkd.x`: `call_parse` has already run the module's command (underscored options)
     def _main():
         import sys
         from fastcore.script import anno_parser

@@ -6,7 +6,7 @@
 __all__ = ['MANIFEST', 'synthesize_main', 'map_classes', 'store_spec', 'make_store', 'read_manifest', 'load_store',
            'export_imagefolder', 'show_store', 'store_name', 'synthesize', 'synthesize_cli']
 
-# %% ../nbs/05_synth.ipynb #c9045724
+# %% ../nbs/05_synth.ipynb #1de80456
 import datetime, json, os, shutil, time
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from .core import atomic_path, config_key, file_digest, read_json, write_json
 from .data import ImageSet, show_images
 from .generators import Generator, check_knobs
 
-# %% ../nbs/05_synth.ipynb #b10056aa
+# %% ../nbs/05_synth.ipynb #d379fb3b
 def _norm(name: str) -> str: return name.lower().replace('_', ' ').replace('-', ' ').strip()
 
 def map_classes(target: list[str], generator: list[str]) -> list[int]:
@@ -34,7 +34,7 @@ def map_classes(target: list[str], generator: list[str]) -> list[int]:
                          f"for each target class, or use mode='any' to let the teacher label freely drawn classes.")
     return out
 
-# %% ../nbs/05_synth.ipynb #e9141a1c
+# %% ../nbs/05_synth.ipynb #c8ea47a2
 MANIFEST = 'manifest.json'
 
 def store_spec(generator: Generator, target_classes: list[str], n_per_class: int, guidance_scale: float = 2.0,
@@ -127,7 +127,7 @@ def make_store(generator: Generator, folder: str | Path, target_classes: list[st
         path = folder / f"{s['name']}.safetensors"
         with atomic_path(path) as tmp:
             save_file(dict(images=x.contiguous(), labels=s['labels'].contiguous(), gen_labels=s['gen_labels'].contiguous()), str(tmp))
-        write_json(dict(name=s['name'], seed=s['seed'], n=len(x), sha256=file_digest(path), seconds=round(time.time() - t0, 3),
+        write_json(dict(name=s['name'], seed=s['seed'], n=len(x), sha256=file_digest(path), seconds=round(time.time() - t0, 3), process=rank,
                         class_counts=torch.bincount(s['gen_labels'], minlength=generator.num_classes).tolist()), folder / f"{s['name']}.json")
     if accelerator: accelerator.wait_for_everyone()
     if rank == 0: _finalize(folder, plan)
@@ -141,7 +141,7 @@ def _finalize(folder: Path, plan: list[dict]):
                class_counts=np.sum([d['class_counts'] for d in done], 0).tolist() if done else [])
     write_json(man, folder / MANIFEST)
 
-# %% ../nbs/05_synth.ipynb #7aca4800
+# %% ../nbs/05_synth.ipynb #ab233dbf
 def read_manifest(folder: str | Path) -> dict:
     "The manifest of the store in `folder`."
     p = Path(folder) / MANIFEST
@@ -184,7 +184,7 @@ def show_store(folder: str | Path, n_per_class: int = 8, title: str | None = Non
     title = title or f"s={sp['guidance_scale']} T={sp['num_steps']} {sp['sampler']}" + (f" strength={sp['strength']}" if sp['strength'] is not None else '')
     return show_images(data.images[idx], data.labels[idx], data.classes, n=len(idx), ncol=n_per_class, title=title, ax=ax)
 
-# %% ../nbs/05_synth.ipynb #5b27733b
+# %% ../nbs/05_synth.ipynb #ab21b61f
 def store_name(dataset: str, generator: str, guidance_scale: float, num_steps: int, sampler: str, n_per_class: int,
                seed: int, strength: float | None = None, mode: str = 'map', key: str = '') -> str:
     "A readable folder name for a store's settings (plus the start of its key)."
@@ -219,7 +219,7 @@ def synthesize(dataset: str = 'digits', generator: str = 'ddpm', model: str | No
     return make_store(gen, folder, target.classes, n_per_class, guidance_scale, num_steps, sampler, strength, source, resolution,
                       channels, seed, shard_size, mode, accelerator=accelerator, progress=progress)
 
-# %% ../nbs/05_synth.ipynb #dd3ea79a
+# %% ../nbs/05_synth.ipynb #686a4da8
 from fastcore.script import call_parse
 from .core import cli_entry
 

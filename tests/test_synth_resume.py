@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from conftest import bin_path
+from dmkd.core import hyphen_args
 from dmkd.synth import load_store, read_manifest
 
 ARGS = ['--dataset', 'digits', '--guidance-scale', '2', '--num-steps', '10', '--n-per-class', '40', '--shard-size', '50', '--device', 'cpu']
@@ -54,3 +55,21 @@ def test_synthesize_refuses_mixed_settings(tmp_path):
     assert bad.returncode != 0 and "Unknown sampler 'euler'" in bad.stderr
     bad = subprocess.run([bin_path('dmkd_synthesize'), '--generator', 'gan', '--out-dir', str(tmp_path / 'b')], capture_output=True, text=True)
     assert bad.returncode != 0 and "Unknown generator 'gan'. Valid keys: ddpm, dit, sd" in bad.stderr
+
+
+@pytest.mark.timeout(1500)
+def test_two_processes_split_the_shards(tmp_path):
+    "`accelerate launch` with 2 CPU processes: each makes its own shards, and the store equals a one-process store."
+    one = synth(tmp_path / 'one', '--quiet')
+    assert one.returncode == 0, one.stderr[-3000:]
+    env = dict(os.environ, OMP_NUM_THREADS='1')   # --multi_gpu launches through torchrun; with --device cpu Accelerate joins the processes over gloo
+    two = subprocess.run([bin_path('accelerate'), 'launch', '--multi_gpu', '--num_processes', '2', '--num_machines', '1', '--mixed_precision', 'no',
+                          '--dynamo_backend', 'no', '-m', 'dmkd.synth', *hyphen_args(ARGS),
+                          '--out_dir', str(tmp_path / 'two'), '--quiet'],
+                         capture_output=True, text=True, timeout=1200, env=env)
+    assert two.returncode == 0, two.stderr[-3000:]
+    man = read_manifest(tmp_path / 'two')
+    assert man['complete'] and len(man['shards']) == 8
+    assert sorted({s['process'] for s in man['shards']}) == [0, 1]       # both processes made shards
+    a, b = load_store(tmp_path / 'two'), load_store(tmp_path / 'one')
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
