@@ -103,7 +103,7 @@ class TorchvisionNet(nn.Module):
         super().__init__()
         import torchvision
         self.model = getattr(torchvision.models, arch)(weights=None, num_classes=num_classes)
-        self.fc = self.model.fc
+        self.fc, self.model.fc = self.model.fc, nn.Identity()   # one head under one name (safetensors refuses shared tensors)
     def forward_features(self, x):
         m = self.model
         x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
@@ -132,7 +132,7 @@ def load_torchvision_weights(net: TorchvisionNet, arch: str, weights: str | Path
         if not path.exists(): raise FileNotFoundError(f"Weights file {path} does not exist.")
         sd = _read_state(path)
     sd = {k.removeprefix('net.').removeprefix('model.'): v for k, v in sd.items()}
-    own = net.model.state_dict()
+    own = dict(net.model.state_dict(), **{f'fc.{k}': v for k, v in net.fc.state_dict().items()})
     if sd.get('fc.weight') is not None and sd['fc.weight'].shape != own['fc.weight'].shape:
         sd = {k: v for k, v in sd.items() if not k.startswith('fc.')}   # new task: keep the fresh head
     missing = [k for k in own if k not in sd and not k.startswith('fc.')]
@@ -141,7 +141,8 @@ def load_torchvision_weights(net: TorchvisionNet, arch: str, weights: str | Path
     if missing or unexpected or wrong:
         raise ValueError(f"Weights {weights} do not fit {arch}: missing {missing[:3]}, unexpected {unexpected[:3]}, "
                          f"wrong shape {wrong[:3]}. Is the file for another architecture?")
-    net.model.load_state_dict(sd, strict=False)
+    net.model.load_state_dict({k: v for k, v in sd.items() if not k.startswith('fc.')}, strict=False)
+    if 'fc.weight' in sd: net.fc.load_state_dict({k[3:]: v for k, v in sd.items() if k.startswith('fc.')})
     return net
 
 # %% ../nbs/02_models.ipynb #fb329987
