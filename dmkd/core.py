@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = ['project_root', 'data_root', 'cache_root', 'reports_root', 'seed_everything', 'get_device', 'config_key',
            'file_digest', 'atomic_path', 'write_json', 'read_json', 'save_weights', 'load_weights', 'Registry',
-           'hyphen_args', 'cli_entry', 'run_id', 'git_revision', 'hardware_info']
+           'hyphen_args', 'cli_entry', 'run_id', 'git_revision', 'hardware_info', 'write_record', 'read_records']
 
-# %% ../nbs/00_core.ipynb #f07f7678
+# %% ../nbs/00_core.ipynb #163a10ce
 import contextlib, datetime, hashlib, json, os, platform, random, subprocess, tempfile, uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -16,14 +16,14 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-# %% ../nbs/00_core.ipynb #1711d179
+# %% ../nbs/00_core.ipynb #31b97256
 def project_root() -> Path | None:
     "The dmkd checkout this package was installed from (the folder holding `settings.ini`), or `None`."
     import dmkd
     root = Path(dmkd.__file__).resolve().parent.parent
     return root if (root/'settings.ini').exists() and (root/'nbs').is_dir() else None
 
-# %% ../nbs/00_core.ipynb #6c429cf3
+# %% ../nbs/00_core.ipynb #7e64b934
 def _resolve(path, env: str, default: Callable[[], Path]) -> Path:
     if path is not None: return Path(path).expanduser()
     if os.environ.get(env): return Path(os.environ[env]).expanduser()
@@ -43,14 +43,14 @@ def reports_root(path: str | Path | None = None) -> Path:
     pr = project_root()
     return _resolve(path, 'DMKD_REPORTS', lambda: pr/'reports' if pr else Path.home()/'.cache'/'dmkd'/'reports')
 
-# %% ../nbs/00_core.ipynb #364b7ab8
+# %% ../nbs/00_core.ipynb #72af67e9
 def seed_everything(seed: int) -> int:
     "Seed Python, NumPy and torch (CPU and CUDA) with `seed`; returns it."
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
     if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
     return seed
 
-# %% ../nbs/00_core.ipynb #2882eb20
+# %% ../nbs/00_core.ipynb #34d76f33
 def get_device(device: str | torch.device = 'auto') -> torch.device:
     "`'auto'` picks CUDA, then Apple MPS, then CPU; any other value is checked and returned as a `torch.device`."
     if isinstance(device, torch.device): return device
@@ -64,7 +64,7 @@ def get_device(device: str | torch.device = 'auto') -> torch.device:
         raise ValueError(f"device={device!r} was requested but CUDA is not available here; use device='auto' or 'cpu'.")
     return dev
 
-# %% ../nbs/00_core.ipynb #8cc7a271
+# %% ../nbs/00_core.ipynb #a4d61c50
 def _jsonable(o):
     if isinstance(o, dict): return {str(k): _jsonable(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)): return [_jsonable(v) for v in o]
@@ -78,7 +78,7 @@ def config_key(cfg: dict, n: int = 16) -> str:
     s = json.dumps(_jsonable(cfg), sort_keys=True, separators=(',', ':'))
     return hashlib.sha256(s.encode()).hexdigest()[:n]
 
-# %% ../nbs/00_core.ipynb #62e743f1
+# %% ../nbs/00_core.ipynb #29bdaed8
 def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
     "SHA-256 hex digest of a file's bytes."
     h = hashlib.sha256()
@@ -86,7 +86,7 @@ def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
         for b in iter(lambda: f.read(chunk), b''): h.update(b)
     return h.hexdigest()
 
-# %% ../nbs/00_core.ipynb #462b1b5e
+# %% ../nbs/00_core.ipynb #3a9c95d9
 @contextlib.contextmanager
 def atomic_path(path: str | Path):
     "Yield a temporary path next to `path`; on success rename it to `path`, on error remove it."
@@ -108,7 +108,7 @@ def read_json(path: str | Path) -> Any:
     try: return json.loads(Path(path).read_text())
     except json.JSONDecodeError as e: raise ValueError(f"{path} is not valid JSON ({e}); delete it to start fresh.") from e
 
-# %% ../nbs/00_core.ipynb #177ebbf6
+# %% ../nbs/00_core.ipynb #dd2d1fdc
 def save_weights(state: dict[str, torch.Tensor], path: str | Path, meta: dict | None = None) -> Path:
     "Save a state dict to `path` (safetensors) and `meta` to `path` with suffix `.json`, both atomically."
     path = Path(path)
@@ -128,7 +128,7 @@ def load_weights(path: str | Path, expect: dict | None = None, device='cpu') -> 
             raise ValueError(f"{path.name} does not match: field {k!r} is {meta[k]!r} in the checkpoint but {v!r} was requested.")
     return load_file(str(path), device=str(device)), meta
 
-# %% ../nbs/00_core.ipynb #c16e09f8
+# %% ../nbs/00_core.ipynb #d4666cbc
 class Registry(dict):
     "A named dict of builders whose missing-key error lists the valid keys."
     def __init__(self, kind: str): super().__init__(); self.kind = kind
@@ -140,7 +140,7 @@ class Registry(dict):
         raise KeyError(f"Unknown {self.kind} {key!r}. Valid keys: {', '.join(sorted(self))}.")
     def __repr__(self): return f"Registry({self.kind}: {', '.join(sorted(self))})"
 
-# %% ../nbs/00_core.ipynb #e176a020
+# %% ../nbs/00_core.ipynb #96ce820e
 def hyphen_args(argv: list[str]) -> list[str]:
     "`argv` with `--some-option` spelled `--some_option` (values are left alone)."
     return [a.split('=', 1)[0].replace('-', '_').replace('__', '--', 1) + (('=' + a.split('=', 1)[1]) if '=' in a else '')
@@ -159,7 +159,7 @@ def cli_entry(func: Callable) -> Callable:
     _main.__name__ = _main.__qualname__ = f'{func.__name__}_main'
     return _main
 
-# %% ../nbs/00_core.ipynb #3a85d274
+# %% ../nbs/00_core.ipynb #640b8218
 def run_id(prefix: str = 'run') -> str:
     "A sortable, unique run id: `prefix-YYYYmmdd-HHMMSS-xxxxxx`."
     return f"{prefix}-{datetime.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
@@ -183,3 +183,20 @@ def hardware_info() -> dict:
     if torch.cuda.is_available():
         info['gpus'] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return info
+
+# %% ../nbs/00_core.ipynb #7029428a
+def write_record(record: dict, folder: str | Path | None = None, kind: str = 'run') -> Path:
+    "Write `record` (plus run id, package version, git revision, hardware and time) as `<folder>/<run id>.json`; returns the path."
+    import dmkd
+    folder = Path(folder) if folder else reports_root() / 'results'
+    rid = record.get('run_id') or run_id(kind)
+    rec = dict(run_id=rid, kind=kind, created=datetime.datetime.now().isoformat(timespec='seconds'), dmkd_version=dmkd.__version__,
+               git_revision=git_revision(), hardware=hardware_info()) | dict(record)
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_json(rec, folder / f'{rid}.json')
+
+def read_records(folder: str | Path | None = None, kind: str | None = None) -> list[dict]:
+    "Every results record in `folder` (default `reports/results/`), oldest first; `kind` keeps one kind."
+    folder = Path(folder) if folder else reports_root() / 'results'
+    recs = [read_json(p) for p in sorted(folder.glob('*.json'))] if folder.exists() else []
+    return [r for r in recs if kind is None or r.get('kind') == kind]

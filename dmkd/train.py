@@ -6,7 +6,7 @@
 __all__ = ['train_teacher_main', 'TrainConfig', 'tensor_digest', 'lr_factor', 'evaluate', 'get_accelerator', 'fit_classifier',
            'save_classifier', 'load_classifier', 'teacher_dir', 'train_teacher', 'get_teacher', 'train_teacher_cli']
 
-# %% ../nbs/03_train.ipynb #1e316e93
+# %% ../nbs/03_train.ipynb #71373a9c
 import dataclasses, hashlib, math, os, shutil, time, warnings
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -22,7 +22,7 @@ from .core import (atomic_path, cache_root, cli_entry, config_key, get_device, h
 from .data import BatchAugment, ImageSet, batch_indices, load_dataset
 from .models import MODELS, Classifier, get_model
 
-# %% ../nbs/03_train.ipynb #6868a2f9
+# %% ../nbs/03_train.ipynb #e943399f
 @dataclass
 class TrainConfig:
     "Everything that shapes a trained classifier; its `key` names the cache entry."
@@ -57,7 +57,7 @@ class TrainConfig:
         "Content key: every field plus the digest of the training images."
         return config_key(dict(self.to_dict(), data=data_digest))
 
-# %% ../nbs/03_train.ipynb #27ef8120
+# %% ../nbs/03_train.ipynb #30754cd2
 def tensor_digest(*tensors: torch.Tensor) -> str:
     "SHA-256 (16 hex digits) of the tensors' dtypes, shapes and bytes."
     h = hashlib.sha256()
@@ -74,7 +74,7 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
     if schedule == 'step': return 0.1 ** ((p >= 0.5) + (p >= 0.75))
     return 1.0
 
-# %% ../nbs/03_train.ipynb #02eac0b3
+# %% ../nbs/03_train.ipynb #40676a68
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, data: ImageSet, batch_size: int = 500, device=None, accelerator=None) -> dict:
     "Top-1 accuracy (%) and mean cross-entropy of `model` on `data`; shards and gathers across Accelerate processes."
@@ -91,7 +91,7 @@ def evaluate(model: torch.nn.Module, data: ImageSet, batch_size: int = 500, devi
     n = max(len(data), 1)
     return dict(acc=100 * correct.item() / n, loss=loss.item() / n, n=len(data))
 
-# %% ../nbs/03_train.ipynb #82d286fa
+# %% ../nbs/03_train.ipynb #15e1964d
 _ACCELERATOR = None
 
 def get_accelerator(device='auto'):
@@ -133,7 +133,9 @@ def fit_classifier(cfg: TrainConfig, train: ImageSet, test: ImageSet | None = No
         st = torch.load(state_path, map_location=dev, weights_only=True)
         if st.get('key') != (meta or {}).get('key'):
             raise ValueError(f"{state_path} belongs to run {st['key']}, not {(meta or {}).get('key')}; delete {run_dir} to start fresh.")
-        acc.unwrap_model(model).load_state_dict(st['model']); opt.load_state_dict(st['optimizer']); sched.load_state_dict(st['scheduler'])
+        try: acc.unwrap_model(model).load_state_dict(st['model']); opt.load_state_dict(st['optimizer']); sched.load_state_dict(st['scheduler'])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise ValueError(f"{state_path} does not fit this run's model ({str(e)[:200]}); delete {run_dir} to start fresh.") from e
         start, history = st['epoch'], st['history']
         if progress and acc.is_main_process: print(f"Resuming {cfg.arch} from epoch {start} of {cfg.epochs} ({state_path}).")
     t_train = sum(h['seconds'] for h in history)
@@ -177,7 +179,7 @@ def _sidecar(cfg, net, train, history, meta):
                 accuracy=last.get('test_acc'), mean=list(train.mean), std=list(train.std), config=cfg.to_dict(),
                 dmkd_version=dmkd.__version__)
 
-# %% ../nbs/03_train.ipynb #23038e53
+# %% ../nbs/03_train.ipynb #3bb59279
 def save_classifier(model: Classifier, path: str | Path, meta: dict) -> Path:
     "Save `model`'s weights and `meta` (safetensors + JSON sidecar), atomically."
     return save_weights(model.state_dict(), path, dict(meta, arch=model.arch, num_classes=model.num_classes))
@@ -195,7 +197,7 @@ def load_classifier(path: str | Path, device='cpu', **expect) -> tuple[Classifie
         raise ValueError(f"{path.name} does not fit a {meta['arch']} with {meta['num_classes']} classes: {str(e)[:300]}") from e
     return model.to(device).eval(), meta
 
-# %% ../nbs/03_train.ipynb #8adbfe5f
+# %% ../nbs/03_train.ipynb #d92042bf
 def teacher_dir(cfg: TrainConfig, data_digest: str, cache: str | Path | None = None) -> Path:
     "Cache folder of the teacher trained with `cfg` on images with `data_digest`."
     return cache_root(cache) / 'teachers' / f'{cfg.dataset}-{cfg.arch}-{cfg.key(data_digest)}'
@@ -253,7 +255,7 @@ def _get_teacher(cfg, epoch, out, digest, train, test, cache, device, keep_epoch
     if epoch in (None, cfg.epochs): return model, meta
     return load_classifier(want, get_device(device), key=cfg.key(digest))
 
-# %% ../nbs/03_train.ipynb #40e9bc22
+# %% ../nbs/03_train.ipynb #34d0fc15
 @call_parse
 def train_teacher_cli(
     dataset: str = 'digits',          # dataset key: digits, cifar10, cifar100, imagefolder
