@@ -6,7 +6,7 @@
 __all__ = ['distill_main', 'kd_loss', 'KDConfig', 'check_compatible', 'TeacherCache', 'distill_student', 'distill_dir',
            'run_distill', 'distill_cli']
 
-# %% ../nbs/06_distill.ipynb #c49933c8
+# %% ../nbs/06_distill.ipynb #5facf9de
 import math, time, warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ from .data import BatchAugment, ImageSet, batch_indices
 from .models import MODELS, Classifier, get_model
 from .train import evaluate, get_accelerator, lr_factor, tensor_digest
 
-# %% ../nbs/06_distill.ipynb #98fb7277
+# %% ../nbs/06_distill.ipynb #32129713
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 4.0,
             ce_weight: float = 0.0, kd_weight: float = 1.0) -> torch.Tensor:
     "`kd_weight`·T²·KL(softmax(t/T) ‖ softmax(s/T)) + `ce_weight`·cross-entropy(s, argmax t), averaged over the batch."
@@ -33,7 +33,7 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     if ce_weight: loss = loss + ce_weight * F.cross_entropy(s, t.argmax(1))
     return loss
 
-# %% ../nbs/06_distill.ipynb #b37466d5
+# %% ../nbs/06_distill.ipynb #1a4898aa
 @dataclass
 class KDConfig:
     "Everything that shapes a distilled student; its `key` (with the teacher's and the images' keys) names the run."
@@ -69,7 +69,7 @@ class KDConfig:
         "Content key: every field plus the teacher's key and the digest of the training images."
         return config_key(dict(self.to_dict(), teacher=teacher_key, data=data_digest))
 
-# %% ../nbs/06_distill.ipynb #bb33519c
+# %% ../nbs/06_distill.ipynb #50bb6d85
 def check_compatible(teacher_meta: dict, images: ImageSet, test: ImageSet | None = None, dataset: str | None = None,
                      labelled: bool = True):
     "Raise a clear error if the teacher (its sidecar `teacher_meta`), the training `images` and the `test` split do not fit together."
@@ -93,7 +93,7 @@ def check_compatible(teacher_meta: dict, images: ImageSet, test: ImageSet | None
     if test is not None and images.shape[0] != test.shape[0]:
         raise ValueError(f"The training images have {images.shape[0]} channels but the test images have {test.shape[0]}.")
 
-# %% ../nbs/06_distill.ipynb #84b5da1e
+# %% ../nbs/06_distill.ipynb #bf7d38dc
 class TeacherCache:
     "FKD-style cache: `draws` augmented views of `images` and the teacher's logits on each, computed once."
     def __init__(self, teacher: Classifier, images: torch.Tensor, augment: BatchAugment, draws: int, seed: int = 0,
@@ -122,7 +122,7 @@ class TeacherCache:
 
     def __repr__(self): return f"TeacherCache({self.draws} draws of {len(self.views[0])} images, built in {self.seconds:.1f}s)"
 
-# %% ../nbs/06_distill.ipynb #1bebb5e9
+# %% ../nbs/06_distill.ipynb #f4a89a49
 def _epoch_seed(seed: int, epoch: int) -> int: return seed * 1_000_003 + epoch + 17
 
 def distill_student(cfg: KDConfig, teacher: Classifier, images: ImageSet, test: ImageSet | None = None, device='auto',
@@ -158,7 +158,8 @@ def distill_student(cfg: KDConfig, teacher: Classifier, images: ImageSet, test: 
         except (RuntimeError, ValueError, KeyError) as e:
             raise ValueError(f"{state_path} does not fit this run's model ({str(e)[:200]}); delete {run_dir} to start fresh.") from e
         start, history = st['epoch'], st['history']
-        if progress and acc.is_main_process: print(f"Resuming {cfg.student} from epoch {start} of {cfg.epochs} ({state_path}).")
+        if progress and acc.is_main_process:
+            print(f"Found the finished student in {run_dir}." if start >= cfg.epochs else f"Resuming {cfg.student} from epoch {start} of {cfg.epochs} ({state_path}).")
     cache = None
     if cfg.teacher_cache and start < cfg.epochs:
         cache = TeacherCache(teacher, train_d.images, aug, cfg.teacher_cache, cfg.seed, progress=progress and acc.is_main_process)
@@ -210,7 +211,7 @@ def distill_student(cfg: KDConfig, teacher: Classifier, images: ImageSet, test: 
                complete=len(history) == cfg.epochs)
     return net, res
 
-# %% ../nbs/06_distill.ipynb #22665e2a
+# %% ../nbs/06_distill.ipynb #bfc5e02d
 def distill_dir(cfg: KDConfig, teacher_key: str, data_digest: str, cache=None) -> Path:
     "Checkpoint folder of the student of `cfg` distilled from teacher `teacher_key` on images `data_digest`."
     return cache_root(cache) / 'students' / f'{cfg.student}-{cfg.key(teacher_key, data_digest)}'
@@ -218,7 +219,7 @@ def distill_dir(cfg: KDConfig, teacher_key: str, data_digest: str, cache=None) -
 def run_distill(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 'resnet20', teacher_epochs: int = 15,
                 teacher_epoch: int | None = None, source: str = 'store', generator: str = 'ddpm', model: str | None = None,
                 guidance_scale: float = 2.0, num_steps: int = 25, sampler: str = 'ddim', strength: float | None = None,
-                n_per_class: int = 200, mode: str = 'map', store: str | Path | None = None, epochs: int = 20,
+                n_per_class: int = 100, mode: str = 'map', store: str | Path | None = None, epochs: int = 20,
                 batch_size: int = 64, lr: float = 0.05, temperature: float = 4.0, ce_weight: float = 0.0,
                 teacher_cache: int = 0, compile: bool = False, seed: int = 0, scratch: bool = False, device='auto',
                 root=None, cache=None, reports=None, progress: bool = True, record: bool = True, stop_after: int | None = None) -> dict:
@@ -263,6 +264,7 @@ def run_distill(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 
                student_best_acc=res['best_acc'], student_last_acc=res['last_acc'], complete=res['complete'],
                kd=kcfg.to_dict(), epochs=epochs, batch_size=batch_size, lr=lr, temperature=temperature, seed=seed,
                teacher_cache=teacher_cache, teacher_cache_seconds=res['teacher_cache_seconds'], kd_images_per_s=res['images_per_s'],
+               kd_seconds=res['kd_seconds'],
                student_key=key, history=res['history'], device=str(acc.device), processes=acc.num_processes)
     if scratch:
         t0 = time.time()
@@ -279,7 +281,7 @@ def run_distill(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 
     rec['_models'] = dict(student=snet, teacher=tnet)
     return rec
 
-# %% ../nbs/06_distill.ipynb #54e86e83
+# %% ../nbs/06_distill.ipynb #4292eb79
 from fastcore.script import call_parse
 from .core import cli_entry
 
@@ -297,7 +299,7 @@ def distill_cli(
     num_steps: int = 25,            # sampling steps T
     sampler: str = 'ddim',          # ddpm, ddim or dpm++
     strength: float = None,         # img2img/SDEdit strength (augments the corpus split); unset = generation
-    n_per_class: int = 200,         # synthetic images per class
+    n_per_class: int = 100,         # synthetic images per class
     mode: str = 'map',              # map or any
     store: str = None,              # use this existing store folder instead
     epochs: int = 20,               # KD epochs
