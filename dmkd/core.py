@@ -4,10 +4,11 @@
 
 # %% auto #0
 __all__ = ['project_root', 'data_root', 'cache_root', 'reports_root', 'seed_everything', 'get_device', 'config_key',
-           'file_digest', 'atomic_path', 'write_json', 'read_json', 'save_weights', 'load_weights', 'Registry',
-           'hyphen_args', 'cli_entry', 'run_id', 'git_revision', 'hardware_info', 'write_record', 'read_records']
+           'file_digest', 'atomic_path', 'write_json', 'read_json', 'build_lock', 'save_weights', 'load_weights',
+           'Registry', 'hyphen_args', 'cli_entry', 'run_id', 'git_revision', 'hardware_info', 'write_record',
+           'read_records']
 
-# %% ../nbs/00_core.ipynb #163a10ce
+# %% ../nbs/00_core.ipynb #b38876e6
 import contextlib, datetime, hashlib, json, os, platform, random, subprocess, tempfile, uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -16,14 +17,14 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-# %% ../nbs/00_core.ipynb #31b97256
+# %% ../nbs/00_core.ipynb #993fe613
 def project_root() -> Path | None:
     "The dmkd checkout this package was installed from (the folder holding `settings.ini`), or `None`."
     import dmkd
     root = Path(dmkd.__file__).resolve().parent.parent
     return root if (root/'settings.ini').exists() and (root/'nbs').is_dir() else None
 
-# %% ../nbs/00_core.ipynb #7e64b934
+# %% ../nbs/00_core.ipynb #2be0d669
 def _resolve(path, env: str, default: Callable[[], Path]) -> Path:
     if path is not None: return Path(path).expanduser()
     if os.environ.get(env): return Path(os.environ[env]).expanduser()
@@ -43,14 +44,14 @@ def reports_root(path: str | Path | None = None) -> Path:
     pr = project_root()
     return _resolve(path, 'DMKD_REPORTS', lambda: pr/'reports' if pr else Path.home()/'.cache'/'dmkd'/'reports')
 
-# %% ../nbs/00_core.ipynb #72af67e9
+# %% ../nbs/00_core.ipynb #84a1e902
 def seed_everything(seed: int) -> int:
     "Seed Python, NumPy and torch (CPU and CUDA) with `seed`; returns it."
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
     if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
     return seed
 
-# %% ../nbs/00_core.ipynb #34d76f33
+# %% ../nbs/00_core.ipynb #79ed46ee
 def get_device(device: str | torch.device = 'auto') -> torch.device:
     "`'auto'` picks CUDA, then Apple MPS, then CPU; any other value is checked and returned as a `torch.device`."
     if isinstance(device, torch.device): return device
@@ -64,7 +65,7 @@ def get_device(device: str | torch.device = 'auto') -> torch.device:
         raise ValueError(f"device={device!r} was requested but CUDA is not available here; use device='auto' or 'cpu'.")
     return dev
 
-# %% ../nbs/00_core.ipynb #a4d61c50
+# %% ../nbs/00_core.ipynb #faafd4dd
 def _jsonable(o):
     if isinstance(o, dict): return {str(k): _jsonable(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)): return [_jsonable(v) for v in o]
@@ -78,7 +79,7 @@ def config_key(cfg: dict, n: int = 16) -> str:
     s = json.dumps(_jsonable(cfg), sort_keys=True, separators=(',', ':'))
     return hashlib.sha256(s.encode()).hexdigest()[:n]
 
-# %% ../nbs/00_core.ipynb #29bdaed8
+# %% ../nbs/00_core.ipynb #7998a198
 def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
     "SHA-256 hex digest of a file's bytes."
     h = hashlib.sha256()
@@ -86,7 +87,7 @@ def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
         for b in iter(lambda: f.read(chunk), b''): h.update(b)
     return h.hexdigest()
 
-# %% ../nbs/00_core.ipynb #3a9c95d9
+# %% ../nbs/00_core.ipynb #c354ac2a
 @contextlib.contextmanager
 def atomic_path(path: str | Path):
     "Yield a temporary path next to `path`; on success rename it to `path`, on error remove it."
@@ -108,7 +109,17 @@ def read_json(path: str | Path) -> Any:
     try: return json.loads(Path(path).read_text())
     except json.JSONDecodeError as e: raise ValueError(f"{path} is not valid JSON ({e}); delete it to start fresh.") from e
 
-# %% ../nbs/00_core.ipynb #dd2d1fdc
+# %% ../nbs/00_core.ipynb #0fbc60b4
+@contextlib.contextmanager
+def build_lock(path: str | Path):
+    "While building the cache entry `path`: a file lock against other independent processes (none within one multi-process launch)."
+    if int(os.environ.get('WORLD_SIZE', '1')) > 1:
+        yield; return
+    from filelock import FileLock
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + '.lock'): yield
+
+# %% ../nbs/00_core.ipynb #fe9b5ec0
 def save_weights(state: dict[str, torch.Tensor], path: str | Path, meta: dict | None = None) -> Path:
     "Save a state dict to `path` (safetensors) and `meta` to `path` with suffix `.json`, both atomically."
     path = Path(path)
@@ -128,7 +139,7 @@ def load_weights(path: str | Path, expect: dict | None = None, device='cpu') -> 
             raise ValueError(f"{path.name} does not match: field {k!r} is {meta[k]!r} in the checkpoint but {v!r} was requested.")
     return load_file(str(path), device=str(device)), meta
 
-# %% ../nbs/00_core.ipynb #d4666cbc
+# %% ../nbs/00_core.ipynb #fca16d1e
 class Registry(dict):
     "A named dict of builders whose missing-key error lists the valid keys."
     def __init__(self, kind: str): super().__init__(); self.kind = kind
@@ -140,7 +151,7 @@ class Registry(dict):
         raise KeyError(f"Unknown {self.kind} {key!r}. Valid keys: {', '.join(sorted(self))}.")
     def __repr__(self): return f"Registry({self.kind}: {', '.join(sorted(self))})"
 
-# %% ../nbs/00_core.ipynb #96ce820e
+# %% ../nbs/00_core.ipynb #c9effd7f
 def hyphen_args(argv: list[str]) -> list[str]:
     "`argv` with `--some-option` spelled `--some_option` (values are left alone)."
     return [a.split('=', 1)[0].replace('-', '_').replace('__', '--', 1) + (('=' + a.split('=', 1)[1]) if '=' in a else '')
@@ -159,7 +170,7 @@ def cli_entry(func: Callable) -> Callable:
     _main.__name__ = _main.__qualname__ = f'{func.__name__}_main'
     return _main
 
-# %% ../nbs/00_core.ipynb #640b8218
+# %% ../nbs/00_core.ipynb #3f292110
 def run_id(prefix: str = 'run') -> str:
     "A sortable, unique run id: `prefix-YYYYmmdd-HHMMSS-xxxxxx`."
     return f"{prefix}-{datetime.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
@@ -184,7 +195,7 @@ def hardware_info() -> dict:
         info['gpus'] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return info
 
-# %% ../nbs/00_core.ipynb #7029428a
+# %% ../nbs/00_core.ipynb #faf93898
 def write_record(record: dict, folder: str | Path | None = None, kind: str = 'run') -> Path:
     "Write `record` (plus run id, package version, git revision, hardware and time) as `<folder>/<run id>.json`; returns the path."
     import dmkd

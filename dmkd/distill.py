@@ -6,7 +6,7 @@
 __all__ = ['distill_main', 'kd_loss', 'KDConfig', 'check_compatible', 'TeacherCache', 'distill_student', 'distill_dir',
            'run_distill', 'distill_cli']
 
-# %% ../nbs/06_distill.ipynb #5facf9de
+# %% ../nbs/06_distill.ipynb #cf462ce8
 import math, time, warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ from .data import BatchAugment, ImageSet, batch_indices
 from .models import MODELS, Classifier, get_model
 from .train import evaluate, get_accelerator, lr_factor, tensor_digest
 
-# %% ../nbs/06_distill.ipynb #32129713
+# %% ../nbs/06_distill.ipynb #9d4c57e5
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 4.0,
             ce_weight: float = 0.0, kd_weight: float = 1.0) -> torch.Tensor:
     "`kd_weight`·T²·KL(softmax(t/T) ‖ softmax(s/T)) + `ce_weight`·cross-entropy(s, argmax t), averaged over the batch."
@@ -33,7 +33,7 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     if ce_weight: loss = loss + ce_weight * F.cross_entropy(s, t.argmax(1))
     return loss
 
-# %% ../nbs/06_distill.ipynb #1a4898aa
+# %% ../nbs/06_distill.ipynb #c610d236
 @dataclass
 class KDConfig:
     "Everything that shapes a distilled student; its `key` (with the teacher's and the images' keys) names the run."
@@ -69,7 +69,7 @@ class KDConfig:
         "Content key: every field plus the teacher's key and the digest of the training images."
         return config_key(dict(self.to_dict(), teacher=teacher_key, data=data_digest))
 
-# %% ../nbs/06_distill.ipynb #50bb6d85
+# %% ../nbs/06_distill.ipynb #1537148a
 def check_compatible(teacher_meta: dict, images: ImageSet, test: ImageSet | None = None, dataset: str | None = None,
                      labelled: bool = True):
     "Raise a clear error if the teacher (its sidecar `teacher_meta`), the training `images` and the `test` split do not fit together."
@@ -93,7 +93,7 @@ def check_compatible(teacher_meta: dict, images: ImageSet, test: ImageSet | None
     if test is not None and images.shape[0] != test.shape[0]:
         raise ValueError(f"The training images have {images.shape[0]} channels but the test images have {test.shape[0]}.")
 
-# %% ../nbs/06_distill.ipynb #bf7d38dc
+# %% ../nbs/06_distill.ipynb #cb8c16ec
 class TeacherCache:
     "FKD-style cache: `draws` augmented views of `images` and the teacher's logits on each, computed once."
     def __init__(self, teacher: Classifier, images: torch.Tensor, augment: BatchAugment, draws: int, seed: int = 0,
@@ -122,7 +122,7 @@ class TeacherCache:
 
     def __repr__(self): return f"TeacherCache({self.draws} draws of {len(self.views[0])} images, built in {self.seconds:.1f}s)"
 
-# %% ../nbs/06_distill.ipynb #f4a89a49
+# %% ../nbs/06_distill.ipynb #df00be54
 def _epoch_seed(seed: int, epoch: int) -> int: return seed * 1_000_003 + epoch + 17
 
 def distill_student(cfg: KDConfig, teacher: Classifier, images: ImageSet, test: ImageSet | None = None, device='auto',
@@ -189,7 +189,7 @@ def distill_student(cfg: KDConfig, teacher: Classifier, images: ImageSet, test: 
             tot_loss, agree = acc.reduce(tot_loss, 'sum'), acc.reduce(agree, 'sum')
             seen = int(acc.reduce(torch.tensor(seen, device=dev), 'sum'))
         secs = time.time() - t0
-        rec = dict(epoch=epoch + 1, kd_loss=tot_loss.item() / max(seen, 1), train_agreement=100 * agree.item() / max(seen, 1),
+        rec = dict(epoch=epoch + 1, images=seen, kd_loss=tot_loss.item() / max(seen, 1), train_agreement=100 * agree.item() / max(seen, 1),
                    lr=sched.get_last_lr()[0], seconds=round(secs, 3), images_per_s=round(seen / secs, 1))
         if test_d is not None:
             ev = evaluate(student, test_d, accelerator=acc); rec.update(test_acc=ev['acc'], test_loss=ev['loss'])
@@ -211,7 +211,7 @@ def distill_student(cfg: KDConfig, teacher: Classifier, images: ImageSet, test: 
                complete=len(history) == cfg.epochs)
     return net, res
 
-# %% ../nbs/06_distill.ipynb #bfc5e02d
+# %% ../nbs/06_distill.ipynb #bc94b4bf
 def distill_dir(cfg: KDConfig, teacher_key: str, data_digest: str, cache=None) -> Path:
     "Checkpoint folder of the student of `cfg` distilled from teacher `teacher_key` on images `data_digest`."
     return cache_root(cache) / 'students' / f'{cfg.student}-{cfg.key(teacher_key, data_digest)}'
@@ -281,7 +281,7 @@ def run_distill(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 
     rec['_models'] = dict(student=snet, teacher=tnet)
     return rec
 
-# %% ../nbs/06_distill.ipynb #4292eb79
+# %% ../nbs/06_distill.ipynb #764944bf
 from fastcore.script import call_parse
 from .core import cli_entry
 

@@ -7,7 +7,7 @@ __all__ = ['SAMPLERS', 'GENERATORS', 'check_knobs', 'make_scheduler', 'Generator
            'ddpm_dir', 'train_ddpm', 'get_ddpm', 'load_pipeline', 'DiTGenerator', 'StableDiffusionGenerator',
            'tiny_dit_pipeline', 'tiny_sd_pipeline', 'get_generator']
 
-# %% ../nbs/04_generators.ipynb #be78da68
+# %% ../nbs/04_generators.ipynb #43f83590
 import copy, json, math, os, shutil, time, warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,14 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from filelock import FileLock
 
 import dmkd
-from .core import (Registry, atomic_path, cache_root, config_key, file_digest, get_device, read_json,
+from .core import (Registry, atomic_path, build_lock, cache_root, config_key, file_digest, get_device, read_json,
                        seed_everything, write_json)
 from .data import ImageSet, batch_indices, load_dataset, to_classifier_view
 
-# %% ../nbs/04_generators.ipynb #0867a51f
+# %% ../nbs/04_generators.ipynb #791facf9
 SAMPLERS = ('ddpm', 'ddim', 'dpm++')
 
 def check_knobs(guidance_scale: float = 1.0, num_steps: int = 25, sampler: str = 'ddim', strength: float | None = None):
@@ -33,7 +32,7 @@ def check_knobs(guidance_scale: float = 1.0, num_steps: int = 25, sampler: str =
     if int(num_steps) != num_steps or num_steps < 1: raise ValueError(f"num_steps must be a whole number >= 1, got {num_steps}.")
     if strength is not None and not 0 <= strength <= 1: raise ValueError(f"strength must lie in [0, 1], got {strength}.")
 
-# %% ../nbs/04_generators.ipynb #5dba7137
+# %% ../nbs/04_generators.ipynb #7d0afca9
 def make_scheduler(sampler: str, config: dict):
     "A diffusers scheduler for `sampler` ('ddpm', 'ddim', 'dpm++') with the noise schedule in `config`."
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
@@ -43,7 +42,7 @@ def make_scheduler(sampler: str, config: dict):
     if sampler == 'ddim': return DDIMScheduler.from_config(cfg, timestep_spacing='trailing', set_alpha_to_one=True)
     return DPMSolverMultistepScheduler.from_config(cfg, timestep_spacing='trailing', algorithm_type='dpmsolver++', solver_order=2)
 
-# %% ../nbs/04_generators.ipynb #febc9580
+# %% ../nbs/04_generators.ipynb #443b195a
 class Generator:
     "Base class: `generate` makes images of given classes; `img2img` augments given images at a `strength`."
     kind = 'generator'
@@ -97,7 +96,7 @@ class Generator:
         x = torch.cat(out) if out else torch.zeros(0, self.channels, self.resolution, self.resolution, dtype=torch.uint8)
         return to_classifier_view(x, resolution or x.shape[-1], channels or x.shape[1])
 
-# %% ../nbs/04_generators.ipynb #bd5f2b72
+# %% ../nbs/04_generators.ipynb #20ea3199
 @dataclass
 class DDPMConfig:
     "Everything that shapes an in-project DDPM; its `key` names the cache entry."
@@ -135,7 +134,7 @@ def build_unet(cfg: DDPMConfig, resolution: int, channels: int, num_classes: int
                        num_class_embeds=num_classes + 1, norm_num_groups=min(32, cfg.block_out_channels[0]),
                        attention_head_dim=min(32, cfg.block_out_channels[-1]))
 
-# %% ../nbs/04_generators.ipynb #552bd47d
+# %% ../nbs/04_generators.ipynb #f669d669
 class DDPMGenerator(Generator):
     "The in-project class-conditional DDPM: a diffusers `UNet2DModel` plus its noise schedule and class names."
     kind = 'ddpm'
@@ -213,7 +212,7 @@ class DDPMGenerator(Generator):
         unet = UNet2DModel.from_pretrained(folder, use_safetensors=True)
         return cls(unet, meta['noise_config'], meta['classes'], meta, device)
 
-# %% ../nbs/04_generators.ipynb #eacb868b
+# %% ../nbs/04_generators.ipynb #5bb4690a
 def ddpm_dir(cfg: DDPMConfig, data_digest: str, cache=None) -> Path:
     "Cache folder of the DDPM of `cfg` trained on images with `data_digest`."
     return cache_root(cache) / 'generators' / f'ddpm-{cfg.dataset}-{cfg.key(data_digest)}'
@@ -284,11 +283,11 @@ def get_ddpm(cfg: DDPMConfig | None = None, cache=None, device='auto', progress:
     from dmkd.train import tensor_digest
     data = load_dataset(cfg.dataset, cfg.split, root=root, **(dict(native=True) if cfg.native and cfg.dataset == 'digits' else {}))
     out = ddpm_dir(cfg, tensor_digest(data.images, data.labels), cache); out.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(out) + '.lock'):   # two processes asking for one generator: one trains, the other then loads it
+    with build_lock(out):   # two processes asking for one generator: one trains, the other then loads it
         if (out / 'dmkd.json').exists(): return DDPMGenerator.load(out, device, expect=dict(key=out.name.rsplit('-', 1)[1]))
         return train_ddpm(cfg, data, cache, device, progress)
 
-# %% ../nbs/04_generators.ipynb #6ad27eef
+# %% ../nbs/04_generators.ipynb #e3e8a498
 def load_pipeline(cls, model: str | Path, device='auto', dtype=None, **kwargs):
     "`cls.from_pretrained(model)` from a local folder or the hub cache, with an error that says how to provide it."
     dev = get_device(device)
@@ -375,7 +374,7 @@ class StableDiffusionGenerator(Generator):
             out = img2img(image=x.to(self.pipe.device, self.pipe.unet.dtype), strength=float(strength), **kw).images
         return torch.from_numpy((out * 255).round().clip(0, 255).astype(np.uint8)).permute(0, 3, 1, 2).contiguous()
 
-# %% ../nbs/04_generators.ipynb #0487f385
+# %% ../nbs/04_generators.ipynb #323528cd
 def _bytes_to_unicode():
     bs = list(range(ord('!'), ord('~') + 1)) + list(range(ord('¡'), ord('¬') + 1)) + list(range(ord('®'), ord('ÿ') + 1))
     cs, n = bs[:], 0
@@ -422,7 +421,7 @@ def tiny_sd_pipeline(folder: str | Path, seed: int = 0) -> Path:
     shutil.rmtree(tok_dir)
     return folder
 
-# %% ../nbs/04_generators.ipynb #367a30e4
+# %% ../nbs/04_generators.ipynb #83161cd2
 GENERATORS = Registry('generator')
 GENERATORS['ddpm'] = lambda classes, model=None, device='auto', cache=None, **kw: get_ddpm(cache=cache, device=device, **kw)
 GENERATORS['dit'] = lambda classes, model=None, device='auto', cache=None, **kw: DiTGenerator(model or 'facebook/DiT-XL-2-256', device, **kw)

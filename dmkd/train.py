@@ -6,7 +6,7 @@
 __all__ = ['train_teacher_main', 'TrainConfig', 'tensor_digest', 'lr_factor', 'evaluate', 'get_accelerator', 'fit_classifier',
            'save_classifier', 'load_classifier', 'teacher_dir', 'train_teacher', 'get_teacher', 'train_teacher_cli']
 
-# %% ../nbs/03_train.ipynb #71373a9c
+# %% ../nbs/03_train.ipynb #2c8bb05d
 import dataclasses, hashlib, math, os, shutil, time, warnings
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -14,15 +14,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from fastcore.script import call_parse, Param
-from filelock import FileLock
 
 import dmkd
-from .core import (atomic_path, cache_root, cli_entry, config_key, get_device, hardware_info, load_weights, read_json,
+from .core import (atomic_path, build_lock, cache_root, cli_entry, config_key, get_device, hardware_info, load_weights, read_json,
                        save_weights, seed_everything, write_json)
 from .data import BatchAugment, ImageSet, batch_indices, load_dataset
 from .models import MODELS, Classifier, get_model
 
-# %% ../nbs/03_train.ipynb #e943399f
+# %% ../nbs/03_train.ipynb #e42cebab
 @dataclass
 class TrainConfig:
     "Everything that shapes a trained classifier; its `key` names the cache entry."
@@ -57,7 +56,7 @@ class TrainConfig:
         "Content key: every field plus the digest of the training images."
         return config_key(dict(self.to_dict(), data=data_digest))
 
-# %% ../nbs/03_train.ipynb #30754cd2
+# %% ../nbs/03_train.ipynb #a6100e3d
 def tensor_digest(*tensors: torch.Tensor) -> str:
     "SHA-256 (16 hex digits) of the tensors' dtypes, shapes and bytes."
     h = hashlib.sha256()
@@ -74,7 +73,7 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
     if schedule == 'step': return 0.1 ** ((p >= 0.5) + (p >= 0.75))
     return 1.0
 
-# %% ../nbs/03_train.ipynb #40676a68
+# %% ../nbs/03_train.ipynb #6facafef
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, data: ImageSet, batch_size: int = 500, device=None, accelerator=None) -> dict:
     "Top-1 accuracy (%) and mean cross-entropy of `model` on `data`; shards and gathers across Accelerate processes."
@@ -91,7 +90,7 @@ def evaluate(model: torch.nn.Module, data: ImageSet, batch_size: int = 500, devi
     n = max(len(data), 1)
     return dict(acc=100 * correct.item() / n, loss=loss.item() / n, n=len(data))
 
-# %% ../nbs/03_train.ipynb #15e1964d
+# %% ../nbs/03_train.ipynb #2566e71f
 _ACCELERATOR = None
 
 def get_accelerator(device='auto'):
@@ -179,7 +178,7 @@ def _sidecar(cfg, net, train, history, meta):
                 accuracy=last.get('test_acc'), mean=list(train.mean), std=list(train.std), config=cfg.to_dict(),
                 dmkd_version=dmkd.__version__)
 
-# %% ../nbs/03_train.ipynb #3bb59279
+# %% ../nbs/03_train.ipynb #17cf4f3a
 def save_classifier(model: Classifier, path: str | Path, meta: dict) -> Path:
     "Save `model`'s weights and `meta` (safetensors + JSON sidecar), atomically."
     return save_weights(model.state_dict(), path, dict(meta, arch=model.arch, num_classes=model.num_classes))
@@ -197,7 +196,7 @@ def load_classifier(path: str | Path, device='cpu', **expect) -> tuple[Classifie
         raise ValueError(f"{path.name} does not fit a {meta['arch']} with {meta['num_classes']} classes: {str(e)[:300]}") from e
     return model.to(device).eval(), meta
 
-# %% ../nbs/03_train.ipynb #d92042bf
+# %% ../nbs/03_train.ipynb #7615fdf7
 def teacher_dir(cfg: TrainConfig, data_digest: str, cache: str | Path | None = None) -> Path:
     "Cache folder of the teacher trained with `cfg` on images with `data_digest`."
     return cache_root(cache) / 'teachers' / f'{cfg.dataset}-{cfg.arch}-{cfg.key(data_digest)}'
@@ -240,7 +239,7 @@ def get_teacher(cfg: TrainConfig | None = None, epoch: int | None = None, root=N
     train, test = data or _load_splits(cfg, root, **data_kw)
     digest = tensor_digest(train.images, train.labels)
     out = teacher_dir(cfg, digest, cache); out.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(out) + '.lock'):   # two processes asking for one teacher: one trains, the other then loads it
+    with build_lock(out):   # two processes asking for one teacher: one trains, the other then loads it
         return _get_teacher(cfg, epoch, out, digest, train, test, cache, device, keep_epochs, progress)
 
 def _get_teacher(cfg, epoch, out, digest, train, test, cache, device, keep_epochs, progress):
@@ -255,7 +254,7 @@ def _get_teacher(cfg, epoch, out, digest, train, test, cache, device, keep_epoch
     if epoch in (None, cfg.epochs): return model, meta
     return load_classifier(want, get_device(device), key=cfg.key(digest))
 
-# %% ../nbs/03_train.ipynb #34d0fc15
+# %% ../nbs/03_train.ipynb #50b57ebe
 @call_parse
 def train_teacher_cli(
     dataset: str = 'digits',          # dataset key: digits, cifar10, cifar100, imagefolder

@@ -1,0 +1,119 @@
+"""`dmkd_distill` end to end from a shell: killed with SIGKILL mid-run, it resumes from its last finished epoch
+without retraining the teacher or remaking the store, and ends where an uninterrupted run ends; two processes
+(`accelerate launch`) run one distributed KD loop whose recorded accuracy is that of the whole test split; bad
+input gets a clear error.
+
+The store here is made by an untrained tiny DDPM (fast, and every mechanism is the same); the real synthetic
+digits are exercised by `nbs/distill.ipynb`."""
+import json, os, signal, subprocess, time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import bin_path
+from dmkd.core import hyphen_args, read_json
+from dmkd.data import load_dataset
+from dmkd.generators import DDPMConfig, DDPMGenerator, build_unet
+from dmkd.synth import make_store
+from dmkd.train import evaluate, load_classifier
+
+ARGS = ['--dataset', 'digits', '--teacher', 'resnet8', '--student', 'resnet8', '--epochs', '6', '--batch-size', '32', '--device', 'cpu']
+
+
+@pytest.fixture(scope='module')
+def store(tmp_path_factory):
+    "A 300-image store made by an untrained DDPM with the digits classes."
+    d = tmp_path_factory.mktemp('store')
+    cfg = DDPMConfig(block_out_channels=(32, 32), attention=False)
+    gen = DDPMGenerator(build_unet(cfg, 8, 1, 10), cfg.noise_config(), [str(i) for i in range(10)], dict(key='untrained'), 'cpu')
+    return make_store(gen, d / 'store', n_per_class=30, num_steps=3, resolution=32, channels=3, progress=False)
+
+
+def distill(tmp, store, *extra, wait=True):
+    env = dict(os.environ, DMKD_CACHE=str(tmp / 'cache'))
+    cmd = [bin_path('dmkd_distill'), *ARGS, '--store', str(store), '--reports', str(tmp / 'reports'), *extra]
+    if not wait: return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+
+
+def records(tmp): return [read_json(p) for p in sorted((tmp / 'reports' / 'results').glob('*.json'))]
+
+
+@pytest.mark.timeout(1200)
+def test_kill_then_resume(tmp_path, store):
+    ref = distill(tmp_path / 'ref', store)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    (rref,) = records(tmp_path / 'ref')
+    assert rref['complete'] and rref['n_images'] == 300 and rref['store_key'] == read_json(store / 'manifest.json')['key']
+
+    tmp = tmp_path / 'killed'
+    teacher = distill(tmp, store, '--epochs', '1', '--quiet')             # cache the teacher first, as a user's earlier run would
+    assert teacher.returncode == 0, teacher.stderr[-3000:]
+    (tdir,) = (tmp / 'cache' / 'teachers').glob('digits-resnet8-*[!k]')
+    t_mtime = (tdir / 'model.safetensors').stat().st_mtime_ns
+    store_mtime = (store / 'manifest.json').stat().st_mtime_ns
+    p = distill(tmp, store, wait=False)
+    t0, state = time.time(), None
+    while time.time() - t0 < 600 and p.poll() is None and state is None:
+        state = next((s for s in (tmp / 'cache' / 'students').glob('*/state.pt') if torch.load(s, weights_only=True)['history'][-1:]
+                      and torch.load(s, weights_only=True)['key'] == rref['student_key']), None) if (tmp / 'cache' / 'students').exists() else None
+        time.sleep(0.02)
+    p.send_signal(signal.SIGKILL); p.wait()
+    assert state is not None, "the run never wrote a checkpoint"
+    done = torch.load(state, weights_only=True)['epoch']
+    assert 1 <= done < 6, f"the kill came too late (epoch {done})"
+    assert not (state.parent / 'model.safetensors').exists()
+
+    again = distill(tmp, store)
+    assert again.returncode == 0, again.stderr[-3000:]
+    out = again.stdout + again.stderr
+    assert f"Resuming resnet8 from epoch" in out and 'epoch   1/6' not in out
+    assert (tdir / 'model.safetensors').stat().st_mtime_ns == t_mtime, "the teacher was trained again"
+    assert (store / 'manifest.json').stat().st_mtime_ns == store_mtime, "the store was touched"
+    rec = records(tmp)[-1]
+    assert rec['student_key'] == rref['student_key'] and [h['epoch'] for h in rec['history']] == list(range(1, 7))
+    assert rec['student_last_acc'] == rref['student_last_acc'] and rec['teacher_acc'] == rref['teacher_acc']
+    a, _ = load_classifier(state.parent / 'model.safetensors'); b, _ = load_classifier(next((tmp_path / 'ref' / 'cache' / 'students').glob('*/model.safetensors')))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+@pytest.mark.timeout(1200)
+def test_two_processes(tmp_path, store):
+    "`accelerate launch` with 2 CPU processes: one record, written once, whose test accuracy covers the whole test split."
+    env = dict(os.environ, DMKD_CACHE=str(tmp_path / 'cache'), OMP_NUM_THREADS='1')
+    # --multi_gpu launches through torchrun; with --device cpu Accelerate joins the processes over gloo
+    p = subprocess.run([bin_path('accelerate'), 'launch', '--multi_gpu', '--num_processes', '2', '--num_machines', '1', '--mixed_precision', 'no',
+                        '--dynamo_backend', 'no', '-m', 'dmkd.distill', *hyphen_args(ARGS), '--epochs', '3', '--store', str(store),
+                        '--reports', str(tmp_path / 'reports'), '--quiet'], env=env, capture_output=True, text=True, timeout=1100)
+    assert p.returncode == 0, p.stderr[-3000:]
+    (rec,) = records(tmp_path)
+    assert rec['processes'] == 2 and rec['complete'] and len(rec['history']) == 3
+    assert all(h['images'] == 300 for h in rec['history'])             # every process's images counted, each once
+    (teachers,) = [d for d in (tmp_path / 'cache' / 'teachers').iterdir() if d.is_dir()]
+    assert json.loads((teachers / 'model.json').read_text())['hardware']['cpu_count'] == os.cpu_count()
+    student, _ = load_classifier(next((tmp_path / 'cache' / 'students').glob('*/model.safetensors')))
+    acc = evaluate(student, load_dataset('digits', 'test'))['acc']
+    assert abs(acc - rec['student_last_acc']) < 1e-6, (acc, rec['student_last_acc'])
+
+
+def test_bad_input(tmp_path, store):
+    def err(*extra, use_store=True):
+        r = subprocess.run([bin_path('dmkd_distill'), *ARGS, *(['--store', str(store)] if use_store else []), *extra, '--quiet'],
+                           env=dict(os.environ, DMKD_CACHE=str(tmp_path / 'cache')), capture_output=True, text=True, timeout=600)
+        assert r.returncode != 0
+        return r.stderr
+    assert 'resnet9' in (e := err('--student', 'resnet9')) and 'Valid keys' in e
+    assert 'Valid keys' in err('--teacher', 'vgg99')
+    assert 'temperature must be > 0' in err('--temperature', '0')
+    assert 'epochs must be at least 1' in err('--epochs', '0')
+    assert "Unknown source 'web'" in err('--source', 'web')
+    letters = make_store(DDPMGenerator(build_unet(DDPMConfig(block_out_channels=(32, 32), attention=False), 8, 1, 10),
+                                       DDPMConfig().noise_config(), list('abcdefghij'), dict(key='letters'), 'cpu'),
+                         tmp_path / 'letters', n_per_class=2, num_steps=2, resolution=32, channels=3, progress=False)
+    assert "make the store for the teacher's dataset" in err('--store', str(letters), use_store=False)
+    small = make_store(DDPMGenerator(build_unet(DDPMConfig(block_out_channels=(32, 32), attention=False), 8, 1, 10),
+                                     DDPMConfig().noise_config(), [str(i) for i in range(10)], dict(key='small'), 'cpu'),
+                       tmp_path / 'small', n_per_class=2, num_steps=2, resolution=16, channels=3, progress=False)
+    assert 'make the store at resolution=32' in err('--store', str(small), use_store=False)
+    assert 'No synthetic store in' in err('--store', str(tmp_path / 'nowhere'), use_store=False)
