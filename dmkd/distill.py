@@ -6,7 +6,7 @@
 __all__ = ['distill_main', 'kd_loss', 'KDConfig', 'check_compatible', 'TeacherCache', 'distill_student', 'distill_dir',
            'run_distill', 'distill_cli']
 
-# %% ../nbs/06_distill.ipynb #cf462ce8
+# %% ../nbs/06_distill.ipynb #a8974bdf
 import math, time, warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ from .data import BatchAugment, ImageSet, batch_indices
 from .models import MODELS, Classifier, get_model
 from .train import evaluate, get_accelerator, lr_factor, tensor_digest
 
-# %% ../nbs/06_distill.ipynb #9d4c57e5
+# %% ../nbs/06_distill.ipynb #f9476321
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 4.0,
             ce_weight: float = 0.0, kd_weight: float = 1.0) -> torch.Tensor:
     "`kd_weight`·T²·KL(softmax(t/T) ‖ softmax(s/T)) + `ce_weight`·cross-entropy(s, argmax t), averaged over the batch."
@@ -33,7 +33,7 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     if ce_weight: loss = loss + ce_weight * F.cross_entropy(s, t.argmax(1))
     return loss
 
-# %% ../nbs/06_distill.ipynb #c610d236
+# %% ../nbs/06_distill.ipynb #7b6245af
 @dataclass
 class KDConfig:
     "Everything that shapes a distilled student; its `key` (with the teacher's and the images' keys) names the run."
@@ -69,7 +69,7 @@ class KDConfig:
         "Content key: every field plus the teacher's key and the digest of the training images."
         return config_key(dict(self.to_dict(), teacher=teacher_key, data=data_digest))
 
-# %% ../nbs/06_distill.ipynb #1537148a
+# %% ../nbs/06_distill.ipynb #c1743811
 def check_compatible(teacher_meta: dict, images: ImageSet, test: ImageSet | None = None, dataset: str | None = None,
                      labelled: bool = True):
     "Raise a clear error if the teacher (its sidecar `teacher_meta`), the training `images` and the `test` split do not fit together."
@@ -93,7 +93,7 @@ def check_compatible(teacher_meta: dict, images: ImageSet, test: ImageSet | None
     if test is not None and images.shape[0] != test.shape[0]:
         raise ValueError(f"The training images have {images.shape[0]} channels but the test images have {test.shape[0]}.")
 
-# %% ../nbs/06_distill.ipynb #cb8c16ec
+# %% ../nbs/06_distill.ipynb #f0eccfa2
 class TeacherCache:
     "FKD-style cache: `draws` augmented views of `images` and the teacher's logits on each, computed once."
     def __init__(self, teacher: Classifier, images: torch.Tensor, augment: BatchAugment, draws: int, seed: int = 0,
@@ -122,7 +122,7 @@ class TeacherCache:
 
     def __repr__(self): return f"TeacherCache({self.draws} draws of {len(self.views[0])} images, built in {self.seconds:.1f}s)"
 
-# %% ../nbs/06_distill.ipynb #df00be54
+# %% ../nbs/06_distill.ipynb #50273fe6
 def _epoch_seed(seed: int, epoch: int) -> int: return seed * 1_000_003 + epoch + 17
 
 def distill_student(cfg: KDConfig, teacher: Classifier, images: ImageSet, test: ImageSet | None = None, device='auto',
@@ -211,7 +211,7 @@ def distill_student(cfg: KDConfig, teacher: Classifier, images: ImageSet, test: 
                complete=len(history) == cfg.epochs)
     return net, res
 
-# %% ../nbs/06_distill.ipynb #bc94b4bf
+# %% ../nbs/06_distill.ipynb #4502f728
 def distill_dir(cfg: KDConfig, teacher_key: str, data_digest: str, cache=None) -> Path:
     "Checkpoint folder of the student of `cfg` distilled from teacher `teacher_key` on images `data_digest`."
     return cache_root(cache) / 'students' / f'{cfg.student}-{cfg.key(teacher_key, data_digest)}'
@@ -222,7 +222,8 @@ def run_distill(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 
                 n_per_class: int = 100, mode: str = 'map', store: str | Path | None = None, epochs: int = 20,
                 batch_size: int = 64, lr: float = 0.05, temperature: float = 4.0, ce_weight: float = 0.0,
                 teacher_cache: int = 0, compile: bool = False, seed: int = 0, scratch: bool = False, device='auto',
-                root=None, cache=None, reports=None, progress: bool = True, record: bool = True, stop_after: int | None = None) -> dict:
+                root=None, cache=None, reports=None, progress: bool = True, record: bool = True, stop_after: int | None = None,
+                ddpm_size: int | None = None) -> dict:
     "Teacher → (generator →) store → KD → evaluation → results record; returns the record (with `student`, `teacher` models under `_models`)."
     from dmkd.data import load_dataset
     from dmkd.synth import load_store, read_manifest, synthesize
@@ -244,7 +245,8 @@ def run_distill(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 
     else:
         folder = Path(store) if store else synthesize(dataset, generator, model, guidance_scale, num_steps, sampler, strength, n_per_class,
                                                       test.shape[-1], test.shape[0], seed, mode, None, root, cache, device,
-                                                      progress=progress, accelerator=acc if acc.num_processes > 1 else None)
+                                                      progress=progress, accelerator=acc if acc.num_processes > 1 else None,
+                                                      generator_kwargs=dict(native=False, size=ddpm_size) if ddpm_size else None)
         man = read_manifest(folder); images = load_store(folder); labelled = man['spec']['mode'] == 'map'
     times['synthesis'] = round(time.time() - t0, 2)
     check_compatible(tmeta, images, test, dataset, labelled)
@@ -258,7 +260,7 @@ def run_distill(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 
                generator=None if man is None else man['spec']['generator']['kind'],
                guidance_scale=guidance_scale if man else None, num_steps=num_steps if man else None, sampler=sampler if man else None,
                strength=strength if man else None, n_per_class=n_per_class if man else None, mode=mode if man else None,
-               n_images=len(images), store_key=None if man is None else man['key'], store=None if man is None else str(folder),
+               n_images=len(images), ddpm_size=ddpm_size, store_key=None if man is None else man['key'], store=None if man is None else str(folder),
                store_synthesis_seconds=None if man is None else man.get('synthesis_seconds'),
                teacher_key=tmeta['key'], teacher_acc=round(teacher_acc, 2),
                student_best_acc=res['best_acc'], student_last_acc=res['last_acc'], complete=res['complete'],
@@ -281,7 +283,7 @@ def run_distill(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 
     rec['_models'] = dict(student=snet, teacher=tnet)
     return rec
 
-# %% ../nbs/06_distill.ipynb #764944bf
+# %% ../nbs/06_distill.ipynb #2865d674
 from fastcore.script import call_parse
 from .core import cli_entry
 
@@ -311,6 +313,7 @@ def distill_cli(
     compile: bool = False,          # torch.compile the student
     seed: int = 0,                  # seed
     scratch: bool = False,          # also train the student from scratch on real data (reference row)
+    ddpm_size: int = None,          # in-project DDPM: train at this resolution (e.g. 16 for CIFAR-10 on a CPU); unset = native/dataset size
     root: str = None,               # data root
     cache: str = None,              # cache root
     reports: str = None,            # reports root (records go to <reports>/results)
@@ -320,7 +323,7 @@ def distill_cli(
     "Distil a student from a teacher on synthetic (or real) images and write a results record."
     rec = run_distill(dataset, teacher, student, teacher_epochs, teacher_epoch, source, generator, model, guidance_scale, num_steps, sampler,
                       strength, n_per_class, mode, store, epochs, batch_size, lr, temperature, ce_weight, teacher_cache, compile, seed,
-                      scratch, device, root, cache, reports, progress=not quiet)
+                      scratch, device, root, cache, reports, progress=not quiet, ddpm_size=ddpm_size)
     if get_accelerator(device).is_main_process:
         print(f"{student} from {teacher} on {dataset} ({rec['n_images']} {source} images): student {rec['student_last_acc']:.2f}% "
               f"(best {rec['student_best_acc']:.2f}%), teacher {rec['teacher_acc']:.2f}%  -> {rec.get('record')}")

@@ -7,7 +7,7 @@ __all__ = ['SAMPLERS', 'GENERATORS', 'check_knobs', 'make_scheduler', 'Generator
            'ddpm_dir', 'train_ddpm', 'get_ddpm', 'load_pipeline', 'DiTGenerator', 'StableDiffusionGenerator',
            'tiny_dit_pipeline', 'tiny_sd_pipeline', 'get_generator']
 
-# %% ../nbs/04_generators.ipynb #43f83590
+# %% ../nbs/04_generators.ipynb #e7bfaa0f
 import copy, json, math, os, shutil, time, warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +21,7 @@ from .core import (Registry, atomic_path, build_lock, cache_root, config_key, fi
                        seed_everything, write_json)
 from .data import ImageSet, batch_indices, load_dataset, to_classifier_view
 
-# %% ../nbs/04_generators.ipynb #791facf9
+# %% ../nbs/04_generators.ipynb #a855f65b
 SAMPLERS = ('ddpm', 'ddim', 'dpm++')
 
 def check_knobs(guidance_scale: float = 1.0, num_steps: int = 25, sampler: str = 'ddim', strength: float | None = None):
@@ -32,7 +32,7 @@ def check_knobs(guidance_scale: float = 1.0, num_steps: int = 25, sampler: str =
     if int(num_steps) != num_steps or num_steps < 1: raise ValueError(f"num_steps must be a whole number >= 1, got {num_steps}.")
     if strength is not None and not 0 <= strength <= 1: raise ValueError(f"strength must lie in [0, 1], got {strength}.")
 
-# %% ../nbs/04_generators.ipynb #7d0afca9
+# %% ../nbs/04_generators.ipynb #cd2ec90c
 def make_scheduler(sampler: str, config: dict):
     "A diffusers scheduler for `sampler` ('ddpm', 'ddim', 'dpm++') with the noise schedule in `config`."
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
@@ -42,7 +42,7 @@ def make_scheduler(sampler: str, config: dict):
     if sampler == 'ddim': return DDIMScheduler.from_config(cfg, timestep_spacing='trailing', set_alpha_to_one=True)
     return DPMSolverMultistepScheduler.from_config(cfg, timestep_spacing='trailing', algorithm_type='dpmsolver++', solver_order=2)
 
-# %% ../nbs/04_generators.ipynb #443b195a
+# %% ../nbs/04_generators.ipynb #b18a30d3
 class Generator:
     "Base class: `generate` makes images of given classes; `img2img` augments given images at a `strength`."
     kind = 'generator'
@@ -96,7 +96,7 @@ class Generator:
         x = torch.cat(out) if out else torch.zeros(0, self.channels, self.resolution, self.resolution, dtype=torch.uint8)
         return to_classifier_view(x, resolution or x.shape[-1], channels or x.shape[1])
 
-# %% ../nbs/04_generators.ipynb #20ea3199
+# %% ../nbs/04_generators.ipynb #ace1207a
 @dataclass
 class DDPMConfig:
     "Everything that shapes an in-project DDPM; its `key` names the cache entry."
@@ -115,10 +115,22 @@ class DDPMConfig:
     ema_decay: float = 0.995              # EMA of the weights, used for sampling
     p_uncond: float = 0.1                 # probability of training on the null class (for guidance)
     seed: int = 0                         # seed
+    size: int | None = None               # training resolution for datasets without a native small form (e.g. 16 for a CPU-sized CIFAR-10 model)
 
     def __post_init__(self): self.block_out_channels = tuple(self.block_out_channels)
     def to_dict(self) -> dict: return asdict(self)
-    def key(self, data_digest: str = '') -> str: return config_key(dict(self.to_dict(), data=data_digest))
+    def key(self, data_digest: str = '') -> str:
+        d = self.to_dict()
+        if d['size'] is None: del d['size']      # keys of configs made before `size` existed stay valid
+        return config_key(dict(d, data=data_digest))
+
+    def load_data(self, root=None) -> ImageSet:
+        "The images this DDPM trains on: its dataset's `split`, native (digits) or resized to `size`."
+        data = load_dataset(self.dataset, self.split, root=root, **(dict(native=True) if self.native and self.dataset == 'digits' else {}))
+        if self.size and self.size != data.shape[-1]:
+            x = F.interpolate(data.images.float(), size=(self.size, self.size), mode='bilinear', antialias=True)
+            data = ImageSet(x.round().clamp(0, 255).to(torch.uint8), data.labels, data.classes, data.name, data.split)
+        return data
     def noise_config(self) -> dict:
         return dict(num_train_timesteps=self.num_train_timesteps, beta_schedule=self.beta_schedule,
                     prediction_type=self.prediction_type, clip_sample=True, clip_sample_range=1.0)
@@ -134,7 +146,7 @@ def build_unet(cfg: DDPMConfig, resolution: int, channels: int, num_classes: int
                        num_class_embeds=num_classes + 1, norm_num_groups=min(32, cfg.block_out_channels[0]),
                        attention_head_dim=min(32, cfg.block_out_channels[-1]))
 
-# %% ../nbs/04_generators.ipynb #f669d669
+# %% ../nbs/04_generators.ipynb #24ad308e
 class DDPMGenerator(Generator):
     "The in-project class-conditional DDPM: a diffusers `UNet2DModel` plus its noise schedule and class names."
     kind = 'ddpm'
@@ -212,7 +224,7 @@ class DDPMGenerator(Generator):
         unet = UNet2DModel.from_pretrained(folder, use_safetensors=True)
         return cls(unet, meta['noise_config'], meta['classes'], meta, device)
 
-# %% ../nbs/04_generators.ipynb #5bb4690a
+# %% ../nbs/04_generators.ipynb #12f9a420
 def ddpm_dir(cfg: DDPMConfig, data_digest: str, cache=None) -> Path:
     "Cache folder of the DDPM of `cfg` trained on images with `data_digest`."
     return cache_root(cache) / 'generators' / f'ddpm-{cfg.dataset}-{cfg.key(data_digest)}'
@@ -222,7 +234,7 @@ def train_ddpm(cfg: DDPMConfig, data: ImageSet | None = None, cache=None, device
     "Train (or resume) the DDPM of `cfg` into its cache folder and return it (EMA weights)."
     from tqdm.auto import tqdm
     from dmkd.train import get_accelerator, lr_factor, tensor_digest
-    data = data if data is not None else load_dataset(cfg.dataset, cfg.split, root=root, **(dict(native=True) if cfg.native and cfg.dataset == 'digits' else {}))
+    data = data if data is not None else cfg.load_data(root)
     digest = tensor_digest(data.images, data.labels); key = cfg.key(digest)
     out = ddpm_dir(cfg, digest, cache); run = out.with_name(out.name + '.run'); run.mkdir(parents=True, exist_ok=True)
     acc = get_accelerator(device); dev = acc.device
@@ -281,13 +293,13 @@ def get_ddpm(cfg: DDPMConfig | None = None, cache=None, device='auto', progress:
     "The in-project DDPM of `cfg` (or `DDPMConfig(**kwargs)`) from the cache, training it first if needed."
     cfg = cfg or DDPMConfig(**kwargs)
     from dmkd.train import tensor_digest
-    data = load_dataset(cfg.dataset, cfg.split, root=root, **(dict(native=True) if cfg.native and cfg.dataset == 'digits' else {}))
+    data = cfg.load_data(root)
     out = ddpm_dir(cfg, tensor_digest(data.images, data.labels), cache); out.parent.mkdir(parents=True, exist_ok=True)
     with build_lock(out):   # two processes asking for one generator: one trains, the other then loads it
         if (out / 'dmkd.json').exists(): return DDPMGenerator.load(out, device, expect=dict(key=out.name.rsplit('-', 1)[1]))
         return train_ddpm(cfg, data, cache, device, progress)
 
-# %% ../nbs/04_generators.ipynb #e3e8a498
+# %% ../nbs/04_generators.ipynb #4979cac3
 def load_pipeline(cls, model: str | Path, device='auto', dtype=None, **kwargs):
     "`cls.from_pretrained(model)` from a local folder or the hub cache, with an error that says how to provide it."
     dev = get_device(device)
@@ -374,7 +386,7 @@ class StableDiffusionGenerator(Generator):
             out = img2img(image=x.to(self.pipe.device, self.pipe.unet.dtype), strength=float(strength), **kw).images
         return torch.from_numpy((out * 255).round().clip(0, 255).astype(np.uint8)).permute(0, 3, 1, 2).contiguous()
 
-# %% ../nbs/04_generators.ipynb #323528cd
+# %% ../nbs/04_generators.ipynb #40f68e98
 def _bytes_to_unicode():
     bs = list(range(ord('!'), ord('~') + 1)) + list(range(ord('¡'), ord('¬') + 1)) + list(range(ord('®'), ord('ÿ') + 1))
     cs, n = bs[:], 0
@@ -421,7 +433,7 @@ def tiny_sd_pipeline(folder: str | Path, seed: int = 0) -> Path:
     shutil.rmtree(tok_dir)
     return folder
 
-# %% ../nbs/04_generators.ipynb #83161cd2
+# %% ../nbs/04_generators.ipynb #a16a43bc
 GENERATORS = Registry('generator')
 GENERATORS['ddpm'] = lambda classes, model=None, device='auto', cache=None, **kw: get_ddpm(cache=cache, device=device, **kw)
 GENERATORS['dit'] = lambda classes, model=None, device='auto', cache=None, **kw: DiTGenerator(model or 'facebook/DiT-XL-2-256', device, **kw)

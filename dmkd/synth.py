@@ -6,7 +6,7 @@
 __all__ = ['MANIFEST', 'synthesize_main', 'map_classes', 'store_spec', 'make_store', 'read_manifest', 'load_store',
            'export_imagefolder', 'show_store', 'store_name', 'synthesize', 'synthesize_cli']
 
-# %% ../nbs/05_synth.ipynb #1de80456
+# %% ../nbs/05_synth.ipynb #c66b35ca
 import datetime, json, os, shutil, time
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from .core import atomic_path, config_key, file_digest, read_json, write_json
 from .data import ImageSet, show_images
 from .generators import Generator, check_knobs
 
-# %% ../nbs/05_synth.ipynb #d379fb3b
+# %% ../nbs/05_synth.ipynb #9618a255
 def _norm(name: str) -> str: return name.lower().replace('_', ' ').replace('-', ' ').strip()
 
 def map_classes(target: list[str], generator: list[str]) -> list[int]:
@@ -34,7 +34,7 @@ def map_classes(target: list[str], generator: list[str]) -> list[int]:
                          f"for each target class, or use mode='any' to let the teacher label freely drawn classes.")
     return out
 
-# %% ../nbs/05_synth.ipynb #c8ea47a2
+# %% ../nbs/05_synth.ipynb #fbdcf02d
 MANIFEST = 'manifest.json'
 
 def store_spec(generator: Generator, target_classes: list[str], n_per_class: int, guidance_scale: float = 2.0,
@@ -141,7 +141,7 @@ def _finalize(folder: Path, plan: list[dict]):
                class_counts=np.sum([d['class_counts'] for d in done], 0).tolist() if done else [])
     write_json(man, folder / MANIFEST)
 
-# %% ../nbs/05_synth.ipynb #ab233dbf
+# %% ../nbs/05_synth.ipynb #b1bb005c
 def read_manifest(folder: str | Path) -> dict:
     "The manifest of the store in `folder`."
     p = Path(folder) / MANIFEST
@@ -184,7 +184,7 @@ def show_store(folder: str | Path, n_per_class: int = 8, title: str | None = Non
     title = title or f"s={sp['guidance_scale']} T={sp['num_steps']} {sp['sampler']}" + (f" strength={sp['strength']}" if sp['strength'] is not None else '')
     return show_images(data.images[idx], data.labels[idx], data.classes, n=len(idx), ncol=n_per_class, title=title, ax=ax)
 
-# %% ../nbs/05_synth.ipynb #ab21b61f
+# %% ../nbs/05_synth.ipynb #07e32194
 def store_name(dataset: str, generator: str, guidance_scale: float, num_steps: int, sampler: str, n_per_class: int,
                seed: int, strength: float | None = None, mode: str = 'map', key: str = '') -> str:
     "A readable folder name for a store's settings (plus the start of its key)."
@@ -197,15 +197,16 @@ def synthesize(dataset: str = 'digits', generator: str = 'ddpm', model: str | No
                num_steps: int = 25, sampler: str = 'ddim', strength: float | None = None, n_per_class: int = 100,
                resolution: int | None = 32, channels: int | None = 3, seed: int = 0, mode: str = 'map', out_dir=None,
                root=None, cache=None, device='auto', shard_size: int = 500, progress: bool = True, accelerator=None,
-               gen: Generator | None = None) -> Path:
-    "Make (or finish) the synthetic store of these settings for `dataset`; returns its folder."
+               gen: Generator | None = None, generator_kwargs: dict | None = None) -> Path:
+    "Make (or finish) the synthetic store of these settings for `dataset`; returns its folder (`generator_kwargs` go to `get_generator`)."
     from dmkd.core import cache_root
     from dmkd.data import load_dataset
     from dmkd.generators import get_generator
     check_knobs(guidance_scale, num_steps, sampler, strength)
     kw = dict(native=True) if dataset == 'digits' else {}
     target = load_dataset(dataset, 'test', root=root, **kw)
-    gen = gen or get_generator(generator, target.classes, model=model, device=device, cache=cache)
+    gkw = (dict(dataset=dataset, root=root) if generator == 'ddpm' else {}) | dict(generator_kwargs or {})   # the DDPM of this dataset
+    gen = gen or get_generator(generator, target.classes, model=model, device=device, cache=cache, **gkw)
     source = None
     if strength is not None:   # SDEdit / img2img of the generator's own corpus images (never the teacher's train split)
         corpus = load_dataset(dataset, 'corpus', root=root, **kw)
@@ -219,7 +220,7 @@ def synthesize(dataset: str = 'digits', generator: str = 'ddpm', model: str | No
     return make_store(gen, folder, target.classes, n_per_class, guidance_scale, num_steps, sampler, strength, source, resolution,
                       channels, seed, shard_size, mode, accelerator=accelerator, progress=progress)
 
-# %% ../nbs/05_synth.ipynb #686a4da8
+# %% ../nbs/05_synth.ipynb #855b02a2
 from fastcore.script import call_parse
 from .core import cli_entry
 
