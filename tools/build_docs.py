@@ -1,0 +1,334 @@
+#!/usr/bin/env python
+"""Build the dmkd docs site from `nbs/` into a static folder, offline, without Quarto.
+
+    python tools/build_docs.py                 # -> _docs/ (settings.ini `doc_path`)
+    python tools/build_docs.py --site-dir /tmp/site --no-execute
+
+Pages, and where they come from:
+
+- Home: `nbs/index.ipynb`.
+- API reference: every library notebook (`nbs/NN_*.ipynb`, the ones with `#| default_exp`), run through nbdev's own
+  notebook processors (the ones `nbdev_docs` uses before Quarto): `show_doc` is added for every exported symbol and
+  executed, so each page shows signatures and parameter tables; exported source and `#| hide` cells are dropped.
+  Like nbdev's Quarto build, only the cells `show_doc` needs are executed (the examples are executed by `nbdev_test`).
+- Tutorials: every other notebook in `nbs/` (the experiment notebooks), executed top to bottom with the defaults of its
+  `parameters` cell exactly as `nbdev_test` executes it (same cell flags skipped: `slow`, `cuda`, `notest`), so figures
+  are visible. Their caches (teachers, stores, students under `data/cache`) are the ones `nbdev_test` fills, so after
+  `nbdev_test` this mostly reads the cache. Results records they write go to a scratch copy of `reports/`, never into
+  `reports/` itself.
+- Results: `reports/README.md` plus every table (`.csv`, `.md`) and figure (`.png`, `.svg`, `.jpg`) under `reports/`
+  (an empty page that says how to make them when there is nothing yet).
+
+Navigation is generated from the files found in `nbs/` at build time, so new notebooks appear without editing any
+list. The rendered Markdown goes through MkDocs with the Material theme (built-in search), configured by `mkdocs.yml`
+at the repository root; nbdev's publishing configuration (settings.ini `doc_*`) is left as it is.
+"""
+from __future__ import annotations
+
+import argparse, json, os, re, shutil, sys, tempfile, time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SKIP_FLAGS = ('notest', 'slow', 'cuda')  # as settings.ini `tst_flags`: cells nbdev_test does not run
+IMG_EXT = ('.png', '.svg', '.jpg', '.jpeg', '.gif', '.webp')
+
+
+# ---------------------------------------------------------------- notebooks
+def notebooks(nbs: Path) -> dict:
+    "The notebooks of `nbs/` by role: `home`, `api` (library notebooks) and `tutorials` (experiment notebooks)."
+    from execnb.nbio import read_nb
+    out = dict(home=None, api=[], tutorials=[])
+    for f in sorted(nbs.glob('*.ipynb')):
+        if f.name.startswith(('_', '.')): continue
+        if f.name == 'index.ipynb': out['home'] = f; continue
+        nb = read_nb(f)
+        lib = any(c.cell_type == 'code' and re.search(r'^#\|\s*default_exp\s', c.source, re.M) for c in nb.cells)
+        out['api' if lib else 'tutorials'].append(f)
+    if out['home'] is None: raise FileNotFoundError(f"No index.ipynb in {nbs}: the home page is built from it.")
+    return out
+
+
+def page_name(f: Path, role: str) -> str:
+    "Markdown file of notebook `f`: library `02_models.ipynb` -> `api/models.md`, experiment `distill.ipynb` -> `tutorials/distill.md`."
+    if role == 'home': return 'index.md'
+    return ('api/' if role == 'api' else 'tutorials/') + re.sub(r'^\d+[a-z]?_', '', f.stem) + '.md'
+
+
+def title_of(nb) -> str:
+    "The notebook's `# Title` (the first level-1 heading), else its file name."
+    for c in nb.cells:
+        if c.cell_type == 'markdown':
+            m = re.search(r'^#\s+(.+)$', c.source, re.M)
+            if m: return m.group(1).strip()
+    return ''
+
+
+def _execute(f: str, skip_flags=SKIP_FLAGS) -> dict:
+    "Run notebook `f` as `nbdev_test` does (in-process, from its folder, flagged cells skipped); returns the notebook."
+    from execnb.shell import CaptureShell
+    from fastcore.xtras import working_directory
+    from nbdev.process import NBProcessor
+    f = Path(f)
+    os.environ['IN_TEST'] = '1'
+    nb = NBProcessor(f, procs=[], process=True, rm_directives=False).nb
+    flags = set(skip_flags)
+
+    def no_eval(cell):
+        if cell.cell_type != 'code': return True
+        if 'nbdev_export' + '(' in cell.source: return True
+        d = getattr(cell, 'directives_', {}) or {}
+        if d.get('eval:', [''])[0].lower() == 'false': return True
+        return flags & d.keys()
+
+    k = CaptureShell(f)
+    t0 = time.time()
+    with working_directory(f.parent):
+        try: k.run_all(nb, exc_stop=True, preproc=no_eval)
+        except Exception as e:
+            raise RuntimeError(f"{f} failed while executing for the docs:\n{k.prettytb(fname=f)}") from e
+    return dict(nb=nb, seconds=round(time.time() - t0, 1))
+
+
+def _show_doc_source(cell) -> str | None:
+    """What `exec_show_docs` must run of `cell` (None: nothing): as nbdev, export cells, `show_doc` cells and imports;
+    unlike nbdev, of a cell that mixes imports with other code only its top-level imports (nbdev runs it whole, which
+    here would train a model just to render a signature)."""
+    import ast
+    from nbdev import processors as P
+    import warnings
+    with warnings.catch_warnings():  # nbdev warns about mixed import cells; they are handled below
+        warnings.simplefilter('ignore')
+        if not P._do_eval(cell): return None
+    if cell.directives_.keys() & {'export', 'exports', 'exporti', 'exec_doc'}: return cell.source
+    trees = cell.parsed_()
+    if P._show_docs(trees): return cell.source
+    body = list(trees)  # parsed_() gives the top-level statements
+    if all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in body): return cell.source
+    return '\n'.join(ast.unparse(n) for n in body if isinstance(n, (ast.Import, ast.ImportFrom))) or None
+
+
+def _exec_show_docs_cls():
+    from nbdev import processors as P
+    from fastcore.basics import str2bool
+
+    class exec_show_docs(P.exec_show_docs):
+        "nbdev's `exec_show_docs`, running only the imports of cells that mix imports with other code."
+        def __call__(self, cell):
+            if not self.nb.has_docs_ or not hasattr(self, 'k'): return
+            if str2bool(getattr(self.nb, 'frontmatter_', {}).get('skip_showdoc', False)): return
+            src = _show_doc_source(cell)
+            if src is None: return
+            if src == cell.source: self.k.cell(cell)
+            else: self.k.run(src)
+            if self.k.exc: raise Exception(f"Error in cell {cell.idx_} while rendering show_doc:\n{src}") from self.k.exc
+    return exec_show_docs
+
+
+def _process(nb, api: bool):
+    "nbdev's docs processors (minus the Quarto-only ones); `api`: add and execute `show_doc` for every exported symbol."
+    from nbdev import processors as P
+    from nbdev.process import NBProcessor
+    procs = [P.populate_language, P.strip_ansi, P.hide_line, P.filter_stream_, P.rm_header_dash, P.clean_show_doc]
+    if api: procs = [P.populate_language, P.add_show_docs] + procs[1:] + [_exec_show_docs_cls()]
+    procs += [P.rm_export, P.clean_magics, P.hide_, P.strip_hidden_metadata]
+    # exec_show_docs resolves `show_doc` links through the config; run from the repository root like nbdev does
+    return NBProcessor(nb=nb, procs=procs).process() or nb
+
+
+_re_dir = re.compile(r'^\s*#\|\s*(\S+?):?\s+(.*)$|^\s*#\|\s*(\S+)\s*$')
+
+
+def _tidy(nb):
+    "Drop directive lines, honour `echo: false` / `output: false`, drop empty cells; return an nbformat notebook."
+    import nbformat
+    cells = []
+    for c in nb.cells:
+        c = dict(c)
+        src = c.get('source', '') or ''
+        if isinstance(src, list): src = ''.join(src)
+        if c['cell_type'] == 'code':
+            d = {k.rstrip(':'): ' '.join(v) for k, v in (c.get('directives_') or {}).items()}
+            lines, keep = src.splitlines(), []
+            for ln in lines:
+                m = _re_dir.match(ln)
+                if m: d[(m.group(1) or m.group(3)).rstrip(':')] = (m.group(2) or '').strip(); continue
+                keep.append(ln)
+            src = '\n'.join(keep).strip('\n')
+            if d.get('echo') == 'false': src = ''
+            if d.get('output') == 'false': c['outputs'] = []
+            outs = [o for o in c.get('outputs', []) if not (o.get('output_type') == 'stream' and not ''.join(o.get('text', '')).strip())]
+            if not src and not outs: continue
+            cells.append(dict(cell_type='code', source=src, outputs=[dict(o) for o in outs], execution_count=None,
+                              metadata=dict(tags=[] if src else ['remove_input'])))
+        elif c['cell_type'] == 'markdown':
+            if src.strip(): cells.append(dict(cell_type='markdown', source=src, metadata={}))
+    out = dict(cells=cells, metadata=dict(language_info=dict(name='python')), nbformat=4, nbformat_minor=4)
+    return nbformat.reads(json.dumps(out), as_version=4)  # joins the list-of-lines outputs that execnb leaves
+
+
+def to_markdown(nb, dest: Path) -> Path:
+    "Write `nb` as Markdown at `dest`, its figures as files in `<stem>_files/` beside it."
+    from nbconvert import MarkdownExporter
+    nbf = _tidy(nb)
+    from nbconvert.preprocessors import TagRemovePreprocessor
+    ex = MarkdownExporter()
+    ex.register_preprocessor(TagRemovePreprocessor(remove_input_tags={'remove_input'}, enabled=True), enabled=True)
+    body, res = ex.from_notebook_node(nbf, resources=dict(output_files_dir=f'{dest.stem}_files'))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    for name, data in (res.get('outputs') or {}).items():
+        p = dest.parent / name; p.parent.mkdir(parents=True, exist_ok=True); p.write_bytes(data)
+    # nbconvert names figure links "png"; give them the alt text the page's title suggests
+    body = re.sub(r'!\[(png|svg|jpeg|jpg|svg\+xml)\]\(', '![figure](', body)
+    dest.write_text(body, encoding='utf-8')
+    return dest
+
+
+def _library(f: str) -> dict:
+    "Process one library notebook (in a fresh process: show_doc runs imports)."
+    from execnb.nbio import read_nb
+    os.environ['IN_TEST'] = '1'
+    t0 = time.time()
+    nb = read_nb(f)
+    title = title_of(nb)
+    nb = _process(nb, api=True)
+    return dict(nb=nb, title=title, seconds=round(time.time() - t0, 1))
+
+
+def _tutorial(f: str, execute: bool) -> dict:
+    from execnb.nbio import read_nb
+    t0 = time.time()
+    nb = _execute(f)['nb'] if execute else read_nb(f)
+    title = title_of(nb)
+    return dict(nb=_process(nb, api=False), title=title, seconds=round(time.time() - t0, 1))
+
+
+# ---------------------------------------------------------------- results page
+def results_page(reports: Path, docs: Path) -> str:
+    "Write `results.md` (and copy its assets) from `reports/`; works when `reports/` is absent or empty."
+    out = docs / 'results'
+    lines = ['# Results', '']
+    readme = reports / 'README.md'
+    used = set()
+    if readme.exists():
+        text = readme.read_text(encoding='utf-8')
+        text = re.sub(r'^#\s+.*\n', '', text, count=1) if text.lstrip().startswith('# ') else text
+
+        def link(m):  # relative links and images point into the copied reports/ folder
+            alt, href = m.group(1), m.group(2)
+            if re.match(r'^[a-z]+:|^#|^/', href): return m.group(0)
+            p = (reports / href.split('#')[0]).resolve()
+            if p.is_file():
+                rel = p.relative_to(reports.resolve()).as_posix(); used.add(rel)
+                return f'{alt}(results/{rel})'
+            return f'{alt}({href})'
+        text = re.sub(r'(!?\[[^\]]*\])\(([^)\s]+)\)', link, text)
+        lines += [text.strip(), '']
+    files = sorted(p for p in reports.rglob('*') if p.is_file() and not any(s.startswith('.') for s in p.relative_to(reports).parts)) \
+        if reports.is_dir() else []
+    tables = [p for p in files if p.suffix in ('.csv', '.md') and p != readme]
+    figures = [p for p in files if p.suffix.lower() in IMG_EXT]
+    if not readme.exists() and not tables and not figures:
+        lines += ['No results yet: `reports/` is empty. The experiment notebooks write one results record per run to',
+                  '`reports/results/`; the report notebook turns them into the tables and figures shown here.', '']
+    for p in files:  # copy every asset the page may point at
+        rel = p.relative_to(reports)
+        if p.suffix.lower() in IMG_EXT + ('.csv', '.md', '.json'):
+            d = out / rel; d.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(p, d)
+    if tables:
+        lines += ['## Tables', '']
+        import pandas as pd
+        for p in tables:
+            rel = p.relative_to(reports).as_posix()
+            if rel in used: continue
+            lines += [f'### {p.stem}', '', f'`reports/{rel}` ([download](results/{rel}))', '']
+            if p.suffix == '.csv':
+                try: lines += [pd.read_csv(p).to_html(index=False, border=0, classes='dataframe', na_rep=''), '']
+                except Exception as e: lines += [f'(could not read this table: {e})', '']
+            else:
+                lines += [p.read_text(encoding='utf-8'), '']
+    figs = [p for p in figures if p.relative_to(reports).as_posix() not in used]
+    if figs:
+        lines += ['## Figures', '']
+        for p in figs:
+            rel = p.relative_to(reports).as_posix()
+            lines += [f'### {p.stem}', '', f'![{p.stem}](results/{rel})', '']
+    runs = sorted((reports / 'runs').rglob('*.ipynb')) if (reports / 'runs').is_dir() else []
+    if runs:
+        lines += ['## Executed notebooks', '', 'The executed notebooks of the sweeps are kept under `reports/runs/`:', '']
+        lines += [f'- `reports/{p.relative_to(reports).as_posix()}`' for p in runs] + ['']
+    (docs / 'results.md').write_text('\n'.join(lines), encoding='utf-8')
+    return 'results.md'
+
+
+# ---------------------------------------------------------------- build
+def build(site_dir: Path | str | None = None, work_dir: Path | str | None = None, execute: bool = True,
+          nbs: Path | str | None = None, reports: Path | str | None = None, workers: int = 1, quiet: bool = False) -> dict:
+    "Build the site into `site_dir` (default `_docs/`); returns the pages, timings and the site folder."
+    from mkdocs.commands.build import build as mk_build
+    from mkdocs.config import load_config
+    t_all = time.time()
+    nbs = Path(nbs or ROOT / 'nbs').resolve()
+    reports = Path(reports or os.environ.get('DMKD_REPORTS') or ROOT / 'reports').resolve()
+    site_dir = Path(site_dir or ROOT / '_docs').resolve()
+    work = Path(work_dir or ROOT / '_proc' / 'mkdocs').resolve()
+    docs = work / 'docs'
+    if docs.exists(): shutil.rmtree(docs)
+    docs.mkdir(parents=True)
+    found = notebooks(nbs)
+    log = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+    # experiment notebooks write their results records into a scratch copy of reports/ (they read the real ones)
+    scratch = Path(tempfile.mkdtemp(prefix='dmkd-docs-reports-'))
+    if reports.is_dir(): shutil.copytree(reports, scratch, dirs_exist_ok=True)
+    env_old = os.environ.get('DMKD_REPORTS')
+    os.environ['DMKD_REPORTS'] = str(scratch)
+    timings, pages = {}, dict(home='index.md', api=[], tutorials=[], results='results.md')
+    ctx = get_context('spawn')
+    try:
+        jobs = [('home', found['home'])] + [('api', f) for f in found['api']] + [('tutorials', f) for f in found['tutorials']]
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, max_tasks_per_child=1) as ex:
+            futs = []
+            for role, f in jobs:
+                fut = ex.submit(_library, str(f)) if role == 'api' else ex.submit(_tutorial, str(f), execute and role == 'tutorials')
+                futs.append((role, f, fut))
+            for role, f, fut in futs:
+                r = fut.result()
+                name = page_name(f, role)
+                to_markdown(r['nb'], docs / name)
+                timings[f.name] = r['seconds']
+                if role != 'home': pages[role].append((r['title'] or f.stem, name))
+                log(f"  {f.name:28s} -> {name:22s} {r['seconds']:7.1f}s")
+    finally:
+        if env_old is None: os.environ.pop('DMKD_REPORTS', None)
+        else: os.environ['DMKD_REPORTS'] = env_old
+        shutil.rmtree(scratch, ignore_errors=True)
+    results_page(reports, docs)
+    nav = [{'Home': 'index.md'},
+           {'API reference': [{t: n} for t, n in pages['api']]},
+           {'Tutorials': [{t: n} for t, n in pages['tutorials']]},
+           {'Results': 'results.md'}]
+    nav = [n for n in nav if not (isinstance(list(n.values())[0], list) and not list(n.values())[0])]
+    t0 = time.time()
+    cfg = load_config(str(ROOT / 'mkdocs.yml'), docs_dir=str(docs), site_dir=str(site_dir), nav=nav)
+    mk_build(cfg)
+    timings['mkdocs'] = round(time.time() - t0, 1)
+    timings['total'] = round(time.time() - t_all, 1)
+    log(f"site: {site_dir}  ({timings['total']}s in all, mkdocs {timings['mkdocs']}s)")
+    return dict(site_dir=site_dir, pages=pages, timings=timings)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--site-dir', default=None, help='static site folder (default: _docs/)')
+    ap.add_argument('--work-dir', default=None, help='folder for the generated Markdown (default: _proc/mkdocs/)')
+    ap.add_argument('--no-execute', action='store_true', help='do not execute the experiment notebooks (no figures; a quick look)')
+    ap.add_argument('--reports', default=None, help='reports folder for the results page (default: $DMKD_REPORTS or reports/)')
+    ap.add_argument('--workers', type=int, default=1, help='notebooks processed at once (default 1)')
+    a = ap.parse_args(argv)
+    res = build(a.site_dir, a.work_dir, not a.no_execute, reports=a.reports, workers=a.workers)
+    print(json.dumps(res['timings']))
+
+
+if __name__ == '__main__':
+    main()
