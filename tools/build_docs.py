@@ -287,10 +287,10 @@ def build(site_dir: Path | str | None = None, work_dir: Path | str | None = None
     ctx = get_context('spawn')
     try:
         jobs = [('home', found['home'])] + [('api', f) for f in found['api']] + [('tutorials', f) for f in found['tutorials']]
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, max_tasks_per_child=1) as ex:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
             futs = []
             for role, f in jobs:
-                fut = ex.submit(_library, str(f)) if role == 'api' else ex.submit(_tutorial, str(f), execute and role == 'tutorials')
+                fut = ex.submit(_library, str(f)) if role == 'api' else ex.submit(_tutorial, str(f), execute)
                 futs.append((role, f, fut))
             for role, f, fut in futs:
                 r = fut.result()
