@@ -6,7 +6,7 @@
 __all__ = ['extract_features', 'InceptionFeatures', 'feature_stats', 'frechet_distance', 'kernel_distance', 'precision_recall',
            'teacher_measures', 'fidelity']
 
-# %% ../nbs/08_fidelity.ipynb #53c8dfb3
+# %% ../nbs/08_fidelity.ipynb #89d22a7b
 import math
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from scipy import linalg
 
 from .data import ImageSet
 
-# %% ../nbs/08_fidelity.ipynb #bd624d2e
+# %% ../nbs/08_fidelity.ipynb #6c2293e3
 def _images(x) -> torch.Tensor:
     if isinstance(x, ImageSet): return x.images
     if isinstance(x, torch.Tensor) and x.ndim == 4: return x
@@ -32,7 +32,7 @@ def extract_features(model: torch.nn.Module, images, batch_size: int = 500, devi
     out = [fn(x[i:i + batch_size].to(device)).flatten(1).double().cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(out).numpy() if out else np.zeros((0, 0))
 
-# %% ../nbs/08_fidelity.ipynb #2eb3e3de
+# %% ../nbs/08_fidelity.ipynb #04c34f5a
 class InceptionFeatures(torch.nn.Module):
     "torchvision Inception-v3 (ImageNet weights from a local file) as a 2048-d feature network for uint8 images."
     def __init__(self, weights: str | Path):
@@ -58,7 +58,7 @@ class InceptionFeatures(torch.nn.Module):
         x = F.interpolate(x, size=(299, 299), mode='bilinear', align_corners=False)
         return self.net((x - self.mean) / self.std)
 
-# %% ../nbs/08_fidelity.ipynb #e43da2e1
+# %% ../nbs/08_fidelity.ipynb #c4feb9ec
 def feature_stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     "Mean and covariance (unbiased) of N×D features."
     feats = np.asarray(feats, dtype=np.float64)
@@ -76,13 +76,13 @@ def frechet_distance(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> float:
     covmean = covmean.real
     return float(max(((m1 - m2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean), 0.0))
 
-# %% ../nbs/08_fidelity.ipynb #1c8f9d0d
+# %% ../nbs/08_fidelity.ipynb #6b227913
 def _poly_mmd2(x: np.ndarray, y: np.ndarray, degree: int, gamma: float, coef: float) -> float:
     kxx = (x @ x.T * gamma + coef) ** degree; kyy = (y @ y.T * gamma + coef) ** degree; kxy = (x @ y.T * gamma + coef) ** degree
     m, n = len(x), len(y)
     return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1)) - 2 * kxy.mean())
 
-def kernel_distance(a: np.ndarray, b: np.ndarray, subsets: int = 50, subset_size: int = 500, degree: int = 3,
+def kernel_distance(a: np.ndarray, b: np.ndarray, subsets: int = 20, subset_size: int = 500, degree: int = 3,
                     gamma: float | None = None, coef: float = 1.0, seed: int = 0) -> tuple[float, float]:
     "KID: mean and std over `subsets` random subsets of the unbiased MMD² with kernel (γ x·y + coef)^degree, γ = 1/D by default."
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -94,7 +94,7 @@ def kernel_distance(a: np.ndarray, b: np.ndarray, subsets: int = 50, subset_size
             for _ in range(subsets)]
     return float(np.mean(vals)), float(np.std(vals))
 
-# %% ../nbs/08_fidelity.ipynb #939406f1
+# %% ../nbs/08_fidelity.ipynb #352b4892
 def _knn_radii(x: torch.Tensor, k: int) -> torch.Tensor:
     d = torch.cdist(x, x)
     return d.kthvalue(k + 1, dim=1).values   # the 0 distance to itself is the first
@@ -110,7 +110,7 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> dict:
     recall = _inside(r, f, _knn_radii(f, k)).double().mean().item()
     return dict(precision=precision, recall=recall)
 
-# %% ../nbs/08_fidelity.ipynb #20dd857f
+# %% ../nbs/08_fidelity.ipynb #98b86d99
 @torch.no_grad()
 def teacher_measures(teacher: torch.nn.Module, images, batch_size: int = 500, device='cpu') -> dict:
     "Teacher agreement with the images' labels (%), mean confidence, mean entropy (nats) and class balance of its predictions."
@@ -124,7 +124,7 @@ def teacher_measures(teacher: torch.nn.Module, images, batch_size: int = 500, de
     if isinstance(images, ImageSet): res['agreement'] = (pred == images.labels.cpu()).double().mean().item() * 100
     return res
 
-# %% ../nbs/08_fidelity.ipynb #0f68e12c
+# %% ../nbs/08_fidelity.ipynb #f6e149fe
 def fidelity(images, real, teacher: torch.nn.Module, features: str | torch.nn.Module = 'teacher', max_images: int = 2000,
              k: int = 3, seed: int = 0, device='cpu', inception_weights: str | Path | None = None) -> dict:
     """Every measure of `images` (ImageSet: generated images and the classes they were made for) against `real` (the real

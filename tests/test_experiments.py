@@ -1,0 +1,67 @@
+"The sweep runner from a shell: a tiny throwaway notebook, parallel runs, a killed sweep resumes, a finished sweep only rebuilds its report."
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from dmkd.experiments import collect_records, run_sweep
+
+
+def _nb(path: Path, body: str):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata['kernelspec'] = dict(name='python3', display_name='python3', language='python')
+    nb.cells = [nbformat.v4.new_code_cell('x: float = 1.0  # a number\nseed: int = 0  # seed\nreports_root: str = ""  # records', metadata=dict(tags=['parameters'])),
+                nbformat.v4.new_code_cell(body)]
+    nbformat.write(nb, path)
+
+
+RUN = ('import time\nfrom dmkd.core import write_record\ntime.sleep(float(x))\n'
+       'write_record(dict(x=x, seed=seed, student_last_acc=10 * x + seed), reports_root + "/results", kind="toy")')
+REPORT = ('import json, pathlib\nfrom dmkd.experiments import collect_records, run_sweep\n'
+          'd = collect_records(reports_root, "toy")\n'
+          'pathlib.Path(reports_root, "report.json").write_text(json.dumps(sorted(d.student_last_acc.tolist())))')
+
+
+def _sweep(tmp: Path, seeds, parallel=1, x=0.0):
+    _nb(tmp / 'run.ipynb', RUN); _nb(tmp / 'report.ipynb', REPORT)
+    (tmp / 'toy.yaml').write_text(
+        f"name: toy\nseeds: {list(seeds)}\nparallel: {parallel}\nreport: {tmp / 'report.ipynb'}\n"
+        f"jobs:\n  - {{name: a, notebook: {tmp / 'run.ipynb'}, grid: {{x: [{x}]}}}}\n")
+    return [sys.executable, '-c', 'from dmkd.experiments import sweep_main; sweep_main()', str(tmp / 'toy.yaml'), '--reports', str(tmp / 'reports')]
+
+
+def test_sweep_killed_resumes_in_parallel_then_only_reports(tmp_path):
+    """Kill the sweep while its second run sleeps; the rerun (2 runs at once) keeps the finished run, runs the killed one
+    again without duplicating its record, and builds the report; a third run skips every run and only rebuilds the report."""
+    cmd = _sweep(tmp_path, [0, 1, 2], x=3.0)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    runs = tmp_path / 'reports/runs/toy/a'
+    t0 = time.time()
+    while not (runs / 'x-3_seed0/run.json').exists():
+        assert time.time() - t0 < 240 and proc.poll() is None, 'first run did not finish'
+        time.sleep(0.5)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGKILL); proc.wait()
+    assert not (runs / 'x-3_seed1/run.json').exists() and not (tmp_path / 'reports/report.json').exists()
+    done_first = (runs / 'x-3_seed0/run.json').stat().st_mtime
+    p = subprocess.run(cmd + ['--parallel', '2'], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert '1 finished, 2 to run' in p.stdout
+    assert (runs / 'x-3_seed0/run.json').stat().st_mtime == done_first
+    assert json.loads((tmp_path / 'reports/report.json').read_text()) == [30.0, 31.0, 32.0]   # one record per seed
+    for s in (0, 1, 2): assert (runs / f'x-3_seed{s}/notebook.ipynb').exists()
+    (tmp_path / 'reports/report.json').unlink()
+    stamps = {q: q.stat().st_mtime for q in runs.glob('*/run.json')}
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and '3 finished, 0 to run' in p.stdout, p.stdout + p.stderr
+    assert {q: q.stat().st_mtime for q in stamps} == stamps                       # nothing ran again
+    assert (tmp_path / 'reports/report.json').exists()                            # the report was rebuilt
+    assert len(collect_records(tmp_path / 'reports', 'toy')) == 3
+
+
+def test_bad_sweep_file_says_what_to_do(tmp_path):
+    (tmp_path / 'bad.yaml').write_text('name: bad\njobs: []\n')
+    with pytest.raises(ValueError, match='has no jobs'): run_sweep(tmp_path / 'bad.yaml')
+    (tmp_path / 'bad.yaml').write_text('name: bad\njobs: [{name: a, notebook: missing.ipynb}]\n')
+    with pytest.raises(FileNotFoundError, match="Notebook missing.ipynb of job 'a' not found"): run_sweep(tmp_path / 'bad.yaml', reports=tmp_path)
