@@ -182,7 +182,7 @@ def test_search_finds_get_model(browser, server):
     box = page.locator('input.md-search__input')
     if not box.is_visible(): page.click('label.md-header__button[for="__search"]')
     box.click()
-    page.fill('input.md-search__input', 'get_model')
+    box.press_sequentially('get_model', delay=30)  # typed key by key, as Material listens to key events
     page.wait_for_selector('.md-search-result__item', timeout=20000)
     hits = page.evaluate('''() => [...document.querySelectorAll('.md-search-result__item a')].map(a => [a.href, a.innerText])''')
     page.screenshot(path=str(ART / 'docs_search.png'))

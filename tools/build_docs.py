@@ -32,6 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIP_FLAGS = ('notest', 'slow', 'cuda')  # as settings.ini `tst_flags`: cells nbdev_test does not run
+RECORD_COLS = ('kind', 'method', 'dataset', 'teacher', 'student', 'source', 'generator', 'guidance_scale', 'num_steps', 'sampler',
+               'strength', 'n_per_class', 'temperature', 'seed', 'teacher_acc', 'student_best_acc', 'student_last_acc')
 IMG_EXT = ('.png', '.svg', '.jpg', '.jpeg', '.gif', '.webp')
 
 
@@ -196,75 +198,123 @@ def _library(f: str) -> dict:
     return dict(nb=nb, title=title, seconds=round(time.time() - t0, 1))
 
 
-def _tutorial(f: str, execute: bool) -> dict:
-    from execnb.nbio import read_nb
-    t0 = time.time()
-    nb = _execute(f)['nb'] if execute else read_nb(f)
+def exec_key(f: Path, reports: Path | None = None) -> str:
+    """Content key of an executed notebook: the notebook, the library source (`dmkd/*.py`), `settings.ini`, and for a
+    notebook that reads results records (`collect_records`, `read_records`) the tables and records under `reports/`.
+    Equal keys: the executed notebook can be reused (its inputs, caches included, are content-keyed too)."""
+    import hashlib
+    h = hashlib.sha256()
+    files = [Path(f), ROOT / 'settings.ini'] + sorted((ROOT / 'dmkd').rglob('*.py'))
+    reads = re.search(r'collect_records|read_records', Path(f).read_text(encoding='utf-8'))
+    if reads and reports and reports.is_dir(): files += sorted(p for p in reports.rglob('*') if p.is_file() and p.suffix in ('.json', '.csv', '.md'))
+    for p in files: h.update(str(p.name).encode()); h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _tutorial(f: str, execute: bool, cache_dir: str | None = None, reports: str | None = None) -> dict:
+    "Execute (or reuse the executed copy keyed by `exec_key` under `cache_dir`) and process one experiment notebook."
+    from execnb.nbio import read_nb, write_nb
+    t0 = time.time(); f = Path(f); reused = False
+    cached = Path(cache_dir) / f'{f.stem}-{exec_key(f, Path(reports) if reports else None)}.ipynb' if (execute and cache_dir) else None
+    if cached is not None and cached.exists(): nb = read_nb(cached); reused = True
+    elif execute:
+        nb = _execute(f)['nb']
+        if cached is not None:
+            from dmkd.core import atomic_path
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(cached) as tmp: write_nb(nb, tmp)
+            nb = read_nb(cached)
+    else: nb = read_nb(f)
     title = title_of(nb)
-    return dict(nb=_process(nb, api=False), title=title, seconds=round(time.time() - t0, 1))
+    return dict(nb=_process(nb, api=False), title=title, seconds=round(time.time() - t0, 1), reused=reused)
 
 
 # ---------------------------------------------------------------- results page
+def _md_section(text: str, base: Path, reports: Path, out: Path, demote: int) -> str:
+    """Markdown of a file under `reports/` for the results page: headings demoted by `demote` levels; relative links and
+    images that point at files under `reports/` are copied into the site (`results/...`); other relative links (outside
+    `reports/`, or missing) become plain text, so the page has no broken link."""
+    if demote: text = re.sub(r'^(#{1,6})(\s)', lambda m: '#' * min(6, len(m.group(1)) + demote) + m.group(2), text, flags=re.M)
+    rep = reports.resolve()
+
+    def link(m):
+        alt, href = m.group(1), m.group(2)
+        if re.match(r'^[a-zA-Z][a-zA-Z+.-]*:|^#|^/', href): return m.group(0)
+        p = (base / href.split('#')[0]).resolve()
+        if p.is_file() and p.is_relative_to(rep) and p.suffix != '.md':
+            rel = p.relative_to(rep).as_posix()
+            d = out / rel; d.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(p, d)
+            return f'{alt}(results/{rel})'
+        return f'{alt[1:] if alt.startswith("!") else alt} (`{href}`)'.replace('[', '').replace(']', '')
+    return re.sub(r'(!?\[[^\]]*\])\(([^)\s]+)\)', link, text)
+
+
 def results_page(reports: Path, docs: Path) -> str:
-    "Write `results.md` (and copy its assets) from `reports/`; works when `reports/` is absent or empty."
+    """Write `results.md` (and copy its assets) from `reports/`: `reports/README.md`, then every other Markdown file,
+    `.csv` table and figure under it, the results records as one table, and the executed sweep notebooks it keeps.
+    Works when `reports/` is absent or empty."""
     out = docs / 'results'
     lines = ['# Results', '']
     readme = reports / 'README.md'
-    used = set()
     if readme.exists():
         text = readme.read_text(encoding='utf-8')
-        text = re.sub(r'^#\s+.*\n', '', text, count=1) if text.lstrip().startswith('# ') else text
-
-        def link(m):  # relative links and images point into the copied reports/ folder
-            alt, href = m.group(1), m.group(2)
-            if re.match(r'^[a-z]+:|^#|^/', href): return m.group(0)
-            p = (reports / href.split('#')[0]).resolve()
-            if p.is_file():
-                rel = p.relative_to(reports.resolve()).as_posix(); used.add(rel)
-                return f'{alt}(results/{rel})'
-            return f'{alt}({href})'
-        text = re.sub(r'(!?\[[^\]]*\])\(([^)\s]+)\)', link, text)
-        lines += [text.strip(), '']
-    files = sorted(p for p in reports.rglob('*') if p.is_file() and not any(s.startswith('.') for s in p.relative_to(reports).parts)) \
-        if reports.is_dir() else []
-    tables = [p for p in files if p.suffix in ('.csv', '.md') and p != readme]
+        text = re.sub(r'^\s*#\s+.*\n', '', text, count=1)  # the page has its own title
+        lines += [_md_section(text, reports, reports, out, 0).strip(), '']
+    files = sorted(p for p in reports.rglob('*') if p.is_file() and not any(s.startswith('.') for s in p.relative_to(reports).parts)
+                   and 'runs' != p.relative_to(reports).parts[0]) if reports.is_dir() else []
+    docs_md = [p for p in files if p.suffix == '.md' and p != readme]
+    tables = [p for p in files if p.suffix == '.csv']
     figures = [p for p in files if p.suffix.lower() in IMG_EXT]
-    if not readme.exists() and not tables and not figures:
-        lines += ['No results yet: `reports/` is empty. The experiment notebooks write one results record per run to',
+    if not readme.exists() and not docs_md and not tables and not figures:
+        lines += ['No tables or figures yet in `reports/`. The experiment notebooks write one results record per run to',
                   '`reports/results/`; the report notebook turns them into the tables and figures shown here.', '']
-    for p in files:  # copy every asset the page may point at
-        rel = p.relative_to(reports)
-        if p.suffix.lower() in IMG_EXT + ('.csv', '.md', '.json'):
-            d = out / rel; d.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(p, d)
+    for p in docs_md:
+        rel = p.relative_to(reports).as_posix()
+        text = p.read_text(encoding='utf-8')
+        m = re.match(r'\s*#\s+(.+)\n', text)
+        title = m.group(1).strip() if m else rel
+        if m: text = text[m.end():]
+        lines += [f'## {title}', '', f'From `reports/{rel}`.', '', _md_section(text, p.parent, reports, out, 1).strip(), '']
     if tables:
-        lines += ['## Tables', '']
         import pandas as pd
+        lines += ['## Tables', '']
         for p in tables:
             rel = p.relative_to(reports).as_posix()
-            if rel in used: continue
+            d = out / rel; d.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(p, d)
             lines += [f'### {p.stem}', '', f'`reports/{rel}` ([download](results/{rel}))', '']
-            if p.suffix == '.csv':
-                try: lines += [pd.read_csv(p).to_html(index=False, border=0, classes='dataframe', na_rep=''), '']
-                except Exception as e: lines += [f'(could not read this table: {e})', '']
-            else:
-                lines += [p.read_text(encoding='utf-8'), '']
-    figs = [p for p in figures if p.relative_to(reports).as_posix() not in used]
-    if figs:
+            try: lines += [pd.read_csv(p).to_html(index=False, border=0, na_rep=''), '']
+            except Exception as e: lines += [f'(could not read this table: {e})', '']
+    figures = [p for p in figures if not (out / p.relative_to(reports)).exists()]  # not already shown by a README
+    if figures:
         lines += ['## Figures', '']
-        for p in figs:
+        for p in figures:
             rel = p.relative_to(reports).as_posix()
+            d = out / rel; d.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(p, d)
             lines += [f'### {p.stem}', '', f'![{p.stem}](results/{rel})', '']
+    recs = sorted((reports / 'results').glob('*.json')) if (reports / 'results').is_dir() else []
+    if recs:
+        import pandas as pd
+        rows = []
+        for p in recs:
+            try: r = json.loads(p.read_text(encoding='utf-8'))
+            except (ValueError, OSError): continue
+            rows.append({'record': p.name} | {k: v for k, v in r.items() if isinstance(v, (str, int, float, bool)) or v is None})
+        cols = [c for c in RECORD_COLS if any(c in r for r in rows)]
+        lines += ['## Results records', '', f'{len(rows)} records under `reports/results/` (one per run; the report notebook turns them '
+                  'into the tables above).', '', pd.DataFrame(rows).reindex(columns=['record'] + cols).fillna('').to_html(index=False, border=0, na_rep=''), '']
     runs = sorted((reports / 'runs').rglob('*.ipynb')) if (reports / 'runs').is_dir() else []
     if runs:
         lines += ['## Executed notebooks', '', 'The executed notebooks of the sweeps are kept under `reports/runs/`:', '']
-        lines += [f'- `reports/{p.relative_to(reports).as_posix()}`' for p in runs] + ['']
+        lines += [f'- `reports/{p.relative_to(reports).as_posix()}`' for p in runs[:100]]
+        lines += ([f'- and {len(runs) - 100} more'] if len(runs) > 100 else []) + ['']
     (docs / 'results.md').write_text('\n'.join(lines), encoding='utf-8')
     return 'results.md'
 
 
 # ---------------------------------------------------------------- build
 def build(site_dir: Path | str | None = None, work_dir: Path | str | None = None, execute: bool = True,
-          nbs: Path | str | None = None, reports: Path | str | None = None, workers: int = 1, quiet: bool = False) -> dict:
+          nbs: Path | str | None = None, reports: Path | str | None = None, workers: int = 1, quiet: bool = False,
+          reuse: bool = True) -> dict:
     "Build the site into `site_dir` (default `_docs/`); returns the pages, timings and the site folder."
     from mkdocs.commands.build import build as mk_build
     from mkdocs.config import load_config
@@ -277,6 +327,10 @@ def build(site_dir: Path | str | None = None, work_dir: Path | str | None = None
     if docs.exists(): shutil.rmtree(docs)
     docs.mkdir(parents=True)
     found = notebooks(nbs)
+    if reuse and execute:
+        from dmkd.core import cache_root
+        cache_dir = str(cache_root() / 'docs')
+    else: cache_dir = None
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     # experiment notebooks write their results records into a scratch copy of reports/ (they read the real ones)
     scratch = Path(tempfile.mkdtemp(prefix='dmkd-docs-reports-'))
@@ -290,7 +344,7 @@ def build(site_dir: Path | str | None = None, work_dir: Path | str | None = None
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
             futs = []
             for role, f in jobs:
-                fut = ex.submit(_library, str(f)) if role == 'api' else ex.submit(_tutorial, str(f), execute)
+                fut = ex.submit(_library, str(f)) if role == 'api' else ex.submit(_tutorial, str(f), execute, cache_dir, str(reports))
                 futs.append((role, f, fut))
             for role, f, fut in futs:
                 r = fut.result()
@@ -298,7 +352,7 @@ def build(site_dir: Path | str | None = None, work_dir: Path | str | None = None
                 to_markdown(r['nb'], docs / name)
                 timings[f.name] = r['seconds']
                 if role != 'home': pages[role].append((r['title'] or f.stem, name))
-                log(f"  {f.name:28s} -> {name:22s} {r['seconds']:7.1f}s")
+                log(f"  {f.name:28s} -> {name:28s} {r['seconds']:7.1f}s" + ('  (executed copy reused)' if r.get('reused') else ''))
     finally:
         if env_old is None: os.environ.pop('DMKD_REPORTS', None)
         else: os.environ['DMKD_REPORTS'] = env_old
@@ -325,10 +379,15 @@ def main(argv=None):
     ap.add_argument('--no-execute', action='store_true', help='do not execute the experiment notebooks (no figures; a quick look)')
     ap.add_argument('--reports', default=None, help='reports folder for the results page (default: $DMKD_REPORTS or reports/)')
     ap.add_argument('--workers', type=int, default=1, help='notebooks processed at once (default 1)')
+    ap.add_argument('--no-reuse', action='store_true', help='execute every experiment notebook again, even when an executed copy '
+                    'with the same content key (notebook, dmkd/ source, reports/) is in the cache (data/cache/docs/)')
     a = ap.parse_args(argv)
-    res = build(a.site_dir, a.work_dir, not a.no_execute, reports=a.reports, workers=a.workers)
+    res = build(a.site_dir, a.work_dir, not a.no_execute, reports=a.reports, workers=a.workers, reuse=not a.no_reuse)
     print(json.dumps(res['timings']))
 
 
 if __name__ == '__main__':
-    main()
+    # run from the importable module, so the worker processes (spawned) find the functions they are sent
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import build_docs
+    build_docs.main()
