@@ -170,10 +170,45 @@ def _tidy(nb):
     return nbformat.reads(json.dumps(out), as_version=4)  # joins the list-of-lines outputs that execnb leaves
 
 
-def to_markdown(nb, dest: Path) -> Path:
-    "Write `nb` as Markdown at `dest`, its figures as files in `<stem>_files/` beside it."
+def symbol_pages(api: list) -> dict:
+    """`{name: 'api/<page>.md#anchor'}` for every public function and class of the modules the library notebooks
+    export (`__all__` of `dmkd/<module>.py`), pointing at its `show_doc` heading."""
+    import ast
+    out = {}
+    for f in api:
+        from execnb.nbio import read_nb
+        src = '\n'.join(c.source for c in read_nb(f).cells if c.cell_type == 'code')
+        m = re.search(r'^#\|\s*default_exp\s+(\S+)', src, re.M)
+        mod = ROOT / 'dmkd' / (m.group(1).replace('.', '/') + '.py') if m else None
+        if mod is None or not mod.exists(): continue
+        tree = ast.parse(mod.read_text(encoding='utf-8'))
+        names = set()
+        for n in tree.body:
+            if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == '__all__' for t in n.targets):
+                names = set(ast.literal_eval(n.value))
+        for n in tree.body:
+            if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name in names:
+                anchor = re.sub(r'[^\w\s-]', '', n.name).strip().lower()  # MkDocs' toc slug of the show_doc heading
+                out.setdefault(n.name, page_name(f, 'api') + '#' + anchor)
+    return out
+
+
+def add_links(nb, syms: dict, here: str):
+    "Link `` `name` `` / `` `name()` `` / `` `dmkd.mod.name` `` in Markdown cells to the symbol's API entry (as nbdev's `add_links`)."
+    if not syms: return nb
+    up = '../' * here.count('/')
+    pat = re.compile(r'(?<![\[\w])`(?:dmkd\.\w+\.)?(' + '|'.join(sorted(map(re.escape, syms), key=len, reverse=True)) + r')(\(\))?`(?![\]\w])')
+    for c in nb.cells:
+        if c.cell_type != 'markdown': continue
+        c.source = '\n'.join(ln if ln.lstrip().startswith('#') else pat.sub(lambda m: f'[{m.group(0)}]({up}{syms[m.group(1)]})', ln)
+                              for ln in c.source.split('\n'))
+    return nb
+
+
+def to_markdown(nb, dest: Path, syms: dict | None = None, here: str = '') -> Path:
+    "Write `nb` as Markdown at `dest`, its figures as files in `<stem>_files/` beside it; `syms`: link symbols (see `add_links`)."
     from nbconvert import MarkdownExporter
-    nbf = _tidy(nb)
+    nbf = add_links(_tidy(nb), syms or {}, here)
     from nbconvert.preprocessors import TagRemovePreprocessor
     ex = MarkdownExporter()
     ex.register_preprocessor(TagRemovePreprocessor(remove_input_tags={'remove_input'}, enabled=True), enabled=True)
@@ -327,6 +362,7 @@ def build(site_dir: Path | str | None = None, work_dir: Path | str | None = None
     if docs.exists(): shutil.rmtree(docs)
     docs.mkdir(parents=True)
     found = notebooks(nbs)
+    syms = symbol_pages(found['api'])
     if reuse and execute:
         from dmkd.core import cache_root
         cache_dir = str(cache_root() / 'docs')
@@ -349,7 +385,7 @@ def build(site_dir: Path | str | None = None, work_dir: Path | str | None = None
             for role, f, fut in futs:
                 r = fut.result()
                 name = page_name(f, role)
-                to_markdown(r['nb'], docs / name)
+                to_markdown(r['nb'], docs / name, syms, name)
                 timings[f.name] = r['seconds']
                 if role != 'home': pages[role].append((r['title'] or f.stem, name))
                 log(f"  {f.name:28s} -> {name:28s} {r['seconds']:7.1f}s" + ('  (executed copy reused)' if r.get('reused') else ''))
