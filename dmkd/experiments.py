@@ -7,7 +7,7 @@ __all__ = ['METHOD_LABELS', 'SYNTHESIS', 'sweep_main', 'run_name', 'load_sweep',
            'run_sweep', 'collect_records', 'record_method', 'mean_std', 'write_table', 'main_table',
            'subset_imagefolder', 'store_run', 'sweep_cli']
 
-# %% ../nbs/09_experiments.ipynb #f867c284
+# %% ../nbs/09_experiments.ipynb #1223ed93
 import itertools, json, os, re, shutil, subprocess, sys, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,7 +18,7 @@ import yaml
 
 from .core import project_root, read_json, reports_root, write_json
 
-# %% ../nbs/09_experiments.ipynb #deada0d6
+# %% ../nbs/09_experiments.ipynb #c2fc450d
 def _slug(v) -> str:
     s = f'{v:g}' if isinstance(v, float) else str(v)
     return re.sub(r'[^A-Za-z0-9.+-]+', '_', s).strip('_') or 'x'
@@ -61,7 +61,7 @@ def expand_sweep(sw: dict, reports=None) -> list[dict]:
                 runs.append(dict(sweep=sw['name'], job=j['name'], run=name, notebook=j['notebook'], parameters=p, folder=folder))
     return runs
 
-# %% ../nbs/09_experiments.ipynb #376edee0
+# %% ../nbs/09_experiments.ipynb #8ca20769
 def run_done(run: dict) -> bool:
     "Whether `run` has finished: its `run.json` exists (written only after its notebook succeeded)."
     return (Path(run['folder']) / 'run.json').exists()
@@ -114,7 +114,7 @@ def run_sweep(sweep: str | Path | dict, reports=None, parallel: int | None = Non
         res = pd.concat([res, pd.DataFrame([r])], ignore_index=True)
     return res
 
-# %% ../nbs/09_experiments.ipynb #ce0ce88c
+# %% ../nbs/09_experiments.ipynb #eded3bc1
 def collect_records(reports=None, sweep: str | None = None) -> pd.DataFrame:
     "Every results record under `<reports>/runs/<sweep>/<job>/<run>/results/` as one row (with `sweep`, `job`, `run` columns)."
     root = Path(reports) if reports else reports_root()
@@ -136,7 +136,7 @@ def record_method(rec) -> str:
     if rec.get('kind') == 'distill': return 'kd_real' if rec.get('source') == 'real' else 'diffusion'
     return str(rec.get('kind'))
 
-# %% ../nbs/09_experiments.ipynb #ea513562
+# %% ../nbs/09_experiments.ipynb #17c235e7
 def mean_std(df: pd.DataFrame, by: list[str], value: str, digits: int = 2) -> pd.DataFrame:
     "Mean, std and count of `value` per group of `by` (groups with missing values dropped), plus `mean ± std` text."
     d = df.dropna(subset=[value]).groupby(by, dropna=False)[value].agg(['mean', 'std', 'count']).reset_index()
@@ -154,7 +154,7 @@ def write_table(df: pd.DataFrame, name: str, folder: str | Path, title: str = ''
     with atomic_path(md) as t: Path(t).write_text(text)
     return csv, md
 
-# %% ../nbs/09_experiments.ipynb #0f2e01f1
+# %% ../nbs/09_experiments.ipynb #e9185d8f
 METHOD_LABELS = dict(teacher='teacher (real data)', scratch='student from scratch (real data)', kd_real='KD on real data',
                      diffusion='DM-KD (diffusion, synthetic)', deepinversion='DeepInversion', dafl='DAFL', zskt='ZSKT', dfq='DFQ',
                      fast='Fast', one_image='One-Image', dda='DDA', d4m='D4M')
@@ -192,7 +192,7 @@ def main_table(df: pd.DataFrame, value: str = 'student_last_acc', digits: int = 
     out['KD s'] = cost.loc[order, 'kd_seconds'].values
     return out
 
-# %% ../nbs/09_experiments.ipynb #d2872060
+# %% ../nbs/09_experiments.ipynb #5a514ee5
 def subset_imagefolder(src: str | Path, dst: str | Path, train: int = 300, test: int = 100) -> Path:
     "Link the first `train`/`test` images (sorted names) of each class of ImageFolder tree `src` into `dst`; returns `dst`."
     src, dst = Path(src), Path(dst)
@@ -205,19 +205,23 @@ def subset_imagefolder(src: str | Path, dst: str | Path, train: int = 300, test:
                 if not link.exists(): link.symlink_to(f.resolve())
     return dst
 
-# %% ../nbs/09_experiments.ipynb #3f6f6916
+# %% ../nbs/09_experiments.ipynb #da3cd69c
 def store_run(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 'resnet8', teacher_epochs: int = 15,
               teacher_epoch: int | None = None, teacher_seed: int = 0, keep_epochs=(), generator: str = 'ddpm',
               guidance_scale: float = 2.0, num_steps: int = 25, sampler: str = 'ddim', strength: float | None = None,
               n_per_class: int = 50, ddpm_size: int | None = None, ddpm_steps: int | None = None, epochs: int = 10, batch_size: int = 64, lr: float = 0.05,
-              temperature: float = 4.0, seed: int = 0, measure_fidelity: bool = True, reports=None, record: bool = True,
+              temperature: float = 4.0, seed: int = 0, source: str = 'store', scratch: bool = False, measure_fidelity: bool = True,
+              reports=None, record: bool = True,
               device='auto', root=None, cache=None, progress: bool = False, **extra) -> dict:
     """Teacher (fixed `teacher_seed`; -1: `seed`, as `run_distill` does) → store (`seed`) → fidelity → KD student (`seed`) → one
-    `distill` record (plus `extra` keys). `ddpm_size`/`ddpm_steps` shape the in-project DDPM (CPU-sized CIFAR-10: 16 and fewer steps)."""
+    `distill` record (plus `extra` keys). `ddpm_size`/`ddpm_steps` shape the in-project DDPM (CPU-sized CIFAR-10: 16 and fewer steps).
+    `source='real'` distils on the real train split instead (the KD-on-real reference, with the same fixed teacher); `scratch`
+    also trains the student on the real train split from scratch (`teacher_epochs` epochs, seed `seed`) and records `scratch_acc`."""
+    if source not in ('store', 'real'): raise ValueError(f"Unknown source {source!r}: use 'store' (synthetic images) or 'real' (the real train split).")
     teacher_seed = seed if teacher_seed < 0 else teacher_seed
     gkw = (dict(native=False, size=ddpm_size) if ddpm_size else {}) | (dict(steps=ddpm_steps) if ddpm_steps else {})
     from dmkd.core import write_record
-    from dmkd.data import load_dataset
+    from dmkd.data import ImageSet, load_dataset
     from dmkd.distill import KDConfig, distill_dir, distill_student
     from dmkd.fidelity import fidelity
     from dmkd.synth import load_store, read_manifest, synthesize
@@ -228,11 +232,14 @@ def store_run(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 'r
     tnet, tmeta = get_teacher(TrainConfig(dataset=dataset, arch=teacher, epochs=teacher_epochs, seed=teacher_seed), epoch=teacher_epoch,
                               root=root, cache=cache, device=device, keep_epochs=keep_epochs, progress=progress)
     tnet = tnet.to(acc.device); teacher_acc = evaluate(tnet, test.to(acc.device))['acc']; times['teacher'] = round(time.time() - t0, 2)
-    t0 = time.time()
-    folder = synthesize(dataset, generator, None, guidance_scale, num_steps, sampler, strength, n_per_class, test.shape[-1], test.shape[0],
-                        seed, 'map', None, root, cache, device, progress=progress,
-                        generator_kwargs=gkw or None)
-    man = read_manifest(folder); images = load_store(folder); times['synthesis'] = round(time.time() - t0, 2)
+    t0 = time.time(); man = {}
+    if source == 'real':
+        images = load_dataset(dataset, 'train', root=root); images = ImageSet(images.images, images.labels, images.classes, images.name, images.split)
+    else:
+        folder = synthesize(dataset, generator, None, guidance_scale, num_steps, sampler, strength, n_per_class, test.shape[-1], test.shape[0],
+                            seed, 'map', None, root, cache, device, progress=progress, generator_kwargs=gkw or None)
+        man = read_manifest(folder); images = load_store(folder)
+    times['synthesis'] = round(time.time() - t0, 2)
     t0 = time.time()
     fid = fidelity(images, test, tnet, seed=seed, device=acc.device) if measure_fidelity else {}
     times['fidelity'] = round(time.time() - t0, 2)
@@ -242,19 +249,28 @@ def store_run(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 'r
     t0 = time.time()
     _, res = distill_student(kcfg, tnet, images, test, device, out, progress, meta=dict(key=key))
     times['distill'] = round(time.time() - t0, 2)
-    rec = dict(dataset=dataset, teacher=teacher, student=student, source='store', method='diffusion', uses_real_images=strength is not None,
-               teacher_epochs=teacher_epochs, teacher_epoch=teacher_epoch or teacher_epochs, teacher_seed=teacher_seed,
-               generator=man['spec']['generator']['kind'], guidance_scale=guidance_scale, num_steps=num_steps, sampler=sampler,
-               strength=strength, n_per_class=n_per_class, n_images=len(images), ddpm_size=ddpm_size, ddpm_steps=ddpm_steps, store_key=man['key'],
-               store=str(folder), store_synthesis_seconds=man.get('synthesis_seconds'), synthesis_seconds=man.get('synthesis_seconds'),
+    st = source == 'store'
+    rec = dict(dataset=dataset, teacher=teacher, student=student, source=source, method='diffusion' if st else 'kd_real',
+               uses_real_images=strength is not None or not st, teacher_epochs=teacher_epochs, teacher_epoch=teacher_epoch or teacher_epochs,
+               teacher_seed=teacher_seed, generator=man['spec']['generator']['kind'] if st else None,
+               guidance_scale=guidance_scale if st else None, num_steps=num_steps if st else None, sampler=sampler if st else None,
+               strength=strength if st else None, n_per_class=n_per_class if st else None, n_images=len(images),
+               ddpm_size=ddpm_size if st else None, ddpm_steps=ddpm_steps if st else None, store_key=man.get('key'),
+               store=str(folder) if st else None, store_synthesis_seconds=man.get('synthesis_seconds'),
+               synthesis_seconds=man.get('synthesis_seconds', 0.0),
                teacher_key=tmeta['key'], teacher_acc=round(teacher_acc, 2), student_best_acc=res['best_acc'],
                student_last_acc=res['last_acc'], complete=res['complete'], epochs=epochs, batch_size=batch_size, lr=lr,
                temperature=temperature, seed=seed, kd_seconds=res['kd_seconds'], student_key=key, history=res['history'],
                seconds=times) | fid | extra
+    if scratch:
+        t0 = time.time()
+        _, smeta = get_teacher(TrainConfig(dataset=dataset, arch=student, epochs=teacher_epochs, seed=seed), root=root, cache=cache,
+                               device=device, progress=progress)
+        rec['scratch_acc'] = smeta['accuracy']; times['scratch'] = round(time.time() - t0, 2)
     if record and acc.is_main_process: rec['record'] = str(write_record(rec, Path(reports) / 'results' if reports else None, kind='distill'))
     return rec
 
-# %% ../nbs/09_experiments.ipynb #7b020771
+# %% ../nbs/09_experiments.ipynb #d6ce22cf
 from fastcore.script import call_parse
 from .core import cli_entry
 
