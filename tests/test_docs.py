@@ -9,7 +9,8 @@ headless Chromium (Debian's `chromium`, driven by Playwright; no browser is ever
 - the search box finds `get_model` and links to the models page.
 
 Screenshots of the home page, one tutorial and one API page go to `tests/artifacts/` (git-ignored).
-Set `DMKD_DOCS_SITE=<folder>` to check an already built site instead of building one.
+Set `DMKD_DOCS_SITE=<folder>` to check an already built site instead of building one (and `DMKD_DOCS_NBS=<folder>`
+when it was built from notebooks other than `nbs/`).
 """
 import ast, functools, http.server, os, re, shutil, subprocess, sys, threading, time
 from pathlib import Path
@@ -18,6 +19,7 @@ from urllib.parse import urldefrag, urljoin, urlparse
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+NBS = Path(os.environ.get('DMKD_DOCS_NBS', ROOT / 'nbs'))
 ART = ROOT / 'tests' / 'artifacts'
 CHROMIUM = os.environ.get('DMKD_CHROMIUM', shutil.which('chromium') or '/usr/bin/chromium')
 FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
@@ -38,7 +40,7 @@ def _need_browser():
 def expected_pages() -> dict:
     "URL path of every page the site must have, from `nbs/` (not from the builder): name -> path."
     out = {'index.ipynb': '/', 'results': '/results/'}
-    for f in sorted((ROOT / 'nbs').glob('*.ipynb')):
+    for f in sorted(NBS.glob('*.ipynb')):
         if f.name.startswith(('_', '.')) or f.name == 'index.ipynb': continue
         lib = re.search(r'^#\|\s*default_exp\s', _nb_code(f), re.M)
         out[f.name] = ('/api/' if lib else '/tutorials/') + re.sub(r'^\d+[a-z]?_', '', f.stem) + '/'
@@ -158,7 +160,7 @@ def test_site(browser, server):
         elif path != '/' and path not in nav: errors.append(f'page {path} (for {nb}) is not in the navigation')
     # experiment notebooks that draw show their figures; library pages document every public def
     for nb, path in exp.items():
-        f = ROOT / 'nbs' / nb
+        f = NBS / nb
         if not f.exists() or path not in seen: continue
         defs = _public_defs(f)
         if defs:

@@ -2,7 +2,8 @@
 """Build the dmkd docs site from `nbs/` into a static folder, offline, without Quarto.
 
     python tools/build_docs.py                 # -> _docs/ (settings.ini `doc_path`)
-    python tools/build_docs.py --site-dir /tmp/site --no-execute
+    python tools/build_docs.py --site-dir /tmp/site --no-execute        # a quick look: experiment notebooks not run
+    python tools/build_docs.py -p epochs=2 -p n_per_class=10           # cheap parameters (papermill -p style)
 
 Pages, and where they come from:
 
@@ -67,7 +68,25 @@ def title_of(nb) -> str:
     return ''
 
 
-def _execute(f: str, skip_flags=SKIP_FLAGS) -> dict:
+def set_params(nb, params: dict) -> list:
+    """Override the `parameters` cell of `nb` (papermill's tag) with `params` ({name: Python literal text}) for the names it
+    declares, as papermill's `-p` does (the assignments are appended to that cell); returns the names applied."""
+    import ast
+    done = []
+    for c in nb.cells:
+        if c.cell_type != 'code' or 'parameters' not in (c.get('metadata', {}).get('tags') or []): continue
+        declared = set(re.findall(r'^(\w+)\s*[:=]', c.source, re.M))
+        extra = []
+        for k, v in params.items():
+            if k not in declared: continue
+            try: ast.literal_eval(v); lit = v
+            except (ValueError, SyntaxError): lit = repr(v)
+            extra.append(f'{k} = {lit}  # set by the docs build'); done.append(k)
+        if extra: c.source = c.source.rstrip('\n') + '\n' + '\n'.join(extra)
+    return done
+
+
+def _execute(f: str, skip_flags=SKIP_FLAGS, params: dict | None = None) -> dict:
     "Run notebook `f` as `nbdev_test` does (in-process, from its folder, flagged cells skipped); returns the notebook."
     from execnb.shell import CaptureShell
     from fastcore.xtras import working_directory
@@ -75,6 +94,7 @@ def _execute(f: str, skip_flags=SKIP_FLAGS) -> dict:
     f = Path(f)
     os.environ['IN_TEST'] = '1'
     nb = NBProcessor(f, procs=[], process=True, rm_directives=False).nb
+    if params: set_params(nb, params)
     flags = set(skip_flags)
 
     def no_eval(cell):
@@ -233,12 +253,12 @@ def _library(f: str) -> dict:
     return dict(nb=nb, title=title, seconds=round(time.time() - t0, 1))
 
 
-def exec_key(f: Path, reports: Path | None = None) -> str:
+def exec_key(f: Path, reports: Path | None = None, params: dict | None = None) -> str:
     """Content key of an executed notebook: the notebook, the library source (`dmkd/*.py`), `settings.ini`, and for a
     notebook that reads results records (`collect_records`, `read_records`) the tables and records under `reports/`.
     Equal keys: the executed notebook can be reused (its inputs, caches included, are content-keyed too)."""
     import hashlib
-    h = hashlib.sha256()
+    h = hashlib.sha256(json.dumps(params or {}, sort_keys=True).encode())
     files = [Path(f), ROOT / 'settings.ini'] + sorted((ROOT / 'dmkd').rglob('*.py'))
     reads = re.search(r'collect_records|read_records', Path(f).read_text(encoding='utf-8'))
     if reads and reports and reports.is_dir(): files += sorted(p for p in reports.rglob('*') if p.is_file() and p.suffix in ('.json', '.csv', '.md'))
@@ -246,14 +266,15 @@ def exec_key(f: Path, reports: Path | None = None) -> str:
     return h.hexdigest()[:16]
 
 
-def _tutorial(f: str, execute: bool, cache_dir: str | None = None, reports: str | None = None) -> dict:
+def _tutorial(f: str, execute: bool, cache_dir: str | None = None, reports: str | None = None, params: dict | None = None) -> dict:
     "Execute (or reuse the executed copy keyed by `exec_key` under `cache_dir`) and process one experiment notebook."
     from execnb.nbio import read_nb, write_nb
     t0 = time.time(); f = Path(f); reused = False
-    cached = Path(cache_dir) / f'{f.stem}-{exec_key(f, Path(reports) if reports else None)}.ipynb' if (execute and cache_dir) else None
+    key = exec_key(f, Path(reports) if reports else None, params)
+    cached = Path(cache_dir) / f'{f.stem}-{key}.ipynb' if (execute and cache_dir) else None
     if cached is not None and cached.exists(): nb = read_nb(cached); reused = True
     elif execute:
-        nb = _execute(f)['nb']
+        nb = _execute(f, params=params)['nb']
         if cached is not None:
             from dmkd.core import atomic_path
             cached.parent.mkdir(parents=True, exist_ok=True)
@@ -349,7 +370,7 @@ def results_page(reports: Path, docs: Path) -> str:
 # ---------------------------------------------------------------- build
 def build(site_dir: Path | str | None = None, work_dir: Path | str | None = None, execute: bool = True,
           nbs: Path | str | None = None, reports: Path | str | None = None, workers: int = 1, quiet: bool = False,
-          reuse: bool = True) -> dict:
+          reuse: bool = True, params: dict | None = None) -> dict:
     "Build the site into `site_dir` (default `_docs/`); returns the pages, timings and the site folder."
     from mkdocs.commands.build import build as mk_build
     from mkdocs.config import load_config
@@ -380,7 +401,7 @@ def build(site_dir: Path | str | None = None, work_dir: Path | str | None = None
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
             futs = []
             for role, f in jobs:
-                fut = ex.submit(_library, str(f)) if role == 'api' else ex.submit(_tutorial, str(f), execute, cache_dir, str(reports))
+                fut = ex.submit(_library, str(f)) if role == 'api' else ex.submit(_tutorial, str(f), execute, cache_dir, str(reports), params if role == 'tutorials' else None)
                 futs.append((role, f, fut))
             for role, f, fut in futs:
                 r = fut.result()
@@ -417,8 +438,17 @@ def main(argv=None):
     ap.add_argument('--workers', type=int, default=1, help='notebooks processed at once (default 1)')
     ap.add_argument('--no-reuse', action='store_true', help='execute every experiment notebook again, even when an executed copy '
                     'with the same content key (notebook, dmkd/ source, reports/) is in the cache (data/cache/docs/)')
+    ap.add_argument('--nbs', default=None, help='notebook folder (default: nbs/)')
+    ap.add_argument('--param', '-p', action='append', default=[], metavar='NAME=VALUE',
+                    help='override a parameter of every experiment notebook that declares it (papermill -p style), e.g. '
+                         '-p epochs=2 for a cheap build; the published site uses the defaults')
     a = ap.parse_args(argv)
-    res = build(a.site_dir, a.work_dir, not a.no_execute, reports=a.reports, workers=a.workers, reuse=not a.no_reuse)
+    params = {}
+    for kv in a.param:
+        if '=' not in kv: ap.error(f'--param takes NAME=VALUE, got {kv!r}')
+        k, v = kv.split('=', 1); params[k.strip()] = v.strip()
+    res = build(a.site_dir, a.work_dir, not a.no_execute, nbs=a.nbs, reports=a.reports, workers=a.workers, reuse=not a.no_reuse,
+                params=params)
     print(json.dumps(res['timings']))
 
 
