@@ -7,7 +7,7 @@ __all__ = ['METHOD_LABELS', 'SYNTHESIS', 'sweep_main', 'run_name', 'load_sweep',
            'run_sweep', 'collect_records', 'record_method', 'mean_std', 'write_table', 'main_table',
            'subset_imagefolder', 'store_run', 'sweep_cli']
 
-# %% ../nbs/09_experiments.ipynb #1223ed93
+# %% ../nbs/09_experiments.ipynb #f0c17d3b
 import itertools, json, os, re, shutil, subprocess, sys, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,7 +18,7 @@ import yaml
 
 from .core import project_root, read_json, reports_root, write_json
 
-# %% ../nbs/09_experiments.ipynb #c2fc450d
+# %% ../nbs/09_experiments.ipynb #8ab7df94
 def _slug(v) -> str:
     s = f'{v:g}' if isinstance(v, float) else str(v)
     return re.sub(r'[^A-Za-z0-9.+-]+', '_', s).strip('_') or 'x'
@@ -61,7 +61,7 @@ def expand_sweep(sw: dict, reports=None) -> list[dict]:
                 runs.append(dict(sweep=sw['name'], job=j['name'], run=name, notebook=j['notebook'], parameters=p, folder=folder))
     return runs
 
-# %% ../nbs/09_experiments.ipynb #8ca20769
+# %% ../nbs/09_experiments.ipynb #a55c6178
 def run_done(run: dict) -> bool:
     "Whether `run` has finished: its `run.json` exists (written only after its notebook succeeded)."
     return (Path(run['folder']) / 'run.json').exists()
@@ -114,7 +114,7 @@ def run_sweep(sweep: str | Path | dict, reports=None, parallel: int | None = Non
         res = pd.concat([res, pd.DataFrame([r])], ignore_index=True)
     return res
 
-# %% ../nbs/09_experiments.ipynb #eded3bc1
+# %% ../nbs/09_experiments.ipynb #2b0a35b6
 def collect_records(reports=None, sweep: str | None = None) -> pd.DataFrame:
     "Every results record under `<reports>/runs/<sweep>/<job>/<run>/results/` as one row (with `sweep`, `job`, `run` columns)."
     root = Path(reports) if reports else reports_root()
@@ -136,7 +136,7 @@ def record_method(rec) -> str:
     if rec.get('kind') == 'distill': return 'kd_real' if rec.get('source') == 'real' else 'diffusion'
     return str(rec.get('kind'))
 
-# %% ../nbs/09_experiments.ipynb #17c235e7
+# %% ../nbs/09_experiments.ipynb #4d0b1f22
 def mean_std(df: pd.DataFrame, by: list[str], value: str, digits: int = 2) -> pd.DataFrame:
     "Mean, std and count of `value` per group of `by` (groups with missing values dropped), plus `mean ± std` text."
     d = df.dropna(subset=[value]).groupby(by, dropna=False)[value].agg(['mean', 'std', 'count']).reset_index()
@@ -154,7 +154,7 @@ def write_table(df: pd.DataFrame, name: str, folder: str | Path, title: str = ''
     with atomic_path(md) as t: Path(t).write_text(text)
     return csv, md
 
-# %% ../nbs/09_experiments.ipynb #e9185d8f
+# %% ../nbs/09_experiments.ipynb #a7cec4a4
 METHOD_LABELS = dict(teacher='teacher (real data)', scratch='student from scratch (real data)', kd_real='KD on real data',
                      diffusion='DM-KD (diffusion, synthetic)', deepinversion='DeepInversion', dafl='DAFL', zskt='ZSKT', dfq='DFQ',
                      fast='Fast', one_image='One-Image', dda='DDA', d4m='D4M')
@@ -171,7 +171,7 @@ def main_table(df: pd.DataFrame, value: str = 'student_last_acc', digits: int = 
     d = df.copy(); d['pair'] = d.teacher + '→' + d.student
     d['synthesis_s'] = d.get('synthesis_seconds', pd.Series(np.nan, index=d.index))
     if 'store_synthesis_seconds' in d: d['synthesis_s'] = d.synthesis_s.fillna(d.store_synthesis_seconds)
-    d.loc[d.method.isin(['kd_real', 'scratch', 'teacher']), 'synthesis_s'] = d.synthesis_s.fillna(0.0)
+    d.loc[d.method.isin(['kd_real', 'scratch', 'teacher']), 'synthesis_s'] = 0.0   # real images cost no synthesis
     rows = [d.assign(score=d[value])]
     firsts = d.drop_duplicates(['pair', 'seed', 'teacher_key']) if 'teacher_key' in d else d.drop_duplicates(['pair', 'seed'])
     rows.append(firsts.assign(method='teacher', score=firsts.teacher_acc, synthesis_s=0.0, kd_seconds=0.0))
@@ -192,7 +192,7 @@ def main_table(df: pd.DataFrame, value: str = 'student_last_acc', digits: int = 
     out['KD s'] = cost.loc[order, 'kd_seconds'].values
     return out
 
-# %% ../nbs/09_experiments.ipynb #5a514ee5
+# %% ../nbs/09_experiments.ipynb #b18fcb91
 def subset_imagefolder(src: str | Path, dst: str | Path, train: int = 300, test: int = 100) -> Path:
     "Link the first `train`/`test` images (sorted names) of each class of ImageFolder tree `src` into `dst`; returns `dst`."
     src, dst = Path(src), Path(dst)
@@ -205,7 +205,7 @@ def subset_imagefolder(src: str | Path, dst: str | Path, train: int = 300, test:
                 if not link.exists(): link.symlink_to(f.resolve())
     return dst
 
-# %% ../nbs/09_experiments.ipynb #da3cd69c
+# %% ../nbs/09_experiments.ipynb #25d8b44b
 def store_run(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 'resnet8', teacher_epochs: int = 15,
               teacher_epoch: int | None = None, teacher_seed: int = 0, keep_epochs=(), generator: str = 'ddpm',
               guidance_scale: float = 2.0, num_steps: int = 25, sampler: str = 'ddim', strength: float | None = None,
@@ -270,7 +270,7 @@ def store_run(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 'r
     if record and acc.is_main_process: rec['record'] = str(write_record(rec, Path(reports) / 'results' if reports else None, kind='distill'))
     return rec
 
-# %% ../nbs/09_experiments.ipynb #d6ce22cf
+# %% ../nbs/09_experiments.ipynb #39419874
 from fastcore.script import call_parse
 from .core import cli_entry
 
