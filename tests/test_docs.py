@@ -52,6 +52,18 @@ def _nb_code(f: Path) -> str:
     return '\n'.join(''.join(c['source']) for c in json.loads(f.read_text())['cells'] if c['cell_type'] == 'code')
 
 
+def draws_unconditionally(f: Path) -> bool:
+    "Does notebook `f` make a figure in a top-level statement (not under `if`/`for`/`def`), so its page must show one?"
+    import json
+    for c in json.loads(f.read_text())['cells']:
+        if c['cell_type'] != 'code': continue
+        src = '\n'.join(l for l in ''.join(c['source']).splitlines() if not l.lstrip().startswith(('%', '!', '#|')))
+        try: body = ast.parse(src).body
+        except SyntaxError: continue
+        if any(isinstance(n, (ast.Expr, ast.Assign)) and DRAWS.search(ast.unparse(n)) for n in body): return True
+    return False
+
+
 def _public_defs(f: Path) -> list:
     "Top-level functions and classes of `__all__` in `dmkd/<module>.py` (what `show_doc` documents)."
     nb_src = _nb_code(f)
@@ -109,8 +121,8 @@ def _visit(ctx, url):
     page.on('requestfailed', lambda r: problems.append(f'request failed: {r.url} ({r.failure})') if r.url.startswith('http://127.') else None)
     page.on('response', lambda r: problems.append(f'HTTP {r.status}: {r.url}') if r.status >= 400 else None)
     resp = page.goto(url, wait_until='load')
-    if resp is None or resp.status != 200: problems.append(f'HTTP {resp.status if resp else "no response"}: {url}')
     page.wait_for_load_state('networkidle')
+    page.status = resp.status if resp else None
     return page, problems
 
 
@@ -119,13 +131,15 @@ def test_site(browser, server):
     from playwright.sync_api import Error as PWError
     ART.mkdir(parents=True, exist_ok=True)
     exp = expected_pages()
-    seen, todo, errors, links, anchors, imgs = set(), ['/'], [], {}, {}, {}
+    seen, todo, errors, links, anchors, imgs, status = set(), ['/'], [], {}, {}, {}, {}
     nav = set()
     while todo:
         path = todo.pop(0)
         if path in seen: continue
         seen.add(path)
         page, problems = _visit(browser, server + path)
+        status[path] = page.status
+        if page.status != 200: page.close(); continue  # reported below as a broken link, with the pages linking to it
         errors += [f'{path}: {p}' for p in problems]
         info = page.evaluate('''() => ({
             links: [...document.querySelectorAll('a[href]')].map(a => a.href),
@@ -148,29 +162,31 @@ def test_site(browser, server):
     # every internal link resolves: pages were crawled above; files (downloads, assets) are fetched; anchors exist
     for (p, frag), sources in sorted(links.items()):
         src = ', '.join(sorted(sources)[:3])
-        if p in anchors:
+        if p in status and status[p] != 200: errors.append(f'broken link {p} -> HTTP {status[p]} (linked from {src})')
+        elif p in anchors:
             if frag and frag not in anchors[p]: errors.append(f'broken anchor {p}#{frag} (linked from {src})')
         else:
-            try: status = browser.request.get(server + p).status
-            except PWError as e: status = str(e)
-            if status != 200: errors.append(f'broken link {p} -> {status} (linked from {src})')
+            try: st = browser.request.get(server + p).status
+            except PWError as e: st = str(e)
+            if st != 200: errors.append(f'broken link {p} -> {st} (linked from {src})')
     # every notebook has its page, reachable from the navigation
+    if status.get('/') != 200: errors.append(f"home page: HTTP {status.get('/')}")
     for nb, path in exp.items():
-        if path not in seen: errors.append(f'page missing: {path} (for {nb}): not linked from the site')
+        if path not in anchors: errors.append(f'page missing: {path} (for {nb}): not linked from the site')
         elif path != '/' and path not in nav: errors.append(f'page {path} (for {nb}) is not in the navigation')
     # experiment notebooks that draw show their figures; library pages document every public def
     for nb, path in exp.items():
         f = NBS / nb
-        if not f.exists() or path not in seen: continue
+        if not f.exists() or path not in anchors: continue
         defs = _public_defs(f)
         if defs:
             missing = [d for d in defs if d not in anchors[path] and d.lower() not in anchors[path]]
             if missing: errors.append(f'{path}: no show_doc entry for {missing}')
-        elif nb != 'index.ipynb' and DRAWS.search(_nb_code(f)) and not any(i['ok'] for i in imgs[path]):
+        elif nb != 'index.ipynb' and draws_unconditionally(f) and not any(i['ok'] for i in imgs[path]):
             errors.append(f'{path}: {nb} draws figures but its page shows none')
     # screenshots: home, one tutorial, one API page
     for name, path in [('home', '/'), ('tutorial_distill', exp.get('distill.ipynb')), ('api_models', exp.get('02_models.ipynb'))]:
-        if path and path in seen:
+        if path and path in anchors:
             page, _ = _visit(browser, server + path)
             page.screenshot(path=str(ART / f'docs_{name}.png'), full_page=name != 'api_models')
             page.close()
