@@ -162,6 +162,24 @@ def _process(nb, api: bool):
 _re_dir = re.compile(r'^\s*#\|\s*(\S+?):?\s+(.*)$|^\s*#\|\s*(\S+)\s*$')
 
 
+_re_bar = re.compile(r'\d+%\|.*\|\s*\d+/\d+|^\s*$')  # a tqdm progress bar line
+
+
+def _clean_output(o):
+    """An output as a static page shows it: streams with carriage returns resolved as a terminal would, tqdm progress
+    bars dropped from stderr; live widgets (nothing to show without a kernel) dropped; empty outputs dropped."""
+    o = dict(o)
+    if o.get('output_type') == 'stream':
+        text = ''.join(o.get('text', ''))
+        lines = [ln.split('\r')[-1] for ln in text.split('\n')]
+        if o.get('name') == 'stderr': lines = [ln for ln in lines if not _re_bar.search(ln)]
+        text = '\n'.join(ln for ln in lines).strip('\n')
+        if not text.strip(): return None
+        o['text'] = text + '\n'
+    elif 'application/vnd.jupyter.widget-view+json' in (o.get('data') or {}): return None
+    return o
+
+
 def _tidy(nb):
     "Drop directive lines, honour `echo: false` / `output: false`, drop empty cells; return an nbformat notebook."
     import nbformat
@@ -180,7 +198,7 @@ def _tidy(nb):
             src = '\n'.join(keep).strip('\n')
             if d.get('echo') == 'false': src = ''
             if d.get('output') == 'false': c['outputs'] = []
-            outs = [o for o in c.get('outputs', []) if not (o.get('output_type') == 'stream' and not ''.join(o.get('text', '')).strip())]
+            outs = [o for o in map(_clean_output, c.get('outputs', [])) if o is not None]
             if not src and not outs: continue
             cells.append(dict(cell_type='code', source=src, outputs=[dict(o) for o in outs], execution_count=None,
                               metadata=dict(tags=[] if src else ['remove_input'])))
