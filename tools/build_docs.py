@@ -433,6 +433,7 @@ def build(site_dir: Path | str | None = None, work_dir: Path | str | None = None
         else: os.environ['DMKD_REPORTS'] = env_old
         shutil.rmtree(scratch, ignore_errors=True)
     results_page(reports, docs)
+    (docs / 'stylesheets').mkdir(exist_ok=True); shutil.copy2(Path(__file__).with_name('docs.css'), docs / 'stylesheets' / 'dmkd.css')
     nav = [{'Home': 'index.md'},
            {'API reference': [{t: n} for t, n in pages['api']]},
            {'Tutorials': [{t: n} for t, n in pages['tutorials']]},
