@@ -9,7 +9,7 @@ __all__ = ['METHODS', 'REFERENCES', 'USES_REAL', 'GENERATOR_METHODS', 'baseline_
            'class_prototypes', 'd4m_set', 'Context', 'placeholder_images', 'method_hparams', 'check_hparams',
            'baseline_dir', 'run_baseline', 'baseline_cli']
 
-# %% ../nbs/07_baselines.ipynb #8b6028a0
+# %% ../nbs/07_baselines.ipynb #ea039f63
 import contextlib, copy, inspect, math, time
 import numpy as np
 from pathlib import Path
@@ -25,7 +25,7 @@ from .models import Classifier, tap_inputs
 from .distill import KDConfig, check_compatible, distill_dir, distill_student, run_distill
 from .train import TrainConfig, evaluate, get_accelerator, get_teacher, tensor_digest
 
-# %% ../nbs/07_baselines.ipynb #e73ae9bc
+# %% ../nbs/07_baselines.ipynb #170a73aa
 def teacher_bn_layers(teacher: Classifier, method: str = 'this method') -> list[nn.Module]:
     "The teacher's BatchNorm layers, or a clear error for a method that matches their statistics."
     bns = teacher.bn_layers()
@@ -46,7 +46,7 @@ def bn_stat_loss(bns: list[nn.Module], inputs: list[torch.Tensor], ema: list | N
         total = total + torch.linalg.vector_norm(bn.running_mean - mean) + torch.linalg.vector_norm(bn.running_var - var)
     return total
 
-# %% ../nbs/07_baselines.ipynb #679cf1e3
+# %% ../nbs/07_baselines.ipynb #a2ee5f81
 def tv_loss(x: torch.Tensor) -> torch.Tensor:
     "Total variation (mean squared difference of neighbouring pixels): the smoothness prior of DeepInversion."
     return (x[..., 1:, :] - x[..., :-1, :]).pow(2).mean() + (x[..., :, 1:] - x[..., :, :-1]).pow(2).mean()
@@ -58,7 +58,7 @@ def jitter_flip(x: torch.Tensor, jitter: int = 2, flip: bool = True, generator: 
     if flip and torch.rand(1, generator=generator).item() < 0.5: x = x.flip(3)
     return x
 
-# %% ../nbs/07_baselines.ipynb #4065e726
+# %% ../nbs/07_baselines.ipynb #6bb8024e
 def disagreement(teacher_logits: torch.Tensor, student_logits: torch.Tensor, kind: str = 'l1', temperature: float = 1.0) -> torch.Tensor:
     "How much the student disagrees with the teacher: mean absolute logit difference (`'l1'`, DFAD), KL(teacher ‖ student) (`'kl'`, ZSKT) or Jensen–Shannon (`'js'`, ADI)."
     t, s = teacher_logits.float(), student_logits.float()
@@ -71,7 +71,7 @@ def disagreement(teacher_logits: torch.Tensor, student_logits: torch.Tensor, kin
         return 0.5 * (F.kl_div(lm, lt, reduction='batchmean', log_target=True) + F.kl_div(lm, ls, reduction='batchmean', log_target=True))
     raise ValueError(f"Unknown disagreement {kind!r}: use 'l1' (DFAD), 'kl' (ZSKT) or 'js' (DeepInversion's competition).")
 
-# %% ../nbs/07_baselines.ipynb #cdd83da3
+# %% ../nbs/07_baselines.ipynb #b8bd701c
 def _classes(teacher, classes): return list(classes) if classes is not None else [str(i) for i in range(teacher.num_classes)]
 
 def _to_uint8(x: torch.Tensor) -> torch.Tensor: return x.detach().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
@@ -120,7 +120,7 @@ def deep_inversion(teacher: Classifier,                # the teacher (with Batch
     teacher.train(was)
     return ImageSet(torch.cat(out), labels, _classes(teacher, classes), 'deepinversion', 'synthetic')
 
-# %% ../nbs/07_baselines.ipynb #ff607bfd
+# %% ../nbs/07_baselines.ipynb #2daa3b7f
 class ImageGenerator(nn.Module):
     "The DCGAN-style generator of DAFL, DFAD, DFQ and Fast-DFKD: noise `nz` → C×`size`×`size` images on the 0–1 scale."
     def __init__(self, nz: int = 100, ngf: int = 64, size: int = 32, channels: int = 3):
@@ -138,7 +138,7 @@ class ImageGenerator(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.body(self.l1(z).view(len(z), -1, self.init, self.init))
 
-# %% ../nbs/07_baselines.ipynb #d9c6a9c2
+# %% ../nbs/07_baselines.ipynb #8cddc5ed
 def generator_loss(teacher: Classifier, x: torch.Tensor, student: Classifier | None = None, bns: list | None = None,
                    targets: torch.Tensor | None = None, oh: float = 0.0, act: float = 0.0, ie: float = 0.0, bn: float = 0.0,
                    adv: float = 0.0, divergence: str = 'l1', ema: list | None = None, momentum: float = 0.0) -> tuple[torch.Tensor, dict]:
@@ -157,7 +157,7 @@ def generator_loss(teacher: Classifier, x: torch.Tensor, student: Classifier | N
     loss = sum(w[k] * v for k, v in terms.items())
     return loss, {k: round(float(v.detach()), 5) for k, v in terms.items()}
 
-# %% ../nbs/07_baselines.ipynb #d6483f8f
+# %% ../nbs/07_baselines.ipynb #fc7cd5d4
 class GeneratorHook:
     "The `on_batch` hook of the generator-based methods for `dmkd.distill.distill_student`: every `student_steps` KD steps it updates the generator `generator_steps` times, then hands the student a fresh generated batch."
     def __init__(self, teacher: Classifier, weights: dict, divergence: str = 'l1', generator_lr: float = 1e-3,
@@ -234,7 +234,7 @@ class GeneratorHook:
         return (f"GeneratorHook({self.weights}, divergence={self.divergence!r}, generator_steps={self.generator_steps}, "
                 f"student_steps={self.student_steps}, meta={self.meta!r}, {self.updates} updates in {self.seconds:.1f}s)")
 
-# %% ../nbs/07_baselines.ipynb #111b6530
+# %% ../nbs/07_baselines.ipynb #931590ce
 def default_one_image() -> Path:
     "The default One-Image source: the photograph that ships with matplotlib (`grace_hopper.jpg`)."
     import matplotlib.cbook
@@ -262,7 +262,7 @@ def one_image_set(image: str | Path | None = None,   # the single real image (de
     if x.shape[1] != channels: x = x.expand(-1, channels, -1, -1).contiguous() if x.shape[1] == 1 else x.float().mean(1, keepdim=True).round().to(torch.uint8)
     return x
 
-# %% ../nbs/07_baselines.ipynb #eeee33c8
+# %% ../nbs/07_baselines.ipynb #15bca5af
 @torch.no_grad()
 def teacher_labels(teacher: Classifier, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     "The teacher's argmax class of each uint8 image (the label a bank of unlabelled images is stored with; KD never reads it)."
@@ -281,7 +281,7 @@ def feature_similarity(teacher: Classifier, a: torch.Tensor, b: torch.Tensor, ba
     teacher.train(was)
     return out
 
-# %% ../nbs/07_baselines.ipynb #20b5f1e7
+# %% ../nbs/07_baselines.ipynb #eab891e8
 def dda_augment(teacher: Classifier, bank: ImageSet, generator, strength: float = 0.5, n_aug: int = 2, threshold: float = 0.7,
                 guidance_scale: float = 2.0, num_steps: int = 25, sampler: str = 'ddim', class_ids: list | None = None,
                 seed: int = 0, progress: bool = False) -> tuple[ImageSet, dict]:
@@ -298,7 +298,7 @@ def dda_augment(teacher: Classifier, bank: ImageSet, generator, strength: float 
     return out, dict(n_bank=len(bank), n_augmented=len(aug), n_kept=int(keep.sum()), kept_fraction=round(keep.float().mean().item(), 4),
                      mean_similarity=round(sim.mean().item(), 4))
 
-# %% ../nbs/07_baselines.ipynb #dced3185
+# %% ../nbs/07_baselines.ipynb #d4683abe
 def class_prototypes(features: torch.Tensor, labels: torch.Tensor, k: int = 10, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     "D4M's prototypes: `k` k-means centres of each class's `features` (N×D); returns (centres C·k×D, their class labels)."
     from sklearn.cluster import KMeans
@@ -334,7 +334,7 @@ def d4m_set(teacher: Classifier, real: ImageSet, generator, n_per_class: int = 1
                              seed=seed, resolution=H, channels=C, progress=progress)
     return ImageSet(imgs, labs[order], real.classes, 'd4m', 'synthetic'), dict(n_prototypes=len(cents), encoder=encoder)
 
-# %% ../nbs/07_baselines.ipynb #940323e5
+# %% ../nbs/07_baselines.ipynb #a1409bf9
 class Context:
     "What a method's builder gets: the teacher (and its sidecar), the test split, and the run's settings."
     def __init__(self, **kw): self.__dict__.update(kw)
@@ -361,9 +361,9 @@ REFERENCES = ('teacher', 'scratch', 'kd_real')
 #: Methods whose images come from (or are built from) real images.
 USES_REAL = {'one_image', 'd4m', 'teacher', 'scratch', 'kd_real'}
 
-# %% ../nbs/07_baselines.ipynb #55fc98f0
+# %% ../nbs/07_baselines.ipynb #1d84414a
 @METHODS.register('deepinversion')
-def _deepinversion(ctx, n_per_class: int = 10, iterations: int = 50, inversion_lr: float = 0.1, bn_weight: float = 0.1,
+def _deepinversion(ctx, n_per_class: int = 10, iterations: int = 30, inversion_lr: float = 0.1, bn_weight: float = 0.1,
                    tv_weight: float = 1.0, l2_weight: float = 0.0, jitter: int = 2, competition_weight: float = 0.0):
     student = None
     if competition_weight:      # Adaptive DeepInversion: compete with a student distilled briefly on a first, plain inversion
@@ -414,7 +414,7 @@ def _fast(ctx, n_per_class: int = 50, generator_lr: float = 5e-3, generator_step
                              generator_lr=generator_lr, generator_steps=generator_steps, student_steps=student_steps,
                              meta=meta, meta_lr=meta_lr, bn_momentum=bn_momentum, bank=bank, random_targets=True, ngf=ngf)
 
-# %% ../nbs/07_baselines.ipynb #ca2563bc
+# %% ../nbs/07_baselines.ipynb #865c2bd2
 @METHODS.register('one_image')
 def _one_image(ctx, n_per_class: int = 100, image: str = '', crop_scale: float = 0.005):
     x = one_image_set(image or None, n_per_class * len(ctx.classes), ctx.shape[-1], ctx.shape[0], grayscale=ctx.grey,
@@ -423,7 +423,7 @@ def _one_image(ctx, n_per_class: int = 100, image: str = '', crop_scale: float =
                 info=dict(image=str(Path(image) if image else default_one_image())))
 
 @METHODS.register('dda')
-def _dda(ctx, n_per_class: int = 10, iterations: int = 50, inversion_lr: float = 0.1, bn_weight: float = 0.1, tv_weight: float = 1.0,
+def _dda(ctx, n_per_class: int = 10, iterations: int = 30, inversion_lr: float = 0.1, bn_weight: float = 0.1, tv_weight: float = 1.0,
          strength: float = 0.5, n_aug: int = 4, threshold: float = 0.7, guidance_scale: float = 2.0, num_steps: int = 25, sampler: str = 'ddim', ddpm_steps: int = 2000):
     bank = deep_inversion(ctx.teacher, n_per_class, iterations, inversion_lr, bn_weight, tv_weight, shape=ctx.shape, classes=ctx.classes,
                           seed=ctx.seed, device=ctx.device, progress=ctx.progress)
@@ -440,7 +440,7 @@ def _d4m(ctx, n_per_class: int = 100, prototypes: int = 10, strength: float = 0.
     out, info = d4m_set(ctx.teacher, real, gen, n_per_class, prototypes, strength, encoder, guidance_scale, num_steps, sampler, ids, ctx.seed, ctx.progress)
     return dict(images=out, hook=None, info=info | dict(generator=gen.kind, generator_key=gen.identity().get('key'), real_split=real_split))
 
-# %% ../nbs/07_baselines.ipynb #eb259931
+# %% ../nbs/07_baselines.ipynb #632a984d
 def method_hparams(method: str, **candidates) -> dict:
     "The hyper-parameters `method` takes with their defaults, updated by those `candidates` it takes (None, '' and -1 mean 'the default')."
     if method in REFERENCES: return {}
@@ -459,7 +459,7 @@ def check_hparams(method: str, hparams: dict) -> dict:
         raise FileNotFoundError(f"One-Image source image not found at {hparams['image']}: pass image= an existing image file (default: matplotlib's sample photograph).")
     return full | hparams
 
-# %% ../nbs/07_baselines.ipynb #d8504520
+# %% ../nbs/07_baselines.ipynb #e2e0e215
 def baseline_dir(method: str, key: str, cache=None) -> Path:
     "Cache folder of a baseline's image bank."
     return cache_root(cache) / 'baselines' / f'{method}-{key}'
@@ -558,7 +558,7 @@ def _finish(rec: dict, record: bool, reports, device='auto') -> dict:
         rec['record'] = str(write_record({k: v for k, v in rec.items() if not k.startswith('_')}, Path(reports) / 'results' if reports else None, kind='baseline'))
     return rec
 
-# %% ../nbs/07_baselines.ipynb #3ed7f44c
+# %% ../nbs/07_baselines.ipynb #35221a36
 from fastcore.script import call_parse
 from .core import cli_entry
 
