@@ -365,17 +365,18 @@ def results_page(reports: Path, docs: Path) -> str:
             rel = p.relative_to(reports).as_posix()
             d = out / rel; d.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(p, d)
             lines += [f'### {p.stem}', '', f'![{p.stem}](results/{rel})', '']
-    recs = sorted((reports / 'results').glob('*.json')) if (reports / 'results').is_dir() else []
+    recs = sorted(list(reports.glob('results/*.json')) + list(reports.glob('runs/**/results/*.json'))) if reports.is_dir() else []
     if recs:
         import pandas as pd
         rows = []
         for p in recs:
             try: r = json.loads(p.read_text(encoding='utf-8'))
             except (ValueError, OSError): continue
-            rows.append({'record': p.name} | {k: v for k, v in r.items() if isinstance(v, (str, int, float, bool)) or v is None})
+            rows.append({'record': p.relative_to(reports).as_posix()} | {k: v for k, v in r.items() if isinstance(v, (str, int, float, bool)) or v is None})
         cols = [c for c in RECORD_COLS if any(c in r for r in rows)]
-        lines += ['## Results records', '', f'{len(rows)} records under `reports/results/` (one per run; the report notebook turns them '
-                  'into the tables above).', '', pd.DataFrame(rows).reindex(columns=['record'] + cols).fillna('').to_html(index=False, border=0, na_rep=''), '']
+        lines += ['## Results records', '', f'{len(rows)} results records under `reports/` (one per run; the report notebook turns them '
+                  'into the tables above)' + (', the last 200 shown' if len(rows) > 200 else '') + '.', '',
+                  pd.DataFrame(rows[-200:]).reindex(columns=['record'] + cols).fillna('').to_html(index=False, border=0, na_rep=''), '']
     runs = sorted((reports / 'runs').rglob('*.ipynb')) if (reports / 'runs').is_dir() else []
     if runs:
         lines += ['## Executed notebooks', '', 'The executed notebooks of the sweeps are kept under `reports/runs/`:', '']
