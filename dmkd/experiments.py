@@ -7,7 +7,7 @@ __all__ = ['METHOD_LABELS', 'SYNTHESIS', 'sweep_main', 'run_name', 'load_sweep',
            'run_sweep', 'collect_records', 'record_method', 'mean_std', 'write_table', 'main_table',
            'subset_imagefolder', 'store_run', 'sweep_cli']
 
-# %% ../nbs/09_experiments.ipynb #f0c17d3b
+# %% ../nbs/09_experiments.ipynb #52bee723
 import itertools, json, os, re, shutil, subprocess, sys, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,7 +18,7 @@ import yaml
 
 from .core import project_root, read_json, reports_root, write_json
 
-# %% ../nbs/09_experiments.ipynb #8ab7df94
+# %% ../nbs/09_experiments.ipynb #1b4cab8a
 def _slug(v) -> str:
     s = f'{v:g}' if isinstance(v, float) else str(v)
     return re.sub(r'[^A-Za-z0-9.+-]+', '_', s).strip('_') or 'x'
@@ -61,7 +61,7 @@ def expand_sweep(sw: dict, reports=None) -> list[dict]:
                 runs.append(dict(sweep=sw['name'], job=j['name'], run=name, notebook=j['notebook'], parameters=p, folder=folder))
     return runs
 
-# %% ../nbs/09_experiments.ipynb #a55c6178
+# %% ../nbs/09_experiments.ipynb #63490f73
 def run_done(run: dict) -> bool:
     "Whether `run` has finished: its `run.json` exists (written only after its notebook succeeded)."
     return (Path(run['folder']) / 'run.json').exists()
@@ -114,7 +114,7 @@ def run_sweep(sweep: str | Path | dict, reports=None, parallel: int | None = Non
         res = pd.concat([res, pd.DataFrame([r])], ignore_index=True)
     return res
 
-# %% ../nbs/09_experiments.ipynb #2b0a35b6
+# %% ../nbs/09_experiments.ipynb #0f3ddb9d
 def collect_records(reports=None, sweep: str | None = None) -> pd.DataFrame:
     "Every results record under `<reports>/runs/<sweep>/<job>/<run>/results/` as one row (with `sweep`, `job`, `run` columns)."
     root = Path(reports) if reports else reports_root()
@@ -136,7 +136,7 @@ def record_method(rec) -> str:
     if rec.get('kind') == 'distill': return 'kd_real' if rec.get('source') == 'real' else 'diffusion'
     return str(rec.get('kind'))
 
-# %% ../nbs/09_experiments.ipynb #4d0b1f22
+# %% ../nbs/09_experiments.ipynb #ca7e0201
 def mean_std(df: pd.DataFrame, by: list[str], value: str, digits: int = 2) -> pd.DataFrame:
     "Mean, std and count of `value` per group of `by` (groups with missing values dropped), plus `mean ± std` text."
     d = df.dropna(subset=[value]).groupby(by, dropna=False)[value].agg(['mean', 'std', 'count']).reset_index()
@@ -154,7 +154,7 @@ def write_table(df: pd.DataFrame, name: str, folder: str | Path, title: str = ''
     with atomic_path(md) as t: Path(t).write_text(text)
     return csv, md
 
-# %% ../nbs/09_experiments.ipynb #a7cec4a4
+# %% ../nbs/09_experiments.ipynb #dc97d715
 METHOD_LABELS = dict(teacher='teacher (real data)', scratch='student from scratch (real data)', kd_real='KD on real data',
                      diffusion='DM-KD (diffusion, synthetic)', deepinversion='DeepInversion', dafl='DAFL', zskt='ZSKT', dfq='DFQ',
                      fast='Fast', one_image='One-Image', dda='DDA', d4m='D4M')
@@ -192,7 +192,7 @@ def main_table(df: pd.DataFrame, value: str = 'student_last_acc', digits: int = 
     out['KD s'] = cost.loc[order, 'kd_seconds'].values
     return out
 
-# %% ../nbs/09_experiments.ipynb #b18fcb91
+# %% ../nbs/09_experiments.ipynb #7ead6e8a
 def subset_imagefolder(src: str | Path, dst: str | Path, train: int = 300, test: int = 100) -> Path:
     "Link the first `train`/`test` images (sorted names) of each class of ImageFolder tree `src` into `dst`; returns `dst`."
     src, dst = Path(src), Path(dst)
@@ -205,7 +205,7 @@ def subset_imagefolder(src: str | Path, dst: str | Path, train: int = 300, test:
                 if not link.exists(): link.symlink_to(f.resolve())
     return dst
 
-# %% ../nbs/09_experiments.ipynb #25d8b44b
+# %% ../nbs/09_experiments.ipynb #bf5f42e9
 def store_run(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 'resnet8', teacher_epochs: int = 15,
               teacher_epoch: int | None = None, teacher_seed: int = 0, keep_epochs=(), generator: str = 'ddpm',
               guidance_scale: float = 2.0, num_steps: int = 25, sampler: str = 'ddim', strength: float | None = None,
@@ -244,8 +244,9 @@ def store_run(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 'r
     fid = fidelity(images, test, tnet, seed=seed, device=acc.device) if measure_fidelity else {}
     times['fidelity'] = round(time.time() - t0, 2)
     kcfg = KDConfig(student=student, epochs=epochs, batch_size=batch_size, lr=lr, temperature=temperature, seed=seed)
-    digest = tensor_digest(images.images); key = kcfg.key(tmeta['key'], digest)
-    out = distill_dir(kcfg, tmeta['key'], digest, cache); out.mkdir(parents=True, exist_ok=True)
+    tkey = f"{tmeta['key']}-epoch{tmeta.get('epoch', teacher_epochs)}"   # the student depends on the teacher's epoch too
+    digest = tensor_digest(images.images); key = kcfg.key(tkey, digest)
+    out = distill_dir(kcfg, tkey, digest, cache); out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     _, res = distill_student(kcfg, tnet, images, test, device, out, progress, meta=dict(key=key))
     times['distill'] = round(time.time() - t0, 2)
@@ -258,7 +259,7 @@ def store_run(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 'r
                ddpm_size=ddpm_size if st else None, ddpm_steps=ddpm_steps if st else None, store_key=man.get('key'),
                store=str(folder) if st else None, store_synthesis_seconds=man.get('synthesis_seconds'),
                synthesis_seconds=man.get('synthesis_seconds', 0.0),
-               teacher_key=tmeta['key'], teacher_acc=round(teacher_acc, 2), student_best_acc=res['best_acc'],
+               teacher_key=tkey, teacher_acc=round(teacher_acc, 2), student_best_acc=res['best_acc'],
                student_last_acc=res['last_acc'], complete=res['complete'], epochs=epochs, batch_size=batch_size, lr=lr,
                temperature=temperature, seed=seed, kd_seconds=res['kd_seconds'], student_key=key, history=res['history'],
                seconds=times) | fid | extra
@@ -270,7 +271,7 @@ def store_run(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 'r
     if record and acc.is_main_process: rec['record'] = str(write_record(rec, Path(reports) / 'results' if reports else None, kind='distill'))
     return rec
 
-# %% ../nbs/09_experiments.ipynb #39419874
+# %% ../nbs/09_experiments.ipynb #b3113b9e
 from fastcore.script import call_parse
 from .core import cli_entry
 
