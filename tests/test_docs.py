@@ -10,9 +10,9 @@ headless Chromium (Debian's `chromium`, driven by Playwright; no browser is ever
 
 Screenshots of the home page, one tutorial and one API page go to `tests/artifacts/` (git-ignored).
 Set `DMKD_DOCS_SITE=<folder>` to check an already built site instead of building one (and `DMKD_DOCS_NBS=<folder>`
-when it was built from notebooks other than `nbs/`).
+when it was built from notebooks other than `nbs/`; `DMKD_DOCS_ARGS` adds arguments to the build).
 """
-import ast, functools, http.server, os, re, shutil, subprocess, sys, threading, time
+import ast, functools, http.server, os, re, shlex, shutil, subprocess, sys, threading, time
 from pathlib import Path
 from urllib.parse import urldefrag, urljoin, urlparse
 
@@ -85,7 +85,8 @@ def site(tmp_path_factory):
     if os.environ.get('DMKD_DOCS_SITE'): return Path(os.environ['DMKD_DOCS_SITE'])
     tmp = tmp_path_factory.mktemp('docs')
     t0 = time.time()
-    p = subprocess.run([sys.executable, str(ROOT / 'tools' / 'build_docs.py'), '--site-dir', str(tmp / 'site'), '--work-dir', str(tmp / 'work')],
+    extra = shlex.split(os.environ.get('DMKD_DOCS_ARGS', ''))  # e.g. "--nbs DIR -p epochs=2" for a scratch run
+    p = subprocess.run([sys.executable, str(ROOT / 'tools' / 'build_docs.py'), '--site-dir', str(tmp / 'site'), '--work-dir', str(tmp / 'work')] + extra,
                        cwd=ROOT, capture_output=True, text=True, timeout=1500)
     assert p.returncode == 0, f"docs build failed:\n{p.stdout[-4000:]}\n{p.stderr[-6000:]}"
     print(f"docs built in {time.time() - t0:.0f}s\n{p.stdout[-3000:]}")
