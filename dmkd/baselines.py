@@ -496,6 +496,7 @@ def run_baseline(method: str = 'deepinversion', dataset: str = 'digits', teacher
     teacher_acc = round(evaluate(tnet.to(acc.device), test.to(acc.device), accelerator=acc)['acc'], 2)
     times['teacher'] = round(time.time() - t0, 2)
     base |= dict(teacher_key=tmeta['key'], teacher_acc=teacher_acc, device=str(acc.device), processes=acc.num_processes)
+    tid = tmeta['key'] if teacher_epoch in (None, teacher_epochs) else f"{tmeta['key']}@epoch{teacher_epoch}"   # an earlier epoch is another teacher
     if method == 'teacher':
         rec = base | dict(student=teacher, student_best_acc=teacher_acc, student_last_acc=teacher_acc, n_images=0, synthesis_seconds=0.0,
                           kd_seconds=0.0, seconds=times, complete=True, source='real')
@@ -513,7 +514,7 @@ def run_baseline(method: str = 'deepinversion', dataset: str = 'digits', teacher
 
     ctx = Context(teacher=tnet, tmeta=tmeta, test=test, dataset=dataset, root=root, cache=cache, device=device, kd_device=acc.device,
                   seed=seed, progress=progress and acc.is_main_process, kd=kcfg)
-    key = config_key(dict(method=method, hparams=hp, teacher=tmeta['key'], seed=seed, kd=kcfg.to_dict() if hp.get('competition_weight') else None))
+    key = config_key(dict(method=method, hparams=hp, teacher=tid, seed=seed, kd=kcfg.to_dict() if hp.get('competition_weight') else None))
     folder = baseline_dir(method, key, cache)
     t0 = time.time(); cached = None
     if method not in GENERATOR_METHODS: cached = _load_bank(folder, key)
@@ -532,9 +533,9 @@ def run_baseline(method: str = 'deepinversion', dataset: str = 'digits', teacher
     times['synthesis'] = round(time.time() - t0, 2)
     check_compatible(tmeta, images, test, dataset, labelled=True)
     digest = tensor_digest(images.images) if hook is None else key
-    run_dir = distill_dir(kcfg, tmeta['key'], f'{method}-{digest}', cache) if hook is None else None   # a generator's state is not checkpointed
+    run_dir = distill_dir(kcfg, tid, f'{method}-{digest}', cache) if hook is None else None   # a generator's state is not checkpointed
     if run_dir: run_dir.mkdir(parents=True, exist_ok=True)
-    skey = kcfg.key(tmeta['key'], f'{method}-{digest}')
+    skey = kcfg.key(tid, f'{method}-{digest}')
     t0 = time.time()
     snet, res = distill_student(kcfg, tnet, images, test, device, run_dir, progress, meta=dict(key=skey), on_batch=hook)
     times['distill'] = round(time.time() - t0, 2)

@@ -272,8 +272,9 @@ def run_distill(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 
     times['synthesis'] = round(time.time() - t0, 2)
     check_compatible(tmeta, images, test, dataset, labelled)
     digest = tensor_digest(images.images)
-    out = distill_dir(kcfg, tmeta['key'], digest, cache); out.mkdir(parents=True, exist_ok=True)
-    key = kcfg.key(tmeta['key'], digest)
+    tid = tmeta['key'] if teacher_epoch in (None, teacher_epochs) else f"{tmeta['key']}@epoch{teacher_epoch}"   # an earlier epoch is another teacher
+    out = distill_dir(kcfg, tid, digest, cache); out.mkdir(parents=True, exist_ok=True)
+    key = kcfg.key(tid, digest)
     t0 = time.time()
     snet, res = distill_student(kcfg, tnet, images, test, device, out, progress, meta=dict(key=key), stop_after=stop_after)
     times['distill'] = round(time.time() - t0, 2)
