@@ -346,11 +346,11 @@ class Context:
     def grey(self) -> bool:
         x = self.test.images[:64]
         return x.shape[1] == 3 and bool((x[:, 0] == x[:, 1]).all() and (x[:, 1] == x[:, 2]).all())
-    def generator(self, steps: int = 2000):
-        "The dataset's in-project DDPM (trained on its `corpus` split for `steps`; 2000 is `run_distill`'s) and the generator class of each target class."
+    def generator(self, steps: int | None = None):
+        "The dataset's in-project DDPM (trained on its `corpus` split for `steps`; None: `DDPMConfig`'s default, the one `run_distill` uses) and the generator class of each target class."
         from dmkd.generators import get_generator
         from dmkd.synth import map_classes
-        gen = get_generator('ddpm', self.classes, device=self.device, cache=self.cache, dataset=self.dataset, root=self.root, steps=steps,
+        gen = get_generator('ddpm', self.classes, device=self.device, cache=self.cache, dataset=self.dataset, root=self.root, **(dict(steps=steps) if steps else {}),
                             progress=self.progress)
         return gen, map_classes(self.classes, gen.classes)
 
@@ -424,7 +424,7 @@ def _one_image(ctx, n_per_class: int = 100, image: str = '', crop_scale: float =
 
 @METHODS.register('dda')
 def _dda(ctx, n_per_class: int = 10, iterations: int = 30, inversion_lr: float = 0.1, bn_weight: float = 0.1, tv_weight: float = 1.0,
-         strength: float = 0.5, n_aug: int = 4, threshold: float = 0.7, guidance_scale: float = 2.0, num_steps: int = 25, sampler: str = 'ddim', ddpm_steps: int = 2000):
+         strength: float = 0.5, n_aug: int = 4, threshold: float = 0.7, guidance_scale: float = 2.0, num_steps: int = 25, sampler: str = 'ddim', ddpm_steps: int | None = None):
     bank = deep_inversion(ctx.teacher, n_per_class, iterations, inversion_lr, bn_weight, tv_weight, shape=ctx.shape, classes=ctx.classes,
                           seed=ctx.seed, device=ctx.device, progress=ctx.progress)
     gen, ids = ctx.generator(ddpm_steps)
@@ -434,7 +434,7 @@ def _dda(ctx, n_per_class: int = 10, iterations: int = 30, inversion_lr: float =
 
 @METHODS.register('d4m')
 def _d4m(ctx, n_per_class: int = 100, prototypes: int = 10, strength: float = 0.7, encoder: str = 'pixels', guidance_scale: float = 2.0,
-         num_steps: int = 25, sampler: str = 'ddim', real_split: str = 'train', ddpm_steps: int = 2000):
+         num_steps: int = 25, sampler: str = 'ddim', real_split: str = 'train', ddpm_steps: int | None = None):
     real = load_dataset(ctx.dataset, real_split, root=ctx.root)
     gen, ids = ctx.generator(ddpm_steps)
     out, info = d4m_set(ctx.teacher, real, gen, n_per_class, prototypes, strength, encoder, guidance_scale, num_steps, sampler, ids, ctx.seed, ctx.progress)
@@ -472,26 +472,27 @@ def _load_bank(folder: Path, key: str):
     return ImageSet(state['images'], state['labels'], meta['classes'], meta['method'], 'synthetic'), meta
 
 def run_baseline(method: str = 'deepinversion', dataset: str = 'digits', teacher: str = 'vgg11', student: str = 'resnet20',
-                 teacher_epochs: int = 15, teacher_epoch: int | None = None, epochs: int = 20, batch_size: int = 64, lr: float = 0.05,
+                 teacher_epochs: int = 8, teacher_epoch: int | None = None, epochs: int = 20, batch_size: int = 64, lr: float = 0.05,
                  temperature: float = 4.0, ce_weight: float = 0.0, seed: int = 0, precision: str = 'auto', device='auto',
-                 root=None, cache=None, reports=None, progress: bool = True, record: bool = True, **hparams) -> dict:
-    "Teacher → a baseline's images (or its generator, through the KD loop's `on_batch` hook) → the same KD loop and evaluation as `run_distill` → results record (kind 'baseline')."
+                 root=None, cache=None, reports=None, progress: bool = True, record: bool = True, teacher_seed: int = -1, **hparams) -> dict:
+    "Teacher (seed `teacher_seed`; -1: `seed`) → a baseline's images (or its generator, through the KD loop's `on_batch` hook) → the same KD loop and evaluation as `run_distill` → results record (kind 'baseline')."
     from dmkd.core import write_record
     hp = check_hparams(method, hparams)
+    teacher_seed = seed if teacher_seed is None or teacher_seed < 0 else teacher_seed
     kcfg = KDConfig(student=student, epochs=epochs, batch_size=batch_size, lr=lr, temperature=temperature, ce_weight=ce_weight, seed=seed, precision=precision)
     base = dict(dataset=dataset, teacher=teacher, student=student, method=method, uses_real_images=method in USES_REAL,
                 teacher_epochs=teacher_epochs, teacher_epoch=teacher_epoch or teacher_epochs, epochs=epochs, batch_size=batch_size, lr=lr,
-                temperature=temperature, seed=seed, kd=kcfg.to_dict()) | hp
+                temperature=temperature, seed=seed, teacher_seed=teacher_seed, kd=kcfg.to_dict()) | hp
     if method == 'kd_real':
         rec = run_distill(dataset=dataset, teacher=teacher, student=student, teacher_epochs=teacher_epochs, teacher_epoch=teacher_epoch, source='real',
                           epochs=epochs, batch_size=batch_size, lr=lr, temperature=temperature, ce_weight=ce_weight, seed=seed, precision=precision,
-                          device=device, root=root, cache=cache, progress=progress, record=False)
+                          device=device, root=root, cache=cache, progress=progress, record=False, teacher_seed=teacher_seed)
         rec = dict(rec, **base, synthesis_seconds=0.0); rec.pop('record', None)
         return _finish(rec, record, reports, device)
     acc = get_accelerator(device)
     times = {}; t0 = time.time()
     test = load_dataset(dataset, 'test', root=root)
-    tnet, tmeta = get_teacher(TrainConfig(dataset=dataset, arch=teacher, epochs=teacher_epochs, seed=seed), epoch=teacher_epoch, root=root,
+    tnet, tmeta = get_teacher(TrainConfig(dataset=dataset, arch=teacher, epochs=teacher_epochs, seed=teacher_seed), epoch=teacher_epoch, root=root,
                               cache=cache, device=device, progress=progress)
     teacher_acc = round(evaluate(tnet.to(acc.device), test.to(acc.device), accelerator=acc)['acc'], 2)
     times['teacher'] = round(time.time() - t0, 2)
@@ -569,7 +570,7 @@ def baseline_cli(
     dataset: str = 'digits',         # dataset key (teacher's real data and the test split)
     teacher: str = 'vgg11',          # teacher architecture key
     student: str = 'resnet20',       # student architecture key
-    teacher_epochs: int = 15,        # teacher training epochs
+    teacher_epochs: int = 8,        # teacher training epochs
     teacher_epoch: int = None,       # use the teacher's checkpoint of this epoch (a weaker teacher)
     epochs: int = 20,                # KD epochs
     batch_size: int = 64,            # images per KD step (per process)
@@ -577,7 +578,8 @@ def baseline_cli(
     temperature: float = 4.0,        # KD temperature
     ce_weight: float = 0.0,          # weight of cross-entropy on the teacher's argmax
     precision: str = 'auto',         # auto, bf16 or fp32
-    seed: int = 0,                   # seed
+    seed: int = 0,                   # seed of images and student (and of the teacher unless teacher_seed is set)
+    teacher_seed: int = -1,          # seed of the teacher (-1: seed)
     n_per_class: int = None,         # images per class (image banks) or per KD epoch (generator methods); unset: the method's default
     iterations: int = None,          # deepinversion, dda: inversion steps per batch
     inversion_lr: float = None,      # deepinversion, dda: Adam learning rate on the pixels
@@ -609,7 +611,7 @@ def baseline_cli(
     prototypes: int = None,          # d4m: k-means prototypes per class
     encoder: str = None,             # d4m: pixels or teacher
     real_split: str = None,          # d4m: the real split it encodes
-    ddpm_steps: int = None,          # dda, d4m: training steps of the in-project DDPM (2000: the one run_distill uses)
+    ddpm_steps: int = None,          # dda, d4m: training steps of the in-project DDPM (None: DDPMConfig's default, the one run_distill uses)
     root: str = None,                # data root
     cache: str = None,               # cache root
     reports: str = None,             # reports root (records go to <reports>/results)
@@ -629,7 +631,7 @@ def baseline_cli(
     if ignored: raise ValueError(f"{method} does not take {', '.join('--' + k.replace('_', '-') for k in ignored)}; it takes: "
                                  f"{', '.join('--' + k.replace('_', '-') for k in takes) or 'no method options'}.")
     rec = run_baseline(method, dataset, teacher, student, teacher_epochs, teacher_epoch, epochs, batch_size, lr, temperature, ce_weight,
-                       seed, precision, device, root, cache, reports, progress=not quiet, **given)
+                       seed, precision, device, root, cache, reports, progress=not quiet, teacher_seed=teacher_seed, **given)
     if get_accelerator(device).is_main_process:
         print(f"{method}: {student} from {teacher} on {dataset} ({rec.get('n_images')} images): student {rec['student_last_acc']:.2f}% "
               f"(best {rec['student_best_acc']:.2f}%), teacher {rec['teacher_acc']:.2f}%; synthesis {rec['synthesis_seconds']:.1f}s, "

@@ -167,7 +167,7 @@ def distill_student(cfg: KDConfig, teacher: Classifier, images: ImageSet, test: 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warm, cfg.schedule))
     student, opt = acc.prepare(student, opt)
     forward = torch.compile(student) if cfg.compile else student
-    aug = BatchAugment.for_images(images.shape) if cfg.augment == 'auto' else BatchAugment(cfg.augment)
+    aug = BatchAugment.for_images(images.shape, (test if test is not None else images).name) if cfg.augment == 'auto' else BatchAugment(cfg.augment)
     train_d, test_d = images.to(dev), (test.to(dev) if test is not None else None)
     history, start, run_dir = [], 0, Path(run_dir) if run_dir else None
     state_path = run_dir / 'state.pt' if run_dir else None
@@ -237,15 +237,15 @@ def distill_dir(cfg: KDConfig, teacher_key: str, data_digest: str, cache=None) -
     "Checkpoint folder of the student of `cfg` distilled from teacher `teacher_key` on images `data_digest`."
     return cache_root(cache) / 'students' / f'{cfg.student}-{cfg.key(teacher_key, data_digest)}'
 
-def run_distill(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 'resnet20', teacher_epochs: int = 15,
+def run_distill(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 'resnet20', teacher_epochs: int = 8,
                 teacher_epoch: int | None = None, source: str = 'store', generator: str = 'ddpm', model: str | None = None,
                 guidance_scale: float = 2.0, num_steps: int = 25, sampler: str = 'ddim', strength: float | None = None,
                 n_per_class: int = 100, mode: str = 'map', store: str | Path | None = None, epochs: int = 20,
                 batch_size: int = 64, lr: float = 0.05, temperature: float = 4.0, ce_weight: float = 0.0,
                 teacher_cache: int = 0, compile: bool = False, seed: int = 0, precision: str = 'auto', scratch: bool = False, device='auto',
                 root=None, cache=None, reports=None, progress: bool = True, record: bool = True, stop_after: int | None = None,
-                ddpm_size: int | None = None) -> dict:
-    "Teacher → (generator →) store → KD → evaluation → results record; returns the record (with `student`, `teacher` models under `_models`)."
+                ddpm_size: int | None = None, teacher_seed: int = -1) -> dict:
+    "Teacher (seed `teacher_seed`; -1: `seed`) → (generator →) store → KD → evaluation → results record; returns the record (with `student`, `teacher` models under `_models`)."
     from dmkd.data import load_dataset
     from dmkd.synth import load_store, read_manifest, synthesize
     from dmkd.train import TrainConfig, get_teacher
@@ -253,7 +253,8 @@ def run_distill(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 
     if source not in ('store', 'real'): raise ValueError(f"Unknown source {source!r}: use 'store' (synthetic images) or 'real' (the upper bound).")
     kcfg = KDConfig(student=student, epochs=epochs, batch_size=batch_size, lr=lr, temperature=temperature, ce_weight=ce_weight,
                     teacher_cache=teacher_cache, compile=compile, seed=seed, precision=precision)
-    tcfg = TrainConfig(dataset=dataset, arch=teacher, epochs=teacher_epochs, seed=seed)
+    teacher_seed = seed if teacher_seed is None or teacher_seed < 0 else teacher_seed
+    tcfg = TrainConfig(dataset=dataset, arch=teacher, epochs=teacher_epochs, seed=teacher_seed)
     acc = get_accelerator(device); times = {}
     t0 = time.time()
     test = load_dataset(dataset, 'test', root=root)
@@ -279,7 +280,7 @@ def run_distill(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 
     snet, res = distill_student(kcfg, tnet, images, test, device, out, progress, meta=dict(key=key), stop_after=stop_after)
     times['distill'] = round(time.time() - t0, 2)
     rec = dict(dataset=dataset, teacher=teacher, student=student, source=source, teacher_epochs=teacher_epochs, teacher_epoch=teacher_epoch or teacher_epochs,
-               generator=None if man is None else man['spec']['generator']['kind'],
+               teacher_seed=teacher_seed, generator=None if man is None else man['spec']['generator']['kind'],
                guidance_scale=guidance_scale if man else None, num_steps=num_steps if man else None, sampler=sampler if man else None,
                strength=strength if man else None, n_per_class=n_per_class if man else None, mode=mode if man else None,
                n_images=len(images), ddpm_size=ddpm_size, store_key=None if man is None else man['key'], store=None if man is None else str(folder),
@@ -314,7 +315,7 @@ def distill_cli(
     dataset: str = 'digits',        # dataset key (teacher's real data and the test split)
     teacher: str = 'vgg11',         # teacher architecture key
     student: str = 'resnet20',      # student architecture key
-    teacher_epochs: int = 15,       # teacher training epochs
+    teacher_epochs: int = 8,       # teacher training epochs
     teacher_epoch: int = None,      # use the teacher's checkpoint of this epoch (a weaker teacher)
     source: str = 'store',          # store (synthetic images) or real (the real train split: upper bound)
     generator: str = 'ddpm',        # ddpm (in-project), dit or sd
@@ -334,7 +335,8 @@ def distill_cli(
     teacher_cache: int = 0,         # FKD-style teacher-output cache: augmentation draws kept (0 = off)
     compile: bool = False,          # torch.compile the student
     precision: str = 'auto',        # auto (bf16 where the device computes it natively), bf16 or fp32
-    seed: int = 0,                  # seed
+    seed: int = 0,                  # seed of store and student (and of the teacher unless teacher_seed is set)
+    teacher_seed: int = -1,         # seed of the teacher (-1: seed)
     scratch: bool = False,          # also train the student from scratch on real data (reference row)
     ddpm_size: int = None,          # in-project DDPM: train at this resolution (e.g. 16 for CIFAR-10 on a CPU); unset = native/dataset size
     root: str = None,               # data root
@@ -349,7 +351,7 @@ def distill_cli(
                       strength=strength, n_per_class=n_per_class, mode=mode, store=store, epochs=epochs, batch_size=batch_size, lr=lr,
                       temperature=temperature, ce_weight=ce_weight, teacher_cache=teacher_cache, compile=compile, seed=seed,
                       precision=precision, scratch=scratch, device=device, root=root, cache=cache, reports=reports, progress=not quiet,
-                      ddpm_size=ddpm_size)
+                      ddpm_size=ddpm_size, teacher_seed=teacher_seed)
     if get_accelerator(device).is_main_process:
         print(f"{student} from {teacher} on {dataset} ({rec['n_images']} {source} images): student {rec['student_last_acc']:.2f}% "
               f"(best {rec['student_best_acc']:.2f}%), teacher {rec['teacher_acc']:.2f}%  -> {rec.get('record')}")

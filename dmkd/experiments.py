@@ -206,7 +206,7 @@ def subset_imagefolder(src: str | Path, dst: str | Path, train: int = 300, test:
     return dst
 
 # %% ../nbs/09_experiments.ipynb #bf5f42e9
-def store_run(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 'resnet8', teacher_epochs: int = 15,
+def store_run(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 'resnet8', teacher_epochs: int = 8,
               teacher_epoch: int | None = None, teacher_seed: int = 0, keep_epochs=(), generator: str = 'ddpm',
               guidance_scale: float = 2.0, num_steps: int = 25, sampler: str = 'ddim', strength: float | None = None,
               n_per_class: int = 50, ddpm_size: int | None = None, ddpm_steps: int | None = None, epochs: int = 10, batch_size: int = 64, lr: float = 0.05,

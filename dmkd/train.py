@@ -27,7 +27,7 @@ class TrainConfig:
     "Everything that shapes a trained classifier; its `key` names the cache entry."
     dataset: str = 'digits'         # dataset key (see `dmkd.data.DATASETS`)
     arch: str = 'resnet20'          # architecture key (see `dmkd.models.MODELS`)
-    epochs: int = 15                # training epochs
+    epochs: int = 8                 # training epochs (8: vgg11 and wrn_40_2 digits teachers reach 98.9 and 99.4% in 2–4 min on 2 CPU cores)
     batch_size: int = 32            # images per optimiser step (per process)
     lr: float = 0.05                # peak SGD learning rate
     momentum: float = 0.9           # SGD momentum (Nesterov)
@@ -124,7 +124,7 @@ def fit_classifier(cfg: TrainConfig, train: ImageSet, test: ImageSet | None = No
     total, warm = cfg.epochs * steps, round(cfg.warmup_epochs * steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warm, cfg.schedule))
     model, opt = acc.prepare(model, opt)
-    aug = BatchAugment.for_images(train.shape) if cfg.augment == 'auto' else BatchAugment(cfg.augment)
+    aug = BatchAugment.for_images(train.shape, cfg.dataset) if cfg.augment == 'auto' else BatchAugment(cfg.augment)
     train_d, test_d = train.to(dev), (test.to(dev) if test is not None else None)
     history, start, run_dir = [], 0, Path(run_dir) if run_dir else None
     state_path = run_dir / 'state.pt' if run_dir else None
@@ -259,7 +259,7 @@ def _get_teacher(cfg, epoch, out, digest, train, test, cache, device, keep_epoch
 def train_teacher_cli(
     dataset: str = 'digits',          # dataset key: digits, cifar10, cifar100, imagefolder
     arch: str = 'resnet20',           # architecture key of the zoo
-    epochs: int = 15,                 # training epochs
+    epochs: int = 8,                  # training epochs
     batch_size: int = 32,             # images per step (per process)
     lr: float = 0.05,                 # peak learning rate
     weight_decay: float = 5e-4,       # weight decay
