@@ -62,15 +62,24 @@ def expand_sweep(sw: dict, reports=None) -> list[dict]:
     return runs
 
 # %% ../nbs/09_experiments.ipynb #63490f73
+def _same_parameters(old: dict, run: dict) -> bool:
+    "Parameters equal, ignoring the records folder (a moved checkout does not make finished runs stale)."
+    strip = lambda p: {k: v for k, v in json.loads(json.dumps(p, default=str)).items() if v != str(run['folder'])}
+    return strip(old) == strip(run['parameters'])
+
 def run_done(run: dict) -> bool:
-    "Whether `run` has finished: its `run.json` exists (written only after its notebook succeeded)."
-    return (Path(run['folder']) / 'run.json').exists()
+    "Whether `run` has finished with its current parameters: its `run.json` (written only after its notebook succeeded) holds them."
+    f = Path(run['folder']) / 'run.json'
+    if not f.exists(): return False
+    try: return _same_parameters(read_json(f).get('parameters') or {}, run)
+    except (ValueError, OSError): return False
 
 def execute_run(run: dict, threads: int | None = None, timeout: float | None = None, log=print) -> dict:
     "Execute one run's notebook with papermill in a fresh process; on success write `<folder>/run.json`. Returns its status."
     folder = Path(run['folder'])
     if run_done(run): return dict(run=run['run'], job=run['job'], status='skipped')
-    if (folder / 'results').exists(): shutil.rmtree(folder / 'results')   # records of a killed attempt: it runs again
+    if (folder / 'results').exists(): shutil.rmtree(folder / 'results')   # records of a killed attempt or of other parameters: it runs again
+    (folder / 'run.json').unlink(missing_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
     nb = Path(run['notebook'])
     if not nb.is_absolute() and not nb.exists() and project_root(): nb = project_root() / nb
