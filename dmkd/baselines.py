@@ -570,7 +570,7 @@ def baseline_cli(
     dataset: str = 'digits',         # dataset key (teacher's real data and the test split)
     teacher: str = 'vgg11',          # teacher architecture key
     student: str = 'resnet20',       # student architecture key
-    teacher_epochs: int = 8,        # teacher training epochs
+    teacher_epochs: int = 8,         # teacher training epochs
     teacher_epoch: int = None,       # use the teacher's checkpoint of this epoch (a weaker teacher)
     epochs: int = 20,                # KD epochs
     batch_size: int = 64,            # images per KD step (per process)

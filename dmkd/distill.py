@@ -315,7 +315,7 @@ def distill_cli(
     dataset: str = 'digits',        # dataset key (teacher's real data and the test split)
     teacher: str = 'vgg11',         # teacher architecture key
     student: str = 'resnet20',      # student architecture key
-    teacher_epochs: int = 8,       # teacher training epochs
+    teacher_epochs: int = 8,        # teacher training epochs
     teacher_epoch: int = None,      # use the teacher's checkpoint of this epoch (a weaker teacher)
     source: str = 'store',          # store (synthetic images) or real (the real train split: upper bound)
     generator: str = 'ddpm',        # ddpm (in-project), dit or sd
