@@ -18,7 +18,7 @@ from fastcore.script import call_parse, Param
 import dmkd
 from .core import (atomic_path, build_lock, cache_root, cli_entry, config_key, get_device, hardware_info, load_weights, read_json,
                        save_weights, seed_everything, write_json)
-from .data import BatchAugment, ImageSet, batch_indices, load_dataset
+from .data import NO_FLIP, BatchAugment, ImageSet, batch_indices, load_dataset
 from .models import MODELS, Classifier, get_model
 
 # %% ../nbs/03_train.ipynb #e42cebab
@@ -54,7 +54,10 @@ class TrainConfig:
 
     def key(self, data_digest: str = '') -> str:
         "Content key: every field plus the digest of the training images."
-        return config_key(dict(self.to_dict(), data=data_digest))
+        d = self.to_dict()
+        # 'auto' stopped flipping NO_FLIP datasets: their keys differ from the flipped models cached before
+        if d['augment'] == 'auto' and self.dataset in NO_FLIP: d['augment'] = 'auto-noflip'
+        return config_key(dict(d, data=data_digest))
 
 # %% ../nbs/03_train.ipynb #a6100e3d
 def tensor_digest(*tensors: torch.Tensor) -> str:
