@@ -47,8 +47,11 @@ def test_adversarial_term_compares_teacher_with_student(teacher, divergence):
     assert len(seen) == 4 and hook.updates == 4 and res['complete']
     for is_student, adv, d_student, d_self in seen:
         assert is_student                       # the hook got the student the loop trains, not the teacher
-        assert adv < -1e-3 and d_student > 1e-3  # the generator's term is the (negated) teacher-student disagreement, non-zero
+        assert adv < 0 and d_student > 0         # the generator's term is the (negated) teacher-student disagreement, non-zero
         assert d_self == pytest.approx(0, abs=1e-6)   # what the term would be if the teacher were passed as the student
+    # against the fresh student the disagreement is large; later the student catches up with the teacher on the images the
+    # generator collapses to (KL fell from 2.4 to 4e-5 in four updates with an 8-epoch digits teacher), so only its sign is fixed
+    assert seen[0][2] > 1e-2
 
 
 def run(*args, tmp):
