@@ -98,7 +98,7 @@ def execute_run(run: dict, threads: int | None = None, timeout: float | None = N
         return dict(run=run['run'], job=run['job'], status='failed', seconds=secs)
     records = sorted(str(p.relative_to(folder)) for p in (folder / 'results').glob('*.json')) if (folder / 'results').exists() else []
     write_json(dict(kind='sweep_run', sweep=run['sweep'], job=run['job'], run=run['run'], notebook=run['notebook'],
-                    parameters=run['parameters'], seconds=secs, records=records), folder / 'run.json')
+                    parameters=run['parameters'], seconds=secs, threads=threads, records=records), folder / 'run.json')
     log(f"done {run['job']}/{run['run']} in {secs}s ({len(records)} records)")
     return dict(run=run['run'], job=run['job'], status='done', seconds=secs)
 
@@ -112,7 +112,13 @@ def run_sweep(sweep: str | Path | dict, reports=None, parallel: int | None = Non
     if dry_run: return pd.DataFrame([dict(job=r['job'], run=r['run'], status='done' if run_done(r) else 'todo') for r in runs])
     n = parallel or sw.get('parallel', 1)
     threads = max(1, (os.cpu_count() or 1) // n) if n > 1 else None
-    with ThreadPoolExecutor(n) as ex: status = list(ex.map(lambda r: execute_run(r, threads, log=log), runs))
+    # In parallel, the first unfinished run goes alone with every thread: it fills the caches its job's later runs load
+    # (teacher, generator), which parallel runs would otherwise each build (or wait for) with one thread.
+    first = todo[0] if n > 1 and todo else None
+    pre = {id(first): execute_run(first, os.cpu_count(), log=log)} if first else {}
+    with ThreadPoolExecutor(n) as ex:
+        rest = list(ex.map(lambda r: execute_run(r, threads, log=log), [r for r in runs if r is not first]))
+    status = [pre[id(r)] if r is first else rest.pop(0) for r in runs]
     res = pd.DataFrame(status)
     if report and sw.get('report') and not (res.status == 'failed').any():
         root = Path(reports) if reports else reports_root(sw.get('reports'))
