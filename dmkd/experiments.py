@@ -188,7 +188,7 @@ def main_table(df: pd.DataFrame, value: str = 'student_last_acc', digits: int = 
     if 'store_synthesis_seconds' in d: d['synthesis_s'] = d.synthesis_s.fillna(d.store_synthesis_seconds)
     d.loc[d.method.isin(['kd_real', 'scratch', 'teacher']), 'synthesis_s'] = 0.0   # real images cost no synthesis
     rows = [d.assign(score=d[value])]
-    firsts = d.drop_duplicates(['pair', 'seed', 'teacher_key']) if 'teacher_key' in d else d.drop_duplicates(['pair', 'seed'])
+    firsts = d.drop_duplicates(['pair', 'seed'])   # one teacher row per pair and seed (its records may name its key with or without the epoch)
     rows.append(firsts.assign(method='teacher', score=firsts.teacher_acc, synthesis_s=0.0, kd_seconds=0.0))
     if 'scratch_acc' in d:
         s = d.dropna(subset=['scratch_acc']).drop_duplicates(['pair', 'seed'])
