@@ -103,10 +103,14 @@ def execute_run(run: dict, threads: int | None = None, timeout: float | None = N
     return dict(run=run['run'], job=run['job'], status='done', seconds=secs)
 
 def run_sweep(sweep: str | Path | dict, reports=None, parallel: int | None = None, only: list[str] | None = None,
-              report: bool = True, dry_run: bool = False, log=print) -> pd.DataFrame:
-    "Run every unfinished run of `sweep` (`parallel` at once), then its report notebook; returns one status row per run."
+              report: bool = True, dry_run: bool = False, log=print, seeds: list[int] | None = None) -> pd.DataFrame:
+    """Run every unfinished run of `sweep` (`parallel` at once), then its report notebook; returns one status row per run.
+    `only` (job names) and `seeds` restrict the runs, e.g. one seed of every job first on a slow machine."""
     sw = sweep if isinstance(sweep, dict) else load_sweep(sweep)
-    runs = [r for r in expand_sweep(sw, reports) if not only or r['job'] in only]
+    if only:
+        unknown = set(only) - {j['name'] for j in sw['jobs']}
+        if unknown: raise ValueError(f"Unknown jobs {', '.join(sorted(unknown))}: the sweep has {', '.join(j['name'] for j in sw['jobs'])}.")
+    runs = [r for r in expand_sweep(sw, reports) if (not only or r['job'] in only) and (seeds is None or r['parameters']['seed'] in seeds)]
     todo = [r for r in runs if not run_done(r)]
     log(f"sweep {sw['name']}: {len(runs)} runs, {len(runs) - len(todo)} finished, {len(todo)} to run")
     if dry_run: return pd.DataFrame([dict(job=r['job'], run=r['run'], status='done' if run_done(r) else 'todo') for r in runs])
@@ -238,15 +242,17 @@ def store_run(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 'r
     from dmkd.core import write_record
     from dmkd.data import ImageSet, load_dataset
     from dmkd.distill import KDConfig, distill_dir, distill_student
-    from dmkd.fidelity import fidelity
+    from dmkd.fidelity import fidelity, teacher_outputs
     from dmkd.synth import load_store, read_manifest, synthesize
-    from dmkd.train import TrainConfig, evaluate, get_teacher, get_accelerator, tensor_digest
+    from dmkd.train import TrainConfig, get_teacher, get_accelerator, tensor_digest
     acc = get_accelerator(device); times = {}
     t0 = time.time()
     test = load_dataset(dataset, 'test', root=root)
     tnet, tmeta = get_teacher(TrainConfig(dataset=dataset, arch=teacher, epochs=teacher_epochs, seed=teacher_seed), epoch=teacher_epoch,
                               root=root, cache=cache, device=device, keep_epochs=keep_epochs, progress=progress)
-    tnet = tnet.to(acc.device); teacher_acc = evaluate(tnet, test.to(acc.device))['acc']; times['teacher'] = round(time.time() - t0, 2)
+    tnet = tnet.to(acc.device)
+    logits, test_features = teacher_outputs(tnet, test, device=acc.device)   # one pass: the teacher's accuracy and the real features
+    teacher_acc = (logits.argmax(1) == test.labels).double().mean().item() * 100; times['teacher'] = round(time.time() - t0, 2)
     t0 = time.time(); man = {}
     if source == 'real':
         images = load_dataset(dataset, 'train', root=root); images = ImageSet(images.images, images.labels, images.classes, images.name, images.split)
@@ -256,7 +262,7 @@ def store_run(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 'r
         man = read_manifest(folder); images = load_store(folder)
     times['synthesis'] = round(time.time() - t0, 2)
     t0 = time.time()
-    fid = fidelity(images, test, tnet, seed=seed, device=acc.device) if measure_fidelity else {}
+    fid = fidelity(images, test, tnet, seed=seed, device=acc.device, real_features=test_features) if measure_fidelity else {}
     times['fidelity'] = round(time.time() - t0, 2)
     kcfg = KDConfig(student=student, epochs=epochs, batch_size=batch_size, lr=lr, temperature=temperature, seed=seed)
     tkey = f"{tmeta['key']}-epoch{tmeta.get('epoch', teacher_epochs)}"   # the student depends on the teacher's epoch too
@@ -296,12 +302,14 @@ def sweep_cli(
     reports: str = None,            # reports root (default: the sweep's `reports`, $DMKD_REPORTS or reports/)
     parallel: int = None,           # runs at once (default: the sweep's `parallel`)
     only: str = None,               # comma-separated job names to run (default: all)
+    seeds: str = None,              # comma-separated seeds to run (default: the sweep's)
     no_report: bool = False,        # do not run the report notebook afterwards
     dry_run: bool = False,          # list the runs and whether they are finished; run nothing
 ):
     "Run (or resume) a papermill sweep of experiment notebooks, then build its report."
     t0 = time.time()
-    res = run_sweep(sweep, reports, parallel, only.split(',') if only else None, report=not no_report, dry_run=dry_run)
+    res = run_sweep(sweep, reports, parallel, only.split(',') if only else None, report=not no_report, dry_run=dry_run,
+                    seeds=[int(x) for x in str(seeds).split(',')] if seeds is not None else None)
     print(res.groupby(['job', 'status']).size().to_string())
     print(f"sweep finished in {time.time() - t0:.1f}s")
     if (res.status == 'failed').any(): sys.exit(1)

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['extract_features', 'InceptionFeatures', 'feature_stats', 'frechet_distance', 'kernel_distance', 'precision_recall',
-           'teacher_measures', 'fidelity']
+           'teacher_outputs', 'teacher_measures', 'fidelity']
 
 # %% ../nbs/08_fidelity.ipynb #89d22a7b
 import math
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from scipy import linalg
 
 from .data import ImageSet
+from .models import Classifier
 
 # %% ../nbs/08_fidelity.ipynb #6c2293e3
 def _images(x) -> torch.Tensor:
@@ -112,10 +113,22 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> dict:
 
 # %% ../nbs/08_fidelity.ipynb #98b86d99
 @torch.no_grad()
-def teacher_measures(teacher: torch.nn.Module, images, batch_size: int = 500, device='cpu') -> dict:
-    "Teacher agreement with the images' labels (%), mean confidence, mean entropy (nats) and class balance of its predictions."
+def teacher_outputs(teacher: torch.nn.Module, images, batch_size: int = 500, device='cpu') -> tuple[torch.Tensor, np.ndarray]:
+    "The teacher's logits (N×C float tensor) and penultimate features (N×D float64 numpy) of `images`, from one forward pass."
     x = _images(images); teacher = teacher.to(device).eval()
-    probs = torch.cat([teacher(x[i:i + batch_size].to(device)).float().softmax(1).cpu() for i in range(0, len(x), batch_size)])
+    outs = [teacher(x[i:i + batch_size].to(device), return_features=True) for i in range(0, len(x), batch_size)]
+    return (torch.cat([o.float().cpu() for o, _ in outs]), torch.cat([f.flatten(1).double().cpu() for _, f in outs]).numpy())
+
+@torch.no_grad()
+def teacher_measures(teacher: torch.nn.Module, images, batch_size: int = 500, device='cpu', logits: torch.Tensor | None = None) -> dict:
+    """Teacher agreement with the images' labels (%), mean confidence, mean entropy (nats) and class balance of its predictions
+    (from the teacher's `logits` of `images` when they are given, e.g. by `teacher_outputs`)."""
+    x = _images(images)
+    if logits is None:
+        teacher = teacher.to(device).eval()
+        logits = torch.cat([teacher(x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)])
+    elif len(logits) != len(x): raise ValueError(f"logits has {len(logits)} rows for {len(x)} images.")
+    probs = logits.float().cpu().softmax(1)
     c = probs.shape[1]; pred = probs.argmax(1)
     hist = torch.bincount(pred, minlength=c).double() / len(pred)
     res = dict(confidence=probs.max(1).values.mean().item(),
@@ -126,21 +139,30 @@ def teacher_measures(teacher: torch.nn.Module, images, batch_size: int = 500, de
 
 # %% ../nbs/08_fidelity.ipynb #f6e149fe
 def fidelity(images, real, teacher: torch.nn.Module, features: str | torch.nn.Module = 'teacher', max_images: int = 2000,
-             k: int = 3, seed: int = 0, device='cpu', inception_weights: str | Path | None = None) -> dict:
+             k: int = 3, seed: int = 0, device='cpu', inception_weights: str | Path | None = None,
+             real_features: np.ndarray | None = None) -> dict:
     """Every measure of `images` (ImageSet: generated images and the classes they were made for) against `real` (the real
     test split): `fd`, `kid`, `kid_std`, `precision`, `recall` in the `features` space ('teacher', 'inception' or a network),
-    and the teacher's `agreement`, `confidence`, `entropy`, `class_balance` on `images`; at most `max_images` of each set."""
+    and the teacher's `agreement`, `confidence`, `entropy`, `class_balance` on `images`; at most `max_images` of each set.
+    `real_features` (one row per image of `real`, in the `features` space) saves recomputing them when many sets are compared."""
     if not isinstance(images, ImageSet) or not isinstance(real, ImageSet):
         raise TypeError("fidelity needs two ImageSets (the generated images with their target labels, and the real test split).")
+    if real_features is not None and len(real_features) != len(real):
+        raise ValueError(f"real_features has {len(real_features)} rows for {len(real)} real images: pass the features of all of `real`.")
     g = torch.Generator().manual_seed(seed)
-    pick = lambda s: s if len(s) <= max_images else s.subset(torch.randperm(len(s), generator=g)[:max_images])
-    images, real = pick(images), pick(real)
+    pick = lambda n: None if n <= max_images else torch.randperm(n, generator=g)[:max_images]
+    ig, ir = pick(len(images)), pick(len(real))
+    images, real = (images if ig is None else images.subset(ig)), (real if ir is None else real.subset(ir))
     if features == 'teacher': net = teacher
     elif features == 'inception': net = InceptionFeatures(inception_weights)
     elif isinstance(features, torch.nn.Module): net = features
     else: raise ValueError(f"Unknown features {features!r}: use 'teacher', 'inception' (with inception_weights) or a network.")
-    fr, fg = extract_features(net, real, device=device), extract_features(net, images, device=device)
+    logits = None
+    if net is teacher and isinstance(teacher, Classifier): logits, fg = teacher_outputs(teacher, images, device=device)   # one pass
+    else: fg = extract_features(net, images, device=device)
+    if real_features is None: fr = extract_features(net, real, device=device)
+    else: fr = np.asarray(real_features, np.float64) if ir is None else np.asarray(real_features, np.float64)[ir.numpy()]
     kid, kid_std = kernel_distance(fr, fg, seed=seed)
     return dict(fd=frechet_distance(fr, fg), kid=kid, kid_std=kid_std, **precision_recall(fr, fg, k),
-                **teacher_measures(teacher, images, device=device), n_fidelity=len(images),
+                **teacher_measures(teacher, images, device=device, logits=logits), n_fidelity=len(images),
                 fidelity_features=features if isinstance(features, str) else type(features).__name__)
