@@ -346,11 +346,12 @@ class Context:
     def grey(self) -> bool:
         x = self.test.images[:64]
         return x.shape[1] == 3 and bool((x[:, 0] == x[:, 1]).all() and (x[:, 1] == x[:, 2]).all())
-    def generator(self, steps: int | None = None):
-        "The dataset's in-project DDPM (trained on its `corpus` split for `steps`; None: `DDPMConfig`'s default, the one `run_distill` uses) and the generator class of each target class."
+    def generator(self, steps: int | None = None, size: int | None = None):
+        "The dataset's in-project DDPM (trained on its `corpus` split for `steps`, at resolution `size`; None: `DDPMConfig`'s defaults, the ones `run_distill` uses) and the generator class of each target class."
         from dmkd.generators import get_generator
         from dmkd.synth import map_classes
         gen = get_generator('ddpm', self.classes, device=self.device, cache=self.cache, dataset=self.dataset, root=self.root, **(dict(steps=steps) if steps else {}),
+                            **(dict(native=False, size=size) if size else {}),
                             progress=self.progress)
         return gen, map_classes(self.classes, gen.classes)
 
@@ -424,19 +425,21 @@ def _one_image(ctx, n_per_class: int = 100, image: str = '', crop_scale: float =
 
 @METHODS.register('dda')
 def _dda(ctx, n_per_class: int = 10, iterations: int = 30, inversion_lr: float = 0.1, bn_weight: float = 0.1, tv_weight: float = 1.0,
-         strength: float = 0.5, n_aug: int = 4, threshold: float = 0.7, guidance_scale: float = 2.0, num_steps: int = 25, sampler: str = 'ddim', ddpm_steps: int | None = None):
+         strength: float = 0.5, n_aug: int = 4, threshold: float = 0.7, guidance_scale: float = 2.0, num_steps: int = 25, sampler: str = 'ddim', ddpm_steps: int | None = None,
+         ddpm_size: int | None = None):
     bank = deep_inversion(ctx.teacher, n_per_class, iterations, inversion_lr, bn_weight, tv_weight, shape=ctx.shape, classes=ctx.classes,
                           seed=ctx.seed, device=ctx.device, progress=ctx.progress)
-    gen, ids = ctx.generator(ddpm_steps)
+    gen, ids = ctx.generator(ddpm_steps, ddpm_size)
     t0 = time.time()
     out, info = dda_augment(ctx.teacher, bank, gen, strength, n_aug, threshold, guidance_scale, num_steps, sampler, ids, ctx.seed, ctx.progress)
     return dict(images=out, hook=None, info=info | dict(generator=gen.kind, generator_key=gen.identity().get('key'), augment_seconds=round(time.time() - t0, 2)))
 
 @METHODS.register('d4m')
 def _d4m(ctx, n_per_class: int = 100, prototypes: int = 10, strength: float = 0.7, encoder: str = 'pixels', guidance_scale: float = 2.0,
-         num_steps: int = 25, sampler: str = 'ddim', real_split: str = 'train', ddpm_steps: int | None = None):
+         num_steps: int = 25, sampler: str = 'ddim', real_split: str = 'train', ddpm_steps: int | None = None,
+         ddpm_size: int | None = None):
     real = load_dataset(ctx.dataset, real_split, root=ctx.root)
-    gen, ids = ctx.generator(ddpm_steps)
+    gen, ids = ctx.generator(ddpm_steps, ddpm_size)
     out, info = d4m_set(ctx.teacher, real, gen, n_per_class, prototypes, strength, encoder, guidance_scale, num_steps, sampler, ids, ctx.seed, ctx.progress)
     return dict(images=out, hook=None, info=info | dict(generator=gen.kind, generator_key=gen.identity().get('key'), real_split=real_split))
 
@@ -612,6 +615,7 @@ def baseline_cli(
     encoder: str = None,             # d4m: pixels or teacher
     real_split: str = None,          # d4m: the real split it encodes
     ddpm_steps: int = None,          # dda, d4m: training steps of the in-project DDPM (None: DDPMConfig's default, the one run_distill uses)
+    ddpm_size: int = None,           # dda, d4m: training resolution of the in-project DDPM (None: native; e.g. 16 for a CPU-sized CIFAR-10, as run_distill's ddpm_size)
     root: str = None,                # data root
     cache: str = None,               # cache root
     reports: str = None,             # reports root (records go to <reports>/results)
@@ -624,7 +628,8 @@ def baseline_cli(
                 generator_steps=generator_steps, student_steps=student_steps, oh_weight=oh_weight, act_weight=act_weight,
                 ie_weight=ie_weight, adv_weight=adv_weight, bn_momentum=bn_momentum, meta=meta, meta_lr=meta_lr, bank=bank, ngf=ngf,
                 image=image, crop_scale=crop_scale, strength=strength, n_aug=n_aug, threshold=threshold, guidance_scale=guidance_scale,
-                num_steps=num_steps, sampler=sampler, prototypes=prototypes, encoder=encoder, real_split=real_split, ddpm_steps=ddpm_steps)
+                num_steps=num_steps, sampler=sampler, prototypes=prototypes, encoder=encoder, real_split=real_split, ddpm_steps=ddpm_steps,
+                ddpm_size=ddpm_size)
     given = {k: v for k, v in cand.items() if v is not None}
     takes = method_hparams(method) if method in METHODS or method in REFERENCES else check_hparams(method, {})
     ignored = sorted(set(given) - set(takes))
