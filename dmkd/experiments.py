@@ -205,7 +205,8 @@ def main_table(df: pd.DataFrame, value: str = 'student_last_acc', digits: int = 
     real = a.groupby('method')['uses_real_images'].first() if 'uses_real_images' in a else pd.Series(dtype=object)
     order = [m for m in METHOD_LABELS if m in t.index] + sorted(set(t.index) - set(METHOD_LABELS))
     out = pd.DataFrame(dict(method=[METHOD_LABELS.get(m, m) for m in order], synthesis=[SYNTHESIS.get(m, m) for m in order]))
-    out['real images'] = ['yes' if m in ('teacher', 'scratch', 'kd_real') or real.get(m) is True else 'no' for m in order]
+    out['real images'] = ['yes' if m in ('teacher', 'scratch', 'kd_real') or (pd.notna(real.get(m)) and bool(real.get(m))) else 'no'
+                          for m in order]   # the flags are numpy booleans: `is True` never held
     for c in t.columns: out[c] = t.loc[order, c].fillna('—').values
     out['synthesis s'] = cost.loc[order, 'synthesis_s'].values
     out['KD s'] = cost.loc[order, 'kd_seconds'].values
