@@ -348,10 +348,9 @@ class Context:
         return x.shape[1] == 3 and bool((x[:, 0] == x[:, 1]).all() and (x[:, 1] == x[:, 2]).all())
     def generator(self, steps: int | None = None, size: int | None = None):
         "The dataset's in-project DDPM (trained on its `corpus` split for `steps`, at resolution `size`; None: `DDPMConfig`'s defaults, the ones `run_distill` uses) and the generator class of each target class."
-        from dmkd.generators import get_generator
+        from dmkd.generators import ddpm_kwargs, get_generator
         from dmkd.synth import map_classes
-        gen = get_generator('ddpm', self.classes, device=self.device, cache=self.cache, dataset=self.dataset, root=self.root, **(dict(steps=steps) if steps else {}),
-                            **(dict(native=False, size=size) if size else {}),
+        gen = get_generator('ddpm', self.classes, device=self.device, cache=self.cache, dataset=self.dataset, root=self.root, **ddpm_kwargs(size, steps),
                             progress=self.progress)
         return gen, map_classes(self.classes, gen.classes)
 

@@ -247,6 +247,7 @@ def run_distill(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 
                 ddpm_size: int | None = None, teacher_seed: int = -1) -> dict:
     "Teacher (seed `teacher_seed`; -1: `seed`) → (generator →) store → KD → evaluation → results record; returns the record (with `student`, `teacher` models under `_models`)."
     from dmkd.data import load_dataset
+    from dmkd.generators import ddpm_kwargs
     from dmkd.synth import load_store, read_manifest, synthesize
     from dmkd.train import TrainConfig, get_teacher
     from dmkd.core import write_record
@@ -268,7 +269,7 @@ def run_distill(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 
         folder = Path(store) if store else synthesize(dataset, generator, model, guidance_scale, num_steps, sampler, strength, n_per_class,
                                                       test.shape[-1], test.shape[0], seed, mode, None, root, cache, device,
                                                       progress=progress, accelerator=acc if acc.num_processes > 1 else None,
-                                                      generator_kwargs=dict(native=False, size=ddpm_size) if ddpm_size else None)
+                                                      generator_kwargs=ddpm_kwargs(ddpm_size) or None)
         man = read_manifest(folder); images = load_store(folder); labelled = man['spec']['mode'] == 'map'
     times['synthesis'] = round(time.time() - t0, 2)
     check_compatible(tmeta, images, test, dataset, labelled)

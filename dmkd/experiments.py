@@ -239,13 +239,14 @@ def store_run(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 'r
     also trains the student on the real train split from scratch (`teacher_epochs` epochs, seed `seed`) and records `scratch_acc`."""
     if source not in ('store', 'real'): raise ValueError(f"Unknown source {source!r}: use 'store' (synthetic images) or 'real' (the real train split).")
     teacher_seed = seed if teacher_seed < 0 else teacher_seed
-    gkw = (dict(native=False, size=ddpm_size) if ddpm_size else {}) | (dict(steps=ddpm_steps) if ddpm_steps else {})
     from dmkd.core import write_record
     from dmkd.data import ImageSet, load_dataset
     from dmkd.distill import KDConfig, distill_dir, distill_student
     from dmkd.fidelity import fidelity, teacher_outputs
     from dmkd.synth import load_store, read_manifest, synthesize
+    from dmkd.generators import ddpm_kwargs
     from dmkd.train import TrainConfig, get_teacher, get_accelerator, tensor_digest
+    gkw = ddpm_kwargs(ddpm_size, ddpm_steps)
     acc = get_accelerator(device); times = {}
     t0 = time.time()
     test = load_dataset(dataset, 'test', root=root)
