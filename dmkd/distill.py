@@ -244,7 +244,7 @@ def run_distill(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 
                 batch_size: int = 64, lr: float = 0.05, temperature: float = 4.0, ce_weight: float = 0.0,
                 teacher_cache: int = 0, compile: bool = False, seed: int = 0, precision: str = 'auto', scratch: bool = False, device='auto',
                 root=None, cache=None, reports=None, progress: bool = True, record: bool = True, stop_after: int | None = None,
-                ddpm_size: int | None = None, teacher_seed: int = -1) -> dict:
+                ddpm_size: int | None = None, teacher_seed: int = -1, ddpm_steps: int | None = None) -> dict:
     "Teacher (seed `teacher_seed`; -1: `seed`) → (generator →) store → KD → evaluation → results record; returns the record (with `student`, `teacher` models under `_models`)."
     from dmkd.data import load_dataset
     from dmkd.generators import ddpm_kwargs
@@ -269,7 +269,7 @@ def run_distill(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 
         folder = Path(store) if store else synthesize(dataset, generator, model, guidance_scale, num_steps, sampler, strength, n_per_class,
                                                       test.shape[-1], test.shape[0], seed, mode, None, root, cache, device,
                                                       progress=progress, accelerator=acc if acc.num_processes > 1 else None,
-                                                      generator_kwargs=ddpm_kwargs(ddpm_size) or None)
+                                                      generator_kwargs=ddpm_kwargs(ddpm_size, ddpm_steps) or None)
         man = read_manifest(folder); images = load_store(folder); labelled = man['spec']['mode'] == 'map'
     times['synthesis'] = round(time.time() - t0, 2)
     check_compatible(tmeta, images, test, dataset, labelled)
@@ -284,7 +284,7 @@ def run_distill(dataset: str = 'digits', teacher: str = 'vgg11', student: str = 
                teacher_seed=teacher_seed, generator=None if man is None else man['spec']['generator']['kind'],
                guidance_scale=guidance_scale if man else None, num_steps=num_steps if man else None, sampler=sampler if man else None,
                strength=strength if man else None, n_per_class=n_per_class if man else None, mode=mode if man else None,
-               n_images=len(images), ddpm_size=ddpm_size, store_key=None if man is None else man['key'], store=None if man is None else str(folder),
+               n_images=len(images), ddpm_size=ddpm_size, ddpm_steps=ddpm_steps, store_key=None if man is None else man['key'], store=None if man is None else str(folder),
                store_synthesis_seconds=None if man is None else man.get('synthesis_seconds'),
                teacher_key=tmeta['key'], teacher_acc=round(teacher_acc, 2),
                student_best_acc=res['best_acc'], student_last_acc=res['last_acc'], complete=res['complete'],
@@ -340,6 +340,7 @@ def distill_cli(
     teacher_seed: int = -1,         # seed of the teacher (-1: seed)
     scratch: bool = False,          # also train the student from scratch on real data (reference row)
     ddpm_size: int = None,          # in-project DDPM: train at this resolution (e.g. 16 for CIFAR-10 on a CPU); unset = native/dataset size
+    ddpm_steps: int = None,         # in-project DDPM: optimiser steps (unset: its default, 500)
     root: str = None,               # data root
     cache: str = None,              # cache root
     reports: str = None,            # reports root (records go to <reports>/results)
@@ -352,7 +353,7 @@ def distill_cli(
                       strength=strength, n_per_class=n_per_class, mode=mode, store=store, epochs=epochs, batch_size=batch_size, lr=lr,
                       temperature=temperature, ce_weight=ce_weight, teacher_cache=teacher_cache, compile=compile, seed=seed,
                       precision=precision, scratch=scratch, device=device, root=root, cache=cache, reports=reports, progress=not quiet,
-                      ddpm_size=ddpm_size, teacher_seed=teacher_seed)
+                      ddpm_size=ddpm_size, ddpm_steps=ddpm_steps, teacher_seed=teacher_seed)
     if get_accelerator(device).is_main_process:
         print(f"{student} from {teacher} on {dataset} ({rec['n_images']} {source} images): student {rec['student_last_acc']:.2f}% "
               f"(best {rec['student_best_acc']:.2f}%), teacher {rec['teacher_acc']:.2f}%  -> {rec.get('record')}")

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 import dmkd
 from .core import atomic_path, config_key, file_digest, read_json, write_json
 from .data import ImageSet, show_images
-from .generators import Generator, check_knobs
+from .generators import Generator, check_knobs, ddpm_kwargs
 
 # %% ../nbs/05_synth.ipynb #9618a255
 def _norm(name: str) -> str: return name.lower().replace('_', ' ').replace('-', ' ').strip()
@@ -239,6 +239,8 @@ def synthesize_cli(
     mode: str = 'map',              # map (target classes → generator classes) or any (teacher labels freely drawn classes)
     out_dir: str = None,            # store folder (default: data/cache/stores/<settings>)
     shard_size: int = 500,          # images per shard (the unit of resume and of multi-process splitting)
+    ddpm_size: int = None,          # in-project DDPM: train at this resolution (e.g. 16 for CIFAR-10 on a CPU); unset = native/dataset size
+    ddpm_steps: int = None,         # in-project DDPM: optimiser steps (unset: its default, 500)
     root: str = None,               # data root
     cache: str = None,              # cache root
     device: str = 'auto',           # auto, cpu or cuda
@@ -248,7 +250,8 @@ def synthesize_cli(
     from dmkd.train import get_accelerator
     acc = get_accelerator(device)
     folder = synthesize(dataset, generator, model, guidance_scale, num_steps, sampler, strength, n_per_class, resolution, 3, seed, mode,
-                        out_dir, root, cache, device, shard_size, progress=not quiet, accelerator=acc if acc.num_processes > 1 else None)
+                        out_dir, root, cache, device, shard_size, progress=not quiet, accelerator=acc if acc.num_processes > 1 else None,
+                        generator_kwargs=ddpm_kwargs(ddpm_size, ddpm_steps) if generator == 'ddpm' else None)
     if acc.is_main_process:
         man = read_manifest(folder)
         print(f"store {folder}: {man['n_images']} images in {man['n_shards']} shards, {man['synthesis_seconds']:.1f}s of synthesis, key {man['key']}")

@@ -1,18 +1,69 @@
-import os, sys
+"""Shared set-up of the test suite (`pytest -n 2 tests`, the README's test command).
+
+- **One fresh cache per run.** Every test, notebook and subprocess of one run shares one content-keyed cache
+  (`$DMKD_CACHE` points at a temporary folder made when the run starts and removed when it ends), so the tiny teacher,
+  the tiny DDPM and the stores that several notebooks and tests need are made once. Set `DMKD_TEST_ROOT=<folder>` to
+  keep that folder between runs on purpose (a warm cache); the user's own `data/cache` is never read or written.
+- **Two tiers.** The default tier checks plumbing and maths on tiny configurations; tests marked `slow` (full-size
+  runs: the main job's accuracy, the library notebooks' `#| slow` cells, the CIFAR-10 teacher) run only when asked:
+  `pytest -m slow tests`.
+- **Threads.** Under pytest-xdist each worker gets its share of the cores (`OMP_NUM_THREADS`), so two workers on two
+  cores do not oversubscribe them (a training step was measured 12x slower that way).
+"""
+import os, shutil, sys, tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+NBS = ROOT / 'nbs'
 os.environ.setdefault('MPLBACKEND', 'Agg')
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+_workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
+if _workers > 1 and 'OMP_NUM_THREADS' not in os.environ:   # before torch is imported by any test module
+    os.environ['OMP_NUM_THREADS'] = str(max(1, (os.cpu_count() or 1) // _workers))
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', "slow: a full-size check, run only by `pytest -m slow tests`")
+    if hasattr(config, 'workerinput'): return            # an xdist worker: the controller has set the environment
+    if os.environ.get('DMKD_TEST_ROOT'):
+        root = Path(os.environ['DMKD_TEST_ROOT']); root.mkdir(parents=True, exist_ok=True); config._dmkd_tmp = None
+    else:
+        root = Path(tempfile.mkdtemp(prefix='dmkd-tests-')); config._dmkd_tmp = root
+        os.environ['DMKD_TEST_ROOT'] = str(root)       # inherited by the xdist workers and every subprocess
+    os.environ['DMKD_CACHE'] = str(root / 'cache')
+
+
+def pytest_unconfigure(config):
+    tmp = getattr(config, '_dmkd_tmp', None)
+    if tmp is not None: shutil.rmtree(tmp, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    "Tests marked `slow` run only when the mark expression asks for them (`-m slow`)."
+    if 'slow' in (config.getoption('markexpr') or ''): return
+    skip = pytest.mark.skip(reason='slow tier: run it with `pytest -m slow tests`')
+    for item in items:
+        if 'slow' in item.keywords: item.add_marker(skip)
+
+
+def run_root() -> Path:
+    "The folder this run shares between its workers: `cache/` (the `$DMKD_CACHE` of the run), executed notebooks, …"
+    return Path(os.environ['DMKD_TEST_ROOT'])
 
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
-    "A private cache root for one test (also seen by subprocesses through $DMKD_CACHE)."
+    "A private cache root for one test (also seen by subprocesses through $DMKD_CACHE): for tests of the cache itself."
     d = tmp_path / 'cache'
     monkeypatch.setenv('DMKD_CACHE', str(d))
     return d
+
+
+def shared_cache() -> Path:
+    "The cache this run shares (its teachers, generators and stores are made once per run)."
+    return Path(os.environ['DMKD_CACHE'])
 
 
 def shared_cifar10() -> Path | None:

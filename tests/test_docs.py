@@ -8,6 +8,8 @@ headless Chromium (Debian's `chromium`, driven by Playwright; no browser is ever
 - every library page documents each public function and class of its module (a `show_doc` heading);
 - the search box finds `get_model` and links to the models page.
 
+The site is built from the experiment notebooks this test run has already executed with papermill
+(`tests/test_notebooks.py`, tiny parameters), so no notebook is executed twice: `build_docs.py --executed`.
 Screenshots of the home page, one tutorial and one API page go to `tests/artifacts/` (git-ignored).
 Set `DMKD_DOCS_SITE=<folder>` to check an already built site instead of building one (and `DMKD_DOCS_NBS=<folder>`
 when it was built from notebooks other than `nbs/`; `DMKD_DOCS_ARGS` adds arguments to the build).
@@ -84,8 +86,11 @@ def site(tmp_path_factory):
     _need_browser()
     if os.environ.get('DMKD_DOCS_SITE'): return Path(os.environ['DMKD_DOCS_SITE'])
     tmp = tmp_path_factory.mktemp('docs')
+    from test_notebooks import EXPERIMENTS, executed
+    runs = {executed(f.stem).parent for f in EXPERIMENTS} if NBS == ROOT / 'nbs' else set()   # the run's papermill outputs
     t0 = time.time()
     extra = shlex.split(os.environ.get('DMKD_DOCS_ARGS', ''))  # e.g. "--nbs DIR -p epochs=2" for a scratch run
+    extra += ['--executed', str(runs.pop()), '--workers', '2'] if runs else []
     p = subprocess.run([sys.executable, str(ROOT / 'tools' / 'build_docs.py'), '--site-dir', str(tmp / 'site'), '--work-dir', str(tmp / 'work')] + extra,
                        cwd=ROOT, capture_output=True, text=True, timeout=1500)
     assert p.returncode == 0, f"docs build failed:\n{p.stdout[-4000:]}\n{p.stderr[-6000:]}"

@@ -4,6 +4,7 @@
     python tools/build_docs.py                 # -> _docs/ (settings.ini `doc_path`)
     python tools/build_docs.py --site-dir /tmp/site --no-execute        # a quick look: experiment notebooks not run
     python tools/build_docs.py -p epochs=2 -p n_per_class=10           # cheap parameters (papermill -p style)
+    python tools/build_docs.py --executed DIR   # tutorials from notebooks already executed (e.g. papermill outputs DIR/distill.ipynb)
 
 Pages, and where they come from:
 
@@ -284,13 +285,17 @@ def exec_key(f: Path, reports: Path | None = None, params: dict | None = None) -
     return h.hexdigest()[:16]
 
 
-def _tutorial(f: str, execute: bool, cache_dir: str | None = None, reports: str | None = None, params: dict | None = None) -> dict:
-    "Execute (or reuse the executed copy keyed by `exec_key` under `cache_dir`) and process one experiment notebook."
+def _tutorial(f: str, execute: bool, cache_dir: str | None = None, reports: str | None = None, params: dict | None = None,
+              executed: str | None = None) -> dict:
+    """Execute (or reuse the executed copy keyed by `exec_key` under `cache_dir`, or the copy `executed/<name>.ipynb` that a
+    caller ran, e.g. with papermill) and process one experiment notebook."""
     from execnb.nbio import read_nb, write_nb
     t0 = time.time(); f = Path(f); reused = False
     key = exec_key(f, Path(reports) if reports else None, params)
     cached = Path(cache_dir) / f'{f.stem}-{key}.ipynb' if (execute and cache_dir) else None
-    if cached is not None and cached.exists(): nb = read_nb(cached); reused = True
+    given = Path(executed) / f.name if executed else None
+    if given is not None and given.exists(): nb = read_nb(given); reused = True
+    elif cached is not None and cached.exists(): nb = read_nb(cached); reused = True
     elif execute:
         nb = _execute(f, params=params)['nb']
         if cached is not None:
@@ -389,8 +394,9 @@ def results_page(reports: Path, docs: Path) -> str:
 # ---------------------------------------------------------------- build
 def build(site_dir: Path | str | None = None, work_dir: Path | str | None = None, execute: bool = True,
           nbs: Path | str | None = None, reports: Path | str | None = None, workers: int = 1, quiet: bool = False,
-          reuse: bool = True, params: dict | None = None) -> dict:
-    "Build the site into `site_dir` (default `_docs/`); returns the pages, timings and the site folder."
+          reuse: bool = True, params: dict | None = None, executed: Path | str | None = None) -> dict:
+    """Build the site into `site_dir` (default `_docs/`); returns the pages, timings and the site folder. `executed`: a folder of
+    experiment notebooks already executed (`<name>.ipynb`, e.g. papermill's outputs), used instead of executing them."""
     from mkdocs.commands.build import build as mk_build
     from mkdocs.config import load_config
     t_all = time.time()
@@ -420,7 +426,8 @@ def build(site_dir: Path | str | None = None, work_dir: Path | str | None = None
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
             futs = []
             for role, f in jobs:
-                fut = ex.submit(_library, str(f)) if role == 'api' else ex.submit(_tutorial, str(f), execute, cache_dir, str(reports), params if role == 'tutorials' else None)
+                fut = ex.submit(_library, str(f)) if role == 'api' else ex.submit(_tutorial, str(f), execute, cache_dir, str(reports), params if role == 'tutorials' else None,
+                                                                                             str(executed) if executed else None)
                 futs.append((role, f, fut))
             for role, f, fut in futs:
                 r = fut.result()
@@ -459,6 +466,8 @@ def main(argv=None):
     ap.add_argument('--no-reuse', action='store_true', help='execute every experiment notebook again, even when an executed copy '
                     'with the same content key (notebook, dmkd/ source, reports/) is in the cache (data/cache/docs/)')
     ap.add_argument('--nbs', default=None, help='notebook folder (default: nbs/)')
+    ap.add_argument('--executed', default=None, help='folder of experiment notebooks already executed (<name>.ipynb, e.g. papermill '
+                    'outputs): used as they are instead of executing the notebooks (the test suite builds from its own runs)')
     ap.add_argument('--param', '-p', action='append', default=[], metavar='NAME=VALUE',
                     help='override a parameter of every experiment notebook that declares it (papermill -p style), e.g. '
                          '-p epochs=2 for a cheap build; the published site uses the defaults')
@@ -468,7 +477,7 @@ def main(argv=None):
         if '=' not in kv: ap.error(f'--param takes NAME=VALUE, got {kv!r}')
         k, v = kv.split('=', 1); params[k.strip()] = v.strip()
     res = build(a.site_dir, a.work_dir, not a.no_execute, nbs=a.nbs, reports=a.reports, workers=a.workers, reuse=not a.no_reuse,
-                params=params)
+                params=params, executed=a.executed)
     print(json.dumps(res['timings']))
 
 

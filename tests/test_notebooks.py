@@ -1,0 +1,176 @@
+"""Every notebook of `nbs/`, through the tools people use on them.
+
+- **Library notebooks** (`nbs/NN_*.ipynb`, the source of `dmkd/`) run under nbdev's own runner, one `nbdev_test --path`
+  each, in its own process (examples and `test_eq`-style asserts on tiny configurations). Their `#| slow` cells (full-size
+  teachers and the digits DDPM) run in the slow tier: `pytest -m slow tests`.
+- **Experiment notebooks** (`nbs/distill.ipynb`, …) run through papermill, as `dmkd_sweep` and a user run them, with
+  tiny parameters (`SMOKE`): the plumbing, figures and records, not the accuracy. All of them share the run's one
+  teacher (resnet8, 3 epochs) and one DDPM (20 steps), so each is trained once. The executed copies are kept for the
+  docs test (`tests/test_docs.py` builds the site from them instead of executing the notebooks again).
+- **The slow tier** runs every experiment notebook at its own defaults (a quick CPU run each) and checks the main job's
+  accuracy on the real digits test split.
+"""
+import json, os, re, subprocess, sys, time
+from pathlib import Path
+
+import nbformat
+import pytest
+from filelock import FileLock
+
+from conftest import NBS, ROOT, bin_path, run_root
+
+TEACHER = dict(teacher='resnet8', teacher_epochs=3)       # one tiny teacher for every experiment notebook of a run
+DDPM = dict(ddpm_steps=20)                                # one tiny in-project DDPM (default width, 20 optimiser steps)
+KD = dict(student='resnet8', epochs=2, batch_size=32)
+SMOKE = {  # tiny parameters per experiment notebook; the slow tier runs the notebooks' own defaults
+    'distill': TEACHER | DDPM | KD | dict(n_per_class=5, num_steps=5),
+    'synthesis': TEACHER | DDPM | dict(n_per_class=5, num_steps=5, grid_scales='1,4', grid_steps='2,5'),
+    'baselines': TEACHER | KD | dict(method='deepinversion', n_per_class=5, iterations=20),
+    'ablation_fidelity': TEACHER | DDPM | KD | dict(guidance_scales=[1.0, 4.0], num_steps_grid=[2, 5], n_per_class=5),
+    'ablation_strength': TEACHER | DDPM | KD | dict(axis='strength', values=[0.5, 1.0], n_per_class=5, num_steps=5),
+    'report': dict(sweep='digits', reports_root=str(ROOT / 'reports')),
+}
+
+
+def _is_library(f: Path) -> bool:
+    return any(c.cell_type == 'code' and re.search(r'^#\|\s*default_exp\s', c.source, re.M) for c in nbformat.read(f, as_version=4).cells)
+
+
+def _has_flag(f: Path, flag: str) -> bool:
+    return any(c.cell_type == 'code' and re.search(rf'^#\|\s*{flag}\b', c.source, re.M) for c in nbformat.read(f, as_version=4).cells)
+
+
+NOTEBOOKS = sorted(f for f in NBS.glob('*.ipynb') if not f.name.startswith(('_', '.')) and f.name != 'index.ipynb')
+LIBRARY = [f for f in NOTEBOOKS if _is_library(f)]
+EXPERIMENTS = [f for f in NOTEBOOKS if f not in LIBRARY]
+
+
+def test_every_experiment_notebook_has_smoke_parameters():
+    "A new experiment notebook needs its tiny parameters here, or it would go untested."
+    assert sorted(f.stem for f in EXPERIMENTS) == sorted(SMOKE), f"add tiny parameters to SMOKE in {__file__}"
+
+
+def nbdev_test(nb: Path, *flags: str) -> subprocess.CompletedProcess:
+    cmd = [bin_path('nbdev_test'), '--path', str(nb)] + (['--flags', ' '.join(flags)] if flags else [])
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize('nb', LIBRARY, ids=lambda f: f.stem)
+def test_library_notebook(nb):
+    p = nbdev_test(nb)
+    assert p.returncode == 0 and 'Success' in p.stdout, f"nbdev_test --path {nb.relative_to(ROOT)} failed:\n{p.stdout[-3000:]}\n{p.stderr[-8000:]}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('nb', [f for f in LIBRARY if _has_flag(f, 'slow')], ids=lambda f: f.stem)
+def test_library_notebook_slow_cells(nb):
+    p = nbdev_test(nb, 'slow')
+    assert p.returncode == 0 and 'Success' in p.stdout, f"nbdev_test --flags slow --path {nb.relative_to(ROOT)} failed:\n{p.stderr[-8000:]}"
+
+
+def papermill(name: str, out: Path, params: dict, reports: Path) -> nbformat.NotebookNode:
+    "Execute `nbs/<name>.ipynb` with `params` through papermill (in a subprocess, as a sweep does); returns the executed notebook."
+    import papermill as pm
+    params = dict(params)
+    if 'reports_root' in pm.inspect_notebook(str(NBS / f'{name}.ipynb')) and 'reports_root' not in params: params['reports_root'] = str(reports)
+    if name == 'report': params['out_root'] = str(reports / 'report-out')
+    cmd = [sys.executable, '-m', 'papermill', str(NBS / f'{name}.ipynb'), str(out), '--cwd', str(NBS), '--no-progress-bar', '-k', 'python3',
+           '-y', json.dumps(params)]
+    env = {k: v for k, v in os.environ.items() if k != 'MPLBACKEND'}    # the kernel's inline backend keeps the figures
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert p.returncode == 0, f"papermill {name}.ipynb failed:\n{p.stderr[-8000:]}"
+    return nbformat.read(out, as_version=4)
+
+
+def executed(name: str) -> Path:
+    """`nbs/<name>.ipynb` run once per test run with its `SMOKE` parameters (whichever worker asks first runs it; the others
+    wait for it and read it): the executed copy under `<run>/notebooks/`, its records under `<run>/reports/<name>/`."""
+    d = run_root() / 'notebooks'; d.mkdir(parents=True, exist_ok=True)
+    out = d / f'{name}.ipynb'
+    with FileLock(str(out) + '.lock'):
+        if not out.exists():
+            tmp = d / f'.{name}.running.ipynb'
+            papermill(name, tmp, SMOKE[name], run_root() / 'reports' / name)
+            tmp.replace(out)
+    return out
+
+
+def outputs(nb: nbformat.NotebookNode, kind: str) -> list:
+    "Every output of `kind` ('image/png', 'text/plain', 'stream', 'error') in the executed notebook."
+    res = []
+    for c in nb.cells:
+        for o in c.get('outputs', []):
+            if kind == 'stream' and o.output_type == 'stream': res.append(o.text)
+            elif kind == 'error' and o.output_type == 'error': res.append(o)
+            elif kind in o.get('data', {}): res.append(o['data'][kind])
+    return res
+
+
+def records(name: str) -> list:
+    "The results records the notebook wrote, each with its file under `_path`."
+    return [json.loads(p.read_text()) | dict(_path=str(p)) for p in sorted((run_root() / 'reports' / name).rglob('results/*.json'))]
+
+
+def test_distill_notebook():
+    nb = nbformat.read(executed('distill'), as_version=4)
+    (rec,) = records('distill')
+    assert rec['complete'] and rec['teacher'] == 'resnet8' and rec['student'] == 'resnet8' and rec['n_images'] == 50
+    assert rec['ddpm_steps'] == 20 and len(rec['history']) == 2 and 0 <= rec['student_last_acc'] <= 100
+    assert len(outputs(nb, 'image/png')) >= 2                                  # the store and the training curves
+    assert any(f"record: {rec['_path']}" in s for s in outputs(nb, 'stream'))
+
+
+def test_synthesis_notebook():
+    nb = nbformat.read(executed('synthesis'), as_version=4)
+    text = ''.join(outputs(nb, 'stream'))
+    assert re.search(r'\n50 images, 1 shards', text), text[-2000:]
+    assert 'agreement with the generated class' in text
+    assert len(outputs(nb, 'image/png')) >= 3                                  # the store, the s x T grid, the explorer's panel
+    assert any('application/vnd.jupyter.widget-view+json' in o.get('data', {}) for c in nb.cells for o in c.get('outputs', []))
+
+
+def test_baselines_notebook():
+    nb = nbformat.read(executed('baselines'), as_version=4)
+    (rec,) = records('baselines')
+    assert rec['kind'] == 'baseline' and rec['method'] == 'deepinversion' and rec['complete'] and not rec['uses_real_images']
+    assert rec['n_images'] == 50 and rec['synthesis_seconds'] > 0 and len(outputs(nb, 'image/png')) >= 1
+
+
+@pytest.mark.parametrize('name, n', [('ablation_fidelity', 4), ('ablation_strength', 2)])
+def test_ablation_notebooks(name, n):
+    nb = nbformat.read(executed(name), as_version=4)
+    recs = records(name)
+    assert len(recs) == n and all(r['complete'] for r in recs), [r.get('complete') for r in recs]
+    assert len({r['teacher_key'] for r in recs if 'teacher_key' in r}) <= 1      # one teacher across the grid
+    assert len(outputs(nb, 'image/png')) >= 1
+
+
+def test_report_notebook():
+    nb = nbformat.read(executed('report'), as_version=4)
+    out = run_root() / 'reports' / 'report' / 'report-out'
+    assert (out / 'tables' / 'digits_main.md').exists() and list((out / 'figures').glob('*.png'))
+    assert not outputs(nb, 'error')
+
+
+def test_one_teacher_and_one_ddpm_per_run():
+    "Nothing is trained twice: the experiment notebooks of a run share one teacher and one generator."
+    for name in ('distill', 'synthesis', 'ablation_fidelity'): executed(name)
+    cache = Path(os.environ['DMKD_CACHE'])
+    teachers = [d.name for d in (cache / 'teachers').iterdir() if d.is_dir() and d.name.startswith('digits-resnet8')]
+    ddpms = [d.name for d in (cache / 'generators').iterdir() if d.is_dir() and not d.name.endswith('.run')]
+    assert len([t for t in teachers if '-' in t]) >= 1 and len(ddpms) == 1, (teachers, ddpms)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', [f.stem for f in EXPERIMENTS])
+def test_experiment_notebook_at_defaults(name, tmp_path):
+    "The notebook as a user first runs it (its own defaults: a quick CPU run); the main job reaches its stated accuracy."
+    t0 = time.time()
+    params = dict(out_root=str(tmp_path / 'report-out')) if name == 'report' else {}
+    nb = papermill(name, tmp_path / f'{name}.ipynb', params, tmp_path / 'reports')
+    assert not outputs(nb, 'error')
+    print(f"{name}: {time.time() - t0:.0f}s at its defaults")
+    if name == 'distill':
+        (rec,) = [json.loads(p.read_text()) for p in (tmp_path / 'reports' / 'results').glob('*.json')]
+        assert rec['teacher'] == 'vgg11' and rec['teacher_acc'] > 95, rec['teacher_acc']
+        assert rec['student_last_acc'] > 90, rec['student_last_acc']      # README: about 98% on the real digits test split
