@@ -14,6 +14,7 @@ import os, shutil, sys, tempfile
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parent.parent
 NBS = ROOT / 'nbs'
@@ -41,11 +42,27 @@ def pytest_unconfigure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    "Tests marked `slow` run only when the mark expression asks for them (`-m slow`)."
+    """Tests marked `slow` run only when the mark expression asks for them (`-m slow`). The docs tests go last: they read
+    every experiment notebook the run executes, so by then the other tests have executed them side by side."""
+    items.sort(key=lambda it: it.path.name == 'test_docs.py')
     if 'slow' in (config.getoption('markexpr') or ''): return
     skip = pytest.mark.skip(reason='slow tier: run it with `pytest -m slow tests`')
     for item in items:
         if 'slow' in item.keywords: item.add_marker(skip)
+
+
+def once_per_run(name: str, make) -> Path:
+    """`<run>/<name>`, made by `make(folder)` by whichever worker asks first (the others wait for it, then read it): an
+    artefact several tests need, made once per run however the tests are spread over the workers."""
+    out = run_root() / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out) + '.lock'):
+        if not out.exists():
+            tmp = out.with_name(f'.{out.name}.making')
+            if tmp.exists(): shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+            make(tmp)
+            tmp.replace(out)
+    return out
 
 
 def run_root() -> Path:
@@ -64,6 +81,21 @@ def cache(tmp_path, monkeypatch):
 def shared_cache() -> Path:
     "The cache this run shares (its teachers, generators and stores are made once per run)."
     return Path(os.environ['DMKD_CACHE'])
+
+
+TINY_TEACHER = dict(dataset='digits', arch='resnet8', epochs=3)   # the run's one teacher: tests and experiment notebooks
+TINY_DDPM_ARGS = ['--ddpm-steps', '20']                             # the run's one in-project DDPM (20 optimiser steps)
+
+
+def tiny_teacher(into: Path | None = None):
+    """The run's tiny digits teacher (resnet8, 3 epochs) from the shared cache, trained there by whoever asks first; with
+    `into`, its cache folder is also copied into the cache root `into` (a test's private cache starts with it, untrained again)."""
+    from dmkd.train import TrainConfig, get_teacher, teacher_dir
+    net, meta = get_teacher(cache=shared_cache(), device='cpu', progress=False, **TINY_TEACHER)
+    if into is not None:
+        src = teacher_dir(TrainConfig(**TINY_TEACHER), meta['data_digest'], shared_cache())
+        shutil.copytree(src, Path(into) / 'teachers' / src.name, dirs_exist_ok=True)
+    return net, meta
 
 
 def shared_cifar10() -> Path | None:

@@ -3,27 +3,26 @@ the teacher with the student being trained (and is non-zero), `dmkd_baseline` wr
 synthesis and KD time apart, and bad input (unknown method, an option the method does not take, a missing One-Image
 file) fails with a clear message before any work is done.
 
-A small resnet8 teacher trained for a few epochs keeps this fast; `nbs/baselines.ipynb` runs the real settings."""
+The run's one tiny teacher (resnet8, 3 epochs, `conftest.tiny_teacher`) keeps this fast; `nbs/baselines.ipynb` runs the
+real settings."""
 import json, subprocess
 
 import pytest
 import torch
 
-from conftest import bin_path
+from conftest import bin_path, shared_cache, tiny_teacher
 from dmkd.baselines import GeneratorHook, disagreement
 from dmkd.data import ImageSet, load_dataset
 from dmkd.distill import KDConfig, distill_student
-from dmkd.train import TrainConfig, fit_classifier
 
-TINY = ['--dataset', 'digits', '--teacher', 'resnet8', '--teacher-epochs', '2', '--student', 'resnet8', '--epochs', '1',
+TINY = ['--dataset', 'digits', '--teacher', 'resnet8', '--teacher-epochs', '3', '--student', 'resnet8', '--epochs', '1',
         '--device', 'cpu', '--quiet']
 
 
 @pytest.fixture(scope='module')
 def teacher():
-    train, test = load_dataset('digits', 'train'), load_dataset('digits', 'test')
-    net, _ = fit_classifier(TrainConfig(arch='resnet8', epochs=3), train, test, device='cpu', progress=False)
-    return net.eval(), test
+    net, _ = tiny_teacher()
+    return net.eval(), load_dataset('digits', 'test')
 
 
 @pytest.mark.parametrize('divergence', ['l1', 'kl'])
@@ -54,14 +53,15 @@ def test_adversarial_term_compares_teacher_with_student(teacher, divergence):
     assert seen[0][2] > 1e-2
 
 
-def run(*args, tmp):
-    return subprocess.run([bin_path('dmkd_baseline'), *args, '--cache', str(tmp / 'cache'), '--reports', str(tmp / 'reports')],
+def run(*args, tmp, cache=None):
+    return subprocess.run([bin_path('dmkd_baseline'), *args, '--cache', str(cache or tmp / 'cache'), '--reports', str(tmp / 'reports')],
                           capture_output=True, text=True, timeout=900)
 
 
 @pytest.mark.timeout(900)
 def test_cli_writes_a_baseline_record(tmp_path):
-    p = run(*TINY, '--method', 'dfad', '--n-per-class', '10', '--ngf', '16', tmp=tmp_path)
+    tiny_teacher()
+    p = run(*TINY, '--method', 'dfad', '--n-per-class', '10', '--ngf', '16', tmp=tmp_path, cache=shared_cache())   # the run's teacher
     assert p.returncode == 0, p.stderr[-3000:]
     (f,) = (tmp_path / 'reports' / 'results').glob('*.json')
     rec = json.loads(f.read_text())

@@ -1,5 +1,6 @@
 """CIFAR-10 from the shared ImageFolder copy: decode, cache, and a teacher that learns through the same code.
-Skipped cleanly when the copy is absent."""
+Skipped cleanly when the copy is absent. Slow tier (`pytest -m slow tests`): it decodes all 60,000 images and trains on
+6,000 of them; the ImageFolder code itself is tested on small trees in `nbs/01_data.ipynb`."""
 import time
 
 import pytest
@@ -10,7 +11,7 @@ from dmkd.data import load_dataset
 from dmkd.train import TrainConfig, evaluate, fit_classifier
 
 FOLDER = shared_cifar10()
-pytestmark = pytest.mark.skipif(FOLDER is None, reason='no CIFAR-10 ImageFolder copy at ../shared/data/cifar10')
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(FOLDER is None, reason='no CIFAR-10 ImageFolder copy at ../shared/data/cifar10')]
 
 
 @pytest.mark.timeout(900)

@@ -4,33 +4,40 @@ without retraining the teacher or remaking the store, and ends where an uninterr
 input gets a clear error.
 
 The store here is made by an untrained tiny DDPM (fast, and every mechanism is the same); the real synthetic
-digits are exercised by `nbs/distill.ipynb`."""
-import json, os, signal, subprocess, time
+digits are exercised by `nbs/distill.ipynb`. The teacher is the run's one tiny teacher (`conftest.tiny_teacher`), copied
+into each test's private cache (the students must not be shared between tests), so it is trained once per run."""
+import json, os, signal, subprocess, sys, time
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import bin_path
+from conftest import bin_path, once_per_run, tiny_teacher
 from dmkd.core import hyphen_args, read_json
 from dmkd.data import load_dataset
+from dmkd.distill import distill_main
 from dmkd.generators import DDPMConfig, DDPMGenerator, build_unet
 from dmkd.synth import make_store
 from dmkd.train import evaluate, load_classifier
 
-ARGS = ['--dataset', 'digits', '--teacher', 'resnet8', '--student', 'resnet8', '--epochs', '6', '--batch-size', '32', '--device', 'cpu']
+ARGS = ['--dataset', 'digits', '--teacher', 'resnet8', '--teacher-epochs', '3', '--student', 'resnet8', '--epochs', '6', '--batch-size', '32',
+        '--device', 'cpu']
 
 
-@pytest.fixture(scope='module')
-def store(tmp_path_factory):
-    "A 300-image store made by an untrained DDPM with the digits classes."
-    d = tmp_path_factory.mktemp('store')
+def _make_store(out):
     cfg = DDPMConfig(block_out_channels=(32, 32), attention=False)
     gen = DDPMGenerator(build_unet(cfg, 8, 1, 10), cfg.noise_config(), [str(i) for i in range(10)], dict(key='untrained'), 'cpu')
-    return make_store(gen, d / 'store', n_per_class=30, num_steps=3, resolution=32, channels=3, progress=False)
+    make_store(gen, out, n_per_class=30, num_steps=3, resolution=32, channels=3, progress=False)
+
+
+@pytest.fixture
+def store():
+    "A 300-image store made by an untrained DDPM with the digits classes (once per run)."
+    return once_per_run('distill/store', _make_store)
 
 
 def distill(tmp, store, *extra, wait=True):
+    tiny_teacher(into=tmp / 'cache')                                    # as a user's earlier run would have cached it
     env = dict(os.environ, DMKD_CACHE=str(tmp / 'cache'))
     cmd = [bin_path('dmkd_distill'), *ARGS, '--store', str(store), '--reports', str(tmp / 'reports'), *extra]
     if not wait: return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -48,8 +55,7 @@ def test_kill_then_resume(tmp_path, store):
     assert rref['complete'] and rref['n_images'] == 300 and rref['store_key'] == read_json(store / 'manifest.json')['key']
 
     tmp = tmp_path / 'killed'
-    teacher = distill(tmp, store, '--epochs', '1', '--quiet')             # cache the teacher first, as a user's earlier run would
-    assert teacher.returncode == 0, teacher.stderr[-3000:]
+    tiny_teacher(into=tmp / 'cache')
     (tdir,) = (tmp / 'cache' / 'teachers').glob('digits-resnet8-*[!k]')
     t_mtime = (tdir / 'model.safetensors').stat().st_mtime_ns
     store_mtime = (store / 'manifest.json').stat().st_mtime_ns
@@ -81,6 +87,7 @@ def test_kill_then_resume(tmp_path, store):
 @pytest.mark.timeout(1200)
 def test_two_processes(tmp_path, store):
     "`accelerate launch` with 2 CPU processes: one record, written once, whose test accuracy covers the whole test split."
+    tiny_teacher(into=tmp_path / 'cache')
     env = dict(os.environ, DMKD_CACHE=str(tmp_path / 'cache'), OMP_NUM_THREADS='1')
     # --multi_gpu launches through torchrun; with --device cpu Accelerate joins the processes over gloo
     p = subprocess.run([bin_path('accelerate'), 'launch', '--multi_gpu', '--num_processes', '2', '--num_machines', '1', '--mixed_precision', 'no',
@@ -97,13 +104,18 @@ def test_two_processes(tmp_path, store):
     assert abs(acc - rec['student_last_acc']) < 1e-6, (acc, rec['student_last_acc'])
 
 
-def test_bad_input(tmp_path, store):
+def test_bad_input(tmp_path, store, monkeypatch):
+    "Each mistake stops with a message that says what to do: the first from a shell, the rest through the same entry point in-process."
+    tiny_teacher(into=tmp_path / 'cache')
+    monkeypatch.setenv('DMKD_CACHE', str(tmp_path / 'cache'))
+    r = subprocess.run([bin_path('dmkd_distill'), *ARGS, '--store', str(store), '--student', 'resnet9', '--quiet'],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0 and 'resnet9' in r.stderr and 'Valid keys' in r.stderr
+
     def err(*extra, use_store=True):
-        r = subprocess.run([bin_path('dmkd_distill'), *ARGS, *(['--store', str(store)] if use_store else []), *extra, '--quiet'],
-                           env=dict(os.environ, DMKD_CACHE=str(tmp_path / 'cache')), capture_output=True, text=True, timeout=600)
-        assert r.returncode != 0
-        return r.stderr
-    assert 'resnet9' in (e := err('--student', 'resnet9')) and 'Valid keys' in e
+        monkeypatch.setattr(sys, 'argv', ['dmkd_distill', *ARGS, *(['--store', str(store)] if use_store else []), *extra, '--quiet'])
+        with pytest.raises(Exception) as e: distill_main()
+        return str(e.value)
     assert 'Valid keys' in err('--teacher', 'vgg99')
     assert 'temperature must be > 0' in err('--temperature', '0')
     assert 'epochs must be at least 1' in err('--epochs', '0')
@@ -117,3 +129,4 @@ def test_bad_input(tmp_path, store):
                        tmp_path / 'small', n_per_class=2, num_steps=2, resolution=16, channels=3, progress=False)
     assert 'make the store at resolution=32' in err('--store', str(small), use_store=False)
     assert 'No synthetic store in' in err('--store', str(tmp_path / 'nowhere'), use_store=False)
+    assert not (tmp_path / 'cache' / 'students').exists()               # no student was trained before any of these errors

@@ -39,7 +39,7 @@ def test_readme_matches_index():
 
 def test_ci_runs_the_readme_test_command():
     cmd = readme_test_command((ROOT / 'README.md').read_text())
-    assert cmd == 'nbdev_test && pytest tests'
+    assert cmd == 'pytest -n 2 tests'
     ci = (ROOT / '.ci' / 'run').read_text()
     assert any(line.strip() == cmd for line in ci.splitlines()), f"`.ci/run` must run the README's test command `{cmd}` on a line of its own."
 

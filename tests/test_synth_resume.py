@@ -1,28 +1,39 @@
 """A real `dmkd_synthesize` run with the digits DDPM, killed with SIGKILL between shards, finishes only the remaining
 shards when started again, never rewrites a finished one, and ends with the same images as an uninterrupted run.
-The generator comes from the project cache (trained there on first use, as the notebooks do)."""
-import json, os, signal, subprocess, time
+The generator is the run's one tiny digits DDPM (20 optimiser steps) from the shared cache, trained there on first use, as
+the notebooks do; every mechanism (shards, manifest, resume, process split) is the same as with the full-size one."""
+import json, os, shutil, signal, subprocess, time
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import bin_path
+from conftest import TINY_DDPM_ARGS, bin_path, once_per_run
 from dmkd.core import hyphen_args
 from dmkd.synth import load_store, read_manifest
 
-ARGS = ['--dataset', 'digits', '--guidance-scale', '2', '--num-steps', '10', '--n-per-class', '40', '--shard-size', '50', '--device', 'cpu']
+ARGS = ['--dataset', 'digits', '--guidance-scale', '2', '--num-steps', '10', '--n-per-class', '40', '--shard-size', '50', '--device', 'cpu',
+        *TINY_DDPM_ARGS]
 
 
 def synth(out, *extra):
     return subprocess.run([bin_path('dmkd_synthesize'), *ARGS, '--out-dir', str(out), *extra], capture_output=True, text=True, timeout=1200)
 
 
+def _make_ref(out):
+    p = synth(out)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert 'store ' in p.stdout and '400 images in 8 shards' in p.stdout
+
+
+@pytest.fixture
+def ref():
+    "The uninterrupted one-process store of ARGS, made once per run (its run also caches the generator before the timed parts)."
+    return once_per_run('synth_resume/ref', _make_ref)
+
+
 @pytest.mark.timeout(1500)
-def test_kill_between_shards_then_resume(tmp_path):
-    ref = synth(tmp_path / 'ref', '--quiet')            # also makes sure the generator is cached before the timed part
-    assert ref.returncode == 0, ref.stderr[-3000:]
-    assert 'store ' in ref.stdout and '400 images in 8 shards' in ref.stdout
+def test_kill_between_shards_then_resume(tmp_path, ref):
 
     out = tmp_path / 'killed'
     p = subprocess.Popen([bin_path('dmkd_synthesize'), *ARGS, '--out-dir', str(out), '--quiet'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -38,16 +49,15 @@ def test_kill_between_shards_then_resume(tmp_path):
     man = read_manifest(out)
     assert man['complete'] and man['n_images'] == 400 and len(man['shards']) == 8
     assert all((out / f'{k}.json').stat().st_mtime_ns == v for k, v in done.items()), "a finished shard was written again"
-    a, b = load_store(out), load_store(tmp_path / 'ref')
+    a, b = load_store(out), load_store(ref)
     assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
     assert a.class_counts() == [40] * 10 and a.shape == (3, 32, 32)
     assert not list(out.glob('.*.tmp')), "a temporary file was left for a later run to trust"
 
 
-def test_synthesize_refuses_mixed_settings(tmp_path):
-    first = synth(tmp_path / 's', '--quiet')
-    assert first.returncode == 0, first.stderr[-3000:]
-    other = subprocess.run([bin_path('dmkd_synthesize'), *ARGS[:-2], '--num-steps', '5', '--out-dir', str(tmp_path / 's'), '--quiet'],
+def test_synthesize_refuses_mixed_settings(tmp_path, ref):
+    shutil.copytree(ref, tmp_path / 's')                # a folder that holds a finished store of ARGS
+    other = subprocess.run([bin_path('dmkd_synthesize'), *ARGS, '--num-steps', '5', '--out-dir', str(tmp_path / 's'), '--quiet'],
                            capture_output=True, text=True)
     assert other.returncode != 0
     assert 'holds a store made with other settings' in other.stderr and 'num_steps: 10 in the store, 5 now' in other.stderr
@@ -58,10 +68,8 @@ def test_synthesize_refuses_mixed_settings(tmp_path):
 
 
 @pytest.mark.timeout(1500)
-def test_two_processes_split_the_shards(tmp_path):
+def test_two_processes_split_the_shards(tmp_path, ref):
     "`accelerate launch` with 2 CPU processes: each makes its own shards, and the store equals a one-process store."
-    one = synth(tmp_path / 'one', '--quiet')
-    assert one.returncode == 0, one.stderr[-3000:]
     env = dict(os.environ, OMP_NUM_THREADS='1')   # --multi_gpu launches through torchrun; with --device cpu Accelerate joins the processes over gloo
     two = subprocess.run([bin_path('accelerate'), 'launch', '--multi_gpu', '--num_processes', '2', '--num_machines', '1', '--mixed_precision', 'no',
                           '--dynamo_backend', 'no', '-m', 'dmkd.synth', *hyphen_args(ARGS),
@@ -71,5 +79,5 @@ def test_two_processes_split_the_shards(tmp_path):
     man = read_manifest(tmp_path / 'two')
     assert man['complete'] and len(man['shards']) == 8
     assert sorted({s['process'] for s in man['shards']}) == [0, 1]       # both processes made shards
-    a, b = load_store(tmp_path / 'two'), load_store(tmp_path / 'one')
+    a, b = load_store(tmp_path / 'two'), load_store(ref)
     assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
