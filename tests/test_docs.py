@@ -20,6 +20,8 @@ from urllib.parse import urldefrag, urljoin, urlparse
 
 import pytest
 
+from conftest import once_per_run
+
 ROOT = Path(__file__).resolve().parents[1]
 NBS = Path(os.environ.get('DMKD_DOCS_NBS', ROOT / 'nbs'))
 ART = ROOT / 'tests' / 'artifacts'
@@ -80,12 +82,7 @@ def _public_defs(f: Path) -> list:
     return sorted(n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name in names)
 
 
-@pytest.fixture(scope='module')
-def site(tmp_path_factory):
-    "The built site folder (built here unless $DMKD_DOCS_SITE names one)."
-    _need_browser()
-    if os.environ.get('DMKD_DOCS_SITE'): return Path(os.environ['DMKD_DOCS_SITE'])
-    tmp = tmp_path_factory.mktemp('docs')
+def _build(tmp: Path):
     from test_notebooks import EXPERIMENTS, executed
     runs = {executed(f.stem).parent for f in EXPERIMENTS} if NBS == ROOT / 'nbs' else set()   # the run's papermill outputs
     t0 = time.time()
@@ -95,7 +92,14 @@ def site(tmp_path_factory):
                        cwd=ROOT, capture_output=True, text=True, timeout=1500)
     assert p.returncode == 0, f"docs build failed:\n{p.stdout[-4000:]}\n{p.stderr[-6000:]}"
     print(f"docs built in {time.time() - t0:.0f}s\n{p.stdout[-3000:]}")
-    return tmp / 'site'
+
+
+@pytest.fixture(scope='module')
+def site():
+    "The built site folder: built once per test run, whichever worker asks first (unless $DMKD_DOCS_SITE names one)."
+    _need_browser()
+    if os.environ.get('DMKD_DOCS_SITE'): return Path(os.environ['DMKD_DOCS_SITE'])
+    return once_per_run('docs', _build) / 'site'
 
 
 @pytest.fixture(scope='module')

@@ -12,7 +12,7 @@ from conftest import TINY_DDPM_ARGS, bin_path, once_per_run
 from dmkd.core import hyphen_args
 from dmkd.synth import load_store, read_manifest
 
-ARGS = ['--dataset', 'digits', '--guidance-scale', '2', '--num-steps', '10', '--n-per-class', '40', '--shard-size', '50', '--device', 'cpu',
+ARGS = ['--dataset', 'digits', '--guidance-scale', '2', '--num-steps', '10', '--n-per-class', '20', '--shard-size', '25', '--device', 'cpu',
         *TINY_DDPM_ARGS]
 
 
@@ -23,7 +23,7 @@ def synth(out, *extra):
 def _make_ref(out):
     p = synth(out)
     assert p.returncode == 0, p.stderr[-3000:]
-    assert 'store ' in p.stdout and '400 images in 8 shards' in p.stdout
+    assert 'store ' in p.stdout and '200 images in 8 shards' in p.stdout
 
 
 @pytest.fixture
@@ -47,11 +47,11 @@ def test_kill_between_shards_then_resume(tmp_path, ref):
     again = synth(out)
     assert again.returncode == 0, again.stderr[-3000:]
     man = read_manifest(out)
-    assert man['complete'] and man['n_images'] == 400 and len(man['shards']) == 8
+    assert man['complete'] and man['n_images'] == 200 and len(man['shards']) == 8
     assert all((out / f'{k}.json').stat().st_mtime_ns == v for k, v in done.items()), "a finished shard was written again"
     a, b = load_store(out), load_store(ref)
     assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
-    assert a.class_counts() == [40] * 10 and a.shape == (3, 32, 32)
+    assert a.class_counts() == [20] * 10 and a.shape == (3, 32, 32)
     assert not list(out.glob('.*.tmp')), "a temporary file was left for a later run to trust"
 
 
