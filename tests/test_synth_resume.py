@@ -81,3 +81,28 @@ def test_two_processes_split_the_shards(tmp_path, ref):
     assert sorted({s['process'] for s in man['shards']}) == [0, 1]       # both processes made shards
     a, b = load_store(tmp_path / 'two'), load_store(ref)
     assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+
+
+def test_a_shard_killed_mid_write_is_never_trusted(tmp_path, monkeypatch):
+    """A shard write killed half-way (simulated in-process: the writer puts half a file down, then dies) leaves no file under
+    a shard's final name and no temporary file; the next run makes that shard again and the store equals an uninterrupted one."""
+    import dmkd.synth as S
+    from dmkd.generators import DDPMConfig, DDPMGenerator, build_unet
+    cfg = DDPMConfig(block_out_channels=(16, 16), attention=False)
+    gen = DDPMGenerator(build_unet(cfg, 8, 1, 10), cfg.noise_config(), [str(i) for i in range(10)], dict(key='untrained'), 'cpu')
+    kw = dict(n_per_class=2, num_steps=2, shard_size=5, resolution=16, channels=3, progress=False)
+    real, calls = S.save_file, []
+    def dies_on_second_shard(tensors, filename):
+        calls.append(filename)
+        if len(calls) == 2:
+            Path(filename).write_bytes(b'half a shard'); raise KeyboardInterrupt('killed mid-write')
+        return real(tensors, filename)
+    monkeypatch.setattr(S, 'save_file', dies_on_second_shard)
+    with pytest.raises(KeyboardInterrupt): S.make_store(gen, tmp_path / 'killed', **kw)
+    left = sorted(p.name for p in (tmp_path / 'killed').iterdir())
+    assert 'shard_00001.safetensors' not in left, f"a half-written shard was left under its final name: {left}"
+    assert not [n for n in left if n.endswith('.tmp')], f"a temporary file was left: {left}"
+    monkeypatch.setattr(S, 'save_file', real)
+    S.make_store(gen, tmp_path / 'killed', **kw)
+    a, b = load_store(tmp_path / 'killed'), load_store(S.make_store(gen, tmp_path / 'ref', **kw))
+    assert torch.equal(a.images, b.images) and read_manifest(tmp_path / 'killed')['complete']
