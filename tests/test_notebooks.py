@@ -153,12 +153,18 @@ def test_report_notebook():
 
 
 def test_one_teacher_and_one_ddpm_per_run():
-    "Nothing is trained twice: the experiment notebooks of a run share one teacher and one generator."
-    for name in ('distill', 'synthesis', 'ablation_fidelity'): executed(name)
+    """Nothing is trained twice: the experiment notebooks of a run (and the tests) share one small teacher and one small DDPM,
+    each trained once, in one cache folder."""
+    for name in ('distill', 'synthesis', 'ablation_fidelity', 'ablation_strength'): executed(name)
     cache = Path(os.environ['DMKD_CACHE'])
-    teachers = [d.name for d in (cache / 'teachers').iterdir() if d.is_dir() and d.name.startswith('digits-resnet8')]
-    ddpms = [d.name for d in (cache / 'generators').iterdir() if d.is_dir() and not d.name.endswith('.run')]
-    assert len([t for t in teachers if '-' in t]) >= 1 and len(ddpms) == 1, (teachers, ddpms)
+    ddpms = [d for d in (cache / 'generators').glob('ddpm-digits-*') if d.is_dir() and not d.name.endswith('.run')
+             and json.loads((d / 'dmkd.json').read_text())['config']['steps'] == DDPM['ddpm_steps']]
+    teachers = [d for d in (cache / 'teachers').glob('digits-resnet8-*') if d.is_dir()
+                and json.loads((d / 'run.json').read_text())['config']['epochs'] == TEACHER['teacher_epochs']]
+    assert len(ddpms) == 1 and len(teachers) == 1, (ddpms, teachers)
+    keys = {json.loads((d / 'manifest.json').read_text())['spec']['generator'].get('key') for d in (cache / 'stores').iterdir()
+            if (d / 'manifest.json').exists() and d.name.startswith('digits-ddpm-') and '-n5-' in d.name}   # the SMOKE stores
+    assert keys == {ddpms[0].name.rsplit('-', 1)[1]}, keys                    # every store of the notebooks came from that one DDPM
 
 
 @pytest.mark.slow
