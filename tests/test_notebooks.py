@@ -46,8 +46,12 @@ EXPERIMENTS = [f for f in NOTEBOOKS if f not in LIBRARY]
 
 
 def test_every_experiment_notebook_has_smoke_parameters():
-    "A new experiment notebook needs its tiny parameters here, or it would go untested."
+    "A new experiment notebook needs its tiny parameters here, or it would go untested; a misspelt one would be ignored by papermill."
+    import papermill as pm
     assert sorted(f.stem for f in EXPERIMENTS) == sorted(SMOKE), f"add tiny parameters to SMOKE in {__file__}"
+    for name, params in SMOKE.items():
+        unknown = set(params) - set(pm.inspect_notebook(str(NBS / f'{name}.ipynb')))
+        assert not unknown, f"SMOKE[{name!r}] sets {sorted(unknown)}, which nbs/{name}.ipynb does not declare in its parameters cell"
 
 
 def nbdev_test(nb: Path, *flags: str) -> subprocess.CompletedProcess:
