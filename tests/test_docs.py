@@ -216,3 +216,18 @@ def test_search_finds_get_model(browser, server):
     page.screenshot(path=str(ART / 'docs_search.png'))
     assert not problems, problems
     assert any('/api/models/' in h and 'get_model' in t for h, t in hits), hits[:10]
+
+
+@pytest.mark.slow
+def test_published_build_executes_the_notebooks(tmp_path):
+    """The build the site is published with (`python tools/build_docs.py`, as `.github/workflows/docs.yml` runs it) executes
+    every experiment notebook itself, in-process, at its defaults; every tutorial that draws shows its figures."""
+    from test_notebooks import EXPERIMENTS
+    p = subprocess.run([sys.executable, str(ROOT / 'tools' / 'build_docs.py'), '--site-dir', str(tmp_path / 'site'), '--work-dir', str(tmp_path / 'work'),
+                        '--workers', '2', '--no-reuse'], cwd=ROOT, capture_output=True, text=True, timeout=3000)
+    assert p.returncode == 0, f"docs build failed:\n{p.stdout[-4000:]}\n{p.stderr[-6000:]}"
+    print(p.stdout[-2500:])
+    for f in EXPERIMENTS:
+        md = (tmp_path / 'work' / 'docs' / 'tutorials' / (f.stem + '.md')).read_text()
+        assert 'executed copy reused' not in p.stdout
+        if draws_unconditionally(f): assert '![figure](' in md, f"{f.name}: its page shows no figure"
