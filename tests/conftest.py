@@ -58,7 +58,7 @@ def once_per_run(name: str, make) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(out) + '.lock'):
         if not out.exists():
-            tmp = out.with_name(f'.{out.name}.making')
+            tmp = out.with_name(f'.making-{out.name}')       # same suffix: a tool that checks it (papermill: .ipynb) is content
             if tmp.exists(): shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
             make(tmp)
             tmp.replace(out)

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from filelock import FileLock
 
-from conftest import NBS, ROOT, bin_path, run_root
+from conftest import NBS, ROOT, bin_path, once_per_run, run_root
 
 TEACHER = dict(teacher='resnet8', teacher_epochs=3)       # one tiny teacher for every experiment notebook of a run
 DDPM = dict(ddpm_steps=20)                                # one tiny in-project DDPM (default width, 20 optimiser steps)
@@ -89,14 +88,7 @@ def papermill(name: str, out: Path, params: dict, reports: Path) -> nbformat.Not
 def executed(name: str) -> Path:
     """`nbs/<name>.ipynb` run once per test run with its `SMOKE` parameters (whichever worker asks first runs it; the others
     wait for it and read it): the executed copy under `<run>/notebooks/`, its records under `<run>/reports/<name>/`."""
-    d = run_root() / 'notebooks'; d.mkdir(parents=True, exist_ok=True)
-    out = d / f'{name}.ipynb'
-    with FileLock(str(out) + '.lock'):
-        if not out.exists():
-            tmp = d / f'.{name}.running.ipynb'
-            papermill(name, tmp, SMOKE[name], run_root() / 'reports' / name)
-            tmp.replace(out)
-    return out
+    return once_per_run(f'notebooks/{name}.ipynb', lambda tmp: papermill(name, tmp, SMOKE[name], run_root() / 'reports' / name))
 
 
 def outputs(nb: nbformat.NotebookNode, kind: str) -> list:
