@@ -1,5 +1,5 @@
 """Baselines through the real KD loop and from a shell: the adversarial generator term of ZSKT/DFAD really compares
-the teacher with the student being trained (and is non-zero), `dmkd_baseline` writes a complete 'baseline' record with
+the teacher with the student being trained (and is non-zero), `dmkd_baseline` writes a complete record with
 synthesis and KD time apart, and bad input (unknown method, an option the method does not take, a missing One-Image
 file) fails with a clear message before any work is done.
 
@@ -65,9 +65,9 @@ def test_cli_writes_a_baseline_record(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     (f,) = (tmp_path / 'reports' / 'results').glob('*.json')
     rec = json.loads(f.read_text())
-    assert rec['kind'] == 'baseline' and rec['method'] == 'dfad' and rec['complete'] and not rec['uses_real_images']
+    assert rec['schema'] == 1 and rec['method'] == 'dfad' and rec['complete'] and not rec['uses_real_images']
     assert rec['n_images'] == 100 and rec['generator_updates'] == 1 and rec['synthesis_seconds'] > 0 and rec['kd_seconds'] > 0
-    assert rec['student_last_acc'] is not None and rec['teacher_acc'] > 30 and rec['ngf'] == 16
+    assert rec['student_last_acc'] is not None and rec['teacher_acc'] > 30 and rec['params']['ngf'] == 16
     assert 'dfad:' in p.stdout and str(f) in p.stdout
 
 
@@ -75,7 +75,9 @@ def test_cli_bad_input(tmp_path):
     p = run(*TINY, '--method', 'magic', tmp=tmp_path)
     assert p.returncode != 0 and 'Valid methods' in p.stderr and 'deepinversion' in p.stderr
     p = run(*TINY, '--method', 'dafl', '--strength', '0.5', tmp=tmp_path)
-    assert p.returncode != 0 and 'does not take --strength' in p.stderr
+    assert p.returncode != 0 and 'dafl does not take strength; it takes: n_per_class' in p.stderr
+    p = run(*TINY, '--method', 'dafl', '--n-aug', '4', tmp=tmp_path)
+    assert p.returncode != 0 and 'dafl does not take --n-aug' in p.stderr
     p = run(*TINY, '--method', 'one_image', '--image', str(tmp_path / 'missing.jpg'), tmp=tmp_path)
     assert p.returncode != 0 and 'One-Image source image not found' in p.stderr
     assert not (tmp_path / 'cache').exists()    # nothing was trained before the error

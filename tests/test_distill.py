@@ -15,7 +15,7 @@ import torch
 from conftest import bin_path, once_per_run, tiny_teacher
 from dmkd.core import hyphen_args, read_json
 from dmkd.data import load_dataset
-from dmkd.distill import distill_main
+from dmkd.runs import distill_main
 from dmkd.generators import DDPMConfig, DDPMGenerator, build_unet
 from dmkd.synth import make_store
 from dmkd.train import evaluate, load_classifier
@@ -91,7 +91,7 @@ def test_two_processes(tmp_path, store):
     env = dict(os.environ, DMKD_CACHE=str(tmp_path / 'cache'), OMP_NUM_THREADS='1')
     # --multi_gpu launches through torchrun; with --device cpu Accelerate joins the processes over gloo
     p = subprocess.run([bin_path('accelerate'), 'launch', '--multi_gpu', '--num_processes', '2', '--num_machines', '1', '--mixed_precision', 'no',
-                        '--dynamo_backend', 'no', '-m', 'dmkd.distill', *hyphen_args(ARGS), '--epochs', '3', '--store', str(store),
+                        '--dynamo_backend', 'no', '-m', 'dmkd.runs', *hyphen_args(ARGS), '--epochs', '3', '--store', str(store),
                         '--reports', str(tmp_path / 'reports'), '--quiet'], env=env, capture_output=True, text=True, timeout=1100)
     assert p.returncode == 0, p.stderr[-3000:]
     (rec,) = records(tmp_path)
@@ -119,7 +119,8 @@ def test_bad_input(tmp_path, store, monkeypatch):
     assert 'Valid keys' in err('--teacher', 'vgg99')
     assert 'temperature must be > 0' in err('--temperature', '0')
     assert 'epochs must be at least 1' in err('--epochs', '0')
-    assert "Unknown source 'web'" in err('--source', 'web')
+    assert "Unknown baseline method 'web'" in err('--method', 'web')
+    assert 'epochs must be at least 1' in err('--teacher_epochs', '0')              # underscores work as hyphens do
     letters = make_store(DDPMGenerator(build_unet(DDPMConfig(block_out_channels=(32, 32), attention=False), 8, 1, 10),
                                        DDPMConfig().noise_config(), list('abcdefghij'), dict(key='letters'), 'cpu'),
                          tmp_path / 'letters', n_per_class=2, num_steps=2, resolution=32, channels=3, progress=False)

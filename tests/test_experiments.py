@@ -11,17 +11,17 @@ from dmkd.experiments import collect_records, run_sweep
 def _nb(path: Path, body: str):
     nb = nbformat.v4.new_notebook()
     nb.metadata['kernelspec'] = dict(name='python3', display_name='python3', language='python')
-    nb.cells = [nbformat.v4.new_code_cell('x: float = 1.0  # a number\nseed: int = 0  # seed\nreports_root: str = ""  # records', metadata=dict(tags=['parameters'])),
+    nb.cells = [nbformat.v4.new_code_cell('x: float = 1.0  # a number\nseed: int = 0  # seed\nreports: str = ""  # records', metadata=dict(tags=['parameters'])),
                 nbformat.v4.new_code_cell(body)]
     nbformat.write(nb, path)
 
 
-# plain json, no dmkd/torch import: the kernels start fast (write_record and collect_records are tested in nbs/09_experiments.ipynb)
-RUN = ('import json, pathlib, time\ntime.sleep(float(x))\nout = pathlib.Path(reports_root, "results"); out.mkdir(parents=True, exist_ok=True)\n'
-       'out.joinpath(f"toy-{seed}.json").write_text(json.dumps(dict(kind="toy", x=x, seed=seed, student_last_acc=10 * x + seed)))')
+# plain json, no dmkd/torch import: the kernels start fast (write_record and collect_records are tested in nbs/10_experiments.ipynb)
+RUN = ('import json, pathlib, time\ntime.sleep(float(x))\nout = pathlib.Path(reports, "results"); out.mkdir(parents=True, exist_ok=True)\n'
+       'out.joinpath(f"toy-{seed}.json").write_text(json.dumps(dict(schema=1, kind="run", method="toy", x=x, seed=seed, student_last_acc=10 * x + seed)))')
 REPORT = ('import json, pathlib\n'
-          'accs = [json.loads(p.read_text())["student_last_acc"] for p in pathlib.Path(reports_root).glob("runs/toy/*/*/results/*.json")]\n'
-          'pathlib.Path(reports_root, "report.json").write_text(json.dumps(sorted(accs)))')
+          'accs = [json.loads(p.read_text())["student_last_acc"] for p in pathlib.Path(reports).glob("runs/toy/*/*/results/*.json")]\n'
+          'pathlib.Path(reports, "report.json").write_text(json.dumps(sorted(accs)))')
 
 
 def _sweep(tmp: Path, seeds, parallel=1, x=0.0):

@@ -24,10 +24,10 @@ KD = dict(student='resnet8', epochs=2, batch_size=32)
 SMOKE = {  # tiny parameters per experiment notebook; the slow tier runs the notebooks' own defaults
     'distill': TEACHER | DDPM | KD | dict(n_per_class=5, num_steps=5),
     'synthesis': TEACHER | DDPM | dict(n_per_class=5, num_steps=5, grid_scales='1,4', grid_steps='2,5'),
-    'baselines': TEACHER | KD | dict(method='deepinversion', n_per_class=5, iterations=20),
+    'baselines': TEACHER | KD | dict(method='deepinversion', n_per_class=5, params=dict(iterations=20)),
     'ablation_fidelity': TEACHER | DDPM | KD | dict(guidance_scales=[1.0, 4.0], num_steps_grid=[2, 5], n_per_class=5),
     'ablation_strength': TEACHER | DDPM | KD | dict(axis='strength', values=[0.5, 1.0], n_per_class=5, num_steps=5),
-    'report': dict(sweep='digits', reports_root=str(ROOT / 'reports')),
+    'report': dict(sweep='digits', reports=str(ROOT / 'reports')),
 }
 
 
@@ -53,6 +53,24 @@ def test_every_experiment_notebook_has_smoke_parameters():
         assert not unknown, f"SMOKE[{name!r}] sets {sorted(unknown)}, which nbs/{name}.ipynb does not declare in its parameters cell"
 
 
+def test_experiment_parameters_are_the_run_parameters():
+    """A notebook parameter named like a run parameter (`dmkd.runs.run_params()`) has its type (None allowed for "unset"), so a
+    knob cannot mean one thing in a notebook and another in the configs; where-to-run parameters are named as `run()` names them."""
+    import typing
+    import papermill as pm
+    from dmkd.runs import run_params
+    P = run_params()
+    def base(t):
+        args = [a for a in typing.get_args(t) if a is not type(None)]
+        return (args[0] if args else t).__name__
+    for f in EXPERIMENTS:
+        for name, p in pm.inspect_notebook(str(f)).items():
+            assert name not in ('data_root', 'cache_root', 'reports_root'), f"{f.name}: call {name!r} {name.split('_')[0]!r}, as run() and the CLI do"
+            if name in P:
+                got = re.sub(r'^Optional\[(.*)\]$', r'\1', p['inferred_type_name'])
+                assert got == base(P[name]['type']), f"{f.name}: {name} is {p['inferred_type_name']}, the run parameter is {P[name]['type']}"
+
+
 def nbdev_test(nb: Path, *flags: str) -> subprocess.CompletedProcess:
     cmd = [bin_path('nbdev_test'), '--path', str(nb)] + (['--flags', ' '.join(flags)] if flags else [])
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -75,7 +93,7 @@ def papermill(name: str, out: Path, params: dict, reports: Path) -> nbformat.Not
     "Execute `nbs/<name>.ipynb` with `params` through papermill (in a subprocess, as a sweep does); returns the executed notebook."
     import papermill as pm
     params = dict(params)
-    if 'reports_root' in pm.inspect_notebook(str(NBS / f'{name}.ipynb')) and 'reports_root' not in params: params['reports_root'] = str(reports)
+    if 'reports' in pm.inspect_notebook(str(NBS / f'{name}.ipynb')) and 'reports' not in params: params['reports'] = str(reports)
     if name == 'report': params['out_root'] = str(reports / 'report-out')
     cmd = [sys.executable, '-m', 'papermill', str(NBS / f'{name}.ipynb'), str(out), '--cwd', str(NBS), '--no-progress-bar', '-k', 'python3',
            '-y', json.dumps(params)]
@@ -128,7 +146,8 @@ def test_synthesis_notebook():
 def test_baselines_notebook():
     nb = nbformat.read(executed('baselines'), as_version=4)
     (rec,) = records('baselines')
-    assert rec['kind'] == 'baseline' and rec['method'] == 'deepinversion' and rec['complete'] and not rec['uses_real_images']
+    assert rec['schema'] == 1 and rec['method'] == 'deepinversion' and rec['complete'] and not rec['uses_real_images']
+    assert rec['params']['iterations'] == 20 and rec['params']['n_per_class'] == 5 and rec['spec']['source']['params'] == rec['params']
     assert rec['n_images'] == 50 and rec['synthesis_seconds'] > 0 and len(outputs(nb, 'image/png')) >= 1
 
 
