@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 
 import dmkd
-from .core import atomic_path, cache_root, config_key, seed_everything
+from .core import atomic_path, cache_root, config_key, get_accelerator, lr_factor, seed_everything
 from .data import BatchAugment, ImageSet, batch_indices
 from .models import MODELS, Classifier, get_model
-from .train import evaluate, get_accelerator, lr_factor
+from .train import evaluate
 
 # %% ../nbs/06_distill.ipynb #e3ccc854
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 4.0,

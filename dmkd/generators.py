@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 import dmkd
-from .core import (Registry, atomic_path, build_lock, cache_root, config_key, file_digest, get_device, read_json,
-                       seed_everything, write_json)
+from .core import (Registry, atomic_path, build_lock, cache_root, config_key, file_digest, get_accelerator, get_device, lr_factor,
+                       read_json, seed_everything, tensor_digest, write_json)
 from .data import ImageSet, batch_indices, load_dataset, to_classifier_view
 
 # %% ../nbs/04_generators.ipynb #a855f65b
@@ -238,7 +238,6 @@ def train_ddpm(cfg: DDPMConfig, data: ImageSet | None = None, cache=None, device
                save_every: int = 250, stop_after: int | None = None, root=None) -> DDPMGenerator:
     "Train (or resume) the DDPM of `cfg` into its cache folder and return it (EMA weights)."
     from tqdm.auto import tqdm
-    from dmkd.train import get_accelerator, lr_factor, tensor_digest
     data = data if data is not None else cfg.load_data(root)
     digest = tensor_digest(data.images, data.labels); key = cfg.key(digest)
     out = ddpm_dir(cfg, digest, cache); run = out.with_name(out.name + '.run'); run.mkdir(parents=True, exist_ok=True)
@@ -297,7 +296,6 @@ def train_ddpm(cfg: DDPMConfig, data: ImageSet | None = None, cache=None, device
 def get_ddpm(cfg: DDPMConfig | None = None, cache=None, device='auto', progress: bool = True, root=None, **kwargs) -> DDPMGenerator:
     "The in-project DDPM of `cfg` (or `DDPMConfig(**kwargs)`) from the cache, training it first if needed."
     cfg = cfg or DDPMConfig(**kwargs)
-    from dmkd.train import tensor_digest
     data = cfg.load_data(root)
     out = ddpm_dir(cfg, tensor_digest(data.images, data.labels), cache); out.parent.mkdir(parents=True, exist_ok=True)
     with build_lock(out):   # two processes asking for one generator: one trains, the other then loads it
@@ -337,7 +335,6 @@ class DiTGenerator(Generator):
         self.base_scheduler = dict(self.pipe.scheduler.config)
 
     def identity(self) -> dict:
-        from dmkd.train import tensor_digest
         w = tensor_digest(*[p.detach()[:1].float() for p in list(self.pipe.transformer.parameters())[:4]])
         return dict(kind=self.kind, model=self.model, weights_sha256=w, classes=None, resolution=self.resolution)
 
@@ -365,7 +362,6 @@ class StableDiffusionGenerator(Generator):
         self.base_scheduler = dict(self.pipe.scheduler.config)
 
     def identity(self) -> dict:
-        from dmkd.train import tensor_digest
         w = tensor_digest(*[p.detach()[:1].float() for p in list(self.pipe.unet.parameters())[:4]])
         return dict(kind=self.kind, model=self.model, weights_sha256=w, classes=self.classes, prompt=self.prompt,
                     negative_prompt=self.negative_prompt, resolution=self.resolution)

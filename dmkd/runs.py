@@ -7,7 +7,7 @@ __all__ = ['SOURCES', 'RUN_FIELDS', 'SCHEMA', 'StoreSource', 'RealSource', 'Base
            'spec_params', 'teacher_id', 'rel_path', 'check_record', 'store_images', 'baseline_images', 'run',
            'run_parser', 'run_cli', 'run_main', 'distill_main', 'baseline_main']
 
-# %% ../nbs/09_runs.ipynb #37718f89
+# %% ../nbs/09_runs.ipynb #53fb29df
 import dataclasses, importlib, time, typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,17 +16,17 @@ import torch
 from fastcore.docments import docments
 
 import dmkd
-from .core import cache_root, config_key, save_weights, write_record
+from .core import cache_root, config_key, get_accelerator, save_weights, tensor_digest, write_record
 from .data import ImageSet, load_dataset
 from .models import Classifier
-from .train import TrainConfig, get_accelerator, get_teacher, save_classifier, tensor_digest
-from .generators import check_knobs, ddpm_kwargs
+from .train import TrainConfig, get_teacher, save_classifier
+from .generators import DDPMConfig, check_knobs, ddpm_kwargs
 from .synth import load_store, read_manifest, synthesize
 from .distill import KDConfig, check_compatible, distill_dir, distill_student
 from .baselines import GENERATOR_METHODS, METHODS, REFERENCES, USES_REAL, Context, baseline_dir, check_hparams, load_bank, method_params
 from .fidelity import fidelity, teacher_outputs
 
-# %% ../nbs/09_runs.ipynb #a30b782f
+# %% ../nbs/09_runs.ipynb #63075993
 @dataclass
 class StoreSource:
     "Synthetic images of a diffusion generator, kept in a store (`dmkd.synth`): DM-KD's image source."
@@ -40,6 +40,7 @@ class StoreSource:
     mode: str = 'map'                # map (target classes -> generator classes) or any (the teacher labels freely drawn classes)
     ddpm_size: int | None = None     # in-project DDPM training resolution (None: native 8x8 for digits, else the dataset's; 16 suits CIFAR-10 on a CPU)
     ddpm_steps: int | None = None    # in-project DDPM optimiser steps (None: `DDPMConfig`'s default)
+    ddpm: dict = field(default_factory=dict)  # in-project DDPM: further `DDPMConfig` fields (e.g. block_out_channels, layers_per_block, batch_size, lr)
     store: str | None = None         # an existing store folder to use instead (its manifest then decides every knob above)
     seed: int = 0                    # seed of the images
     kind = 'store'
@@ -49,6 +50,9 @@ class StoreSource:
         if self.n_per_class < 1: raise ValueError(f"n_per_class must be at least 1, got {self.n_per_class}.")
         if self.mode not in ('map', 'any'): raise ValueError(f"Unknown mode {self.mode!r}: use 'map' or 'any'.")
         if self.generator not in ('ddpm', 'dit', 'sd'): raise ValueError(f"Unknown generator {self.generator!r}: use ddpm, dit or sd.")
+        known = {f.name for f in dataclasses.fields(DDPMConfig)} - {'dataset', 'size', 'steps'}
+        bad = sorted(set(self.ddpm) - known)
+        if bad: raise ValueError(f"ddpm has no field {', '.join(bad)} (size and steps are ddpm_size and ddpm_steps); it takes: {', '.join(sorted(known))}.")
 
 @dataclass
 class RealSource:
@@ -69,7 +73,7 @@ class BaselineSource:
         if self.method == 'kd_real': raise ValueError("kd_real distils on the real train split: use RealSource() (method='kd_real' in run_spec).")
         self.params = check_hparams(self.method, {k: v for k, v in dict(self.params).items() if v is not None})
 
-# %% ../nbs/09_runs.ipynb #e3850885
+# %% ../nbs/09_runs.ipynb #4b958cbc
 @dataclass
 class RunSpec:
     "One run: the teacher, the image source, the student's KD, and what else to measure. `run(spec)` turns it into one record."
@@ -103,7 +107,7 @@ class RunSpec:
 #: The image sources by their `kind`.
 SOURCES = dict(store=StoreSource, real=RealSource, baseline=BaselineSource)
 
-# %% ../nbs/09_runs.ipynb #4d13c2a8
+# %% ../nbs/09_runs.ipynb #27240c33
 RUN_FIELDS = ('teacher_epoch', 'scratch', 'fidelity')
 
 def _field_docs(cls) -> dict:
@@ -138,7 +142,7 @@ def run_params() -> dict[str, dict]:
     out['seed'] = dict(target='run', field='seed', type=int, default=0, doc='seed of the images and the student (the teacher has teacher_seed)')
     return out
 
-# %% ../nbs/09_runs.ipynb #0bc7c804
+# %% ../nbs/09_runs.ipynb #652276bf
 def run_spec(**params) -> RunSpec:
     "The `RunSpec` of flat parameters (`run_params()`); `None` means the default. `n_per_class` goes to a baseline's params too."
     P = run_params()
@@ -160,12 +164,12 @@ def run_spec(**params) -> RunSpec:
     teacher = TrainConfig(**({'arch': 'vgg11'} | part('teacher')))
     return RunSpec(teacher, source, KDConfig(**part('kd'), seed=seed), **{k: v for k, v in part('run').items() if k in RUN_FIELDS})
 
-# %% ../nbs/09_runs.ipynb #4a16f900
+# %% ../nbs/09_runs.ipynb #8b7a4fc9
 def spec_params(ns: dict) -> dict:
     "The run parameters among the names in `ns`: a notebook's `globals()` after its parameters cell, for `run_spec(**spec_params(globals()))`."
     return {k: ns[k] for k in run_params() if k in ns}
 
-# %% ../nbs/09_runs.ipynb #33565dda
+# %% ../nbs/09_runs.ipynb #492897a4
 #: The record schema's version: records without it, or with another, are rebuilt (run again), not read.
 SCHEMA = 1
 
@@ -185,26 +189,26 @@ def check_record(rec: dict, where: str = 'this record') -> dict:
                          "(run its notebook or sweep again; finished runs of other settings are skipped).")
     return rec
 
-# %% ../nbs/09_runs.ipynb #78e7837b
+# %% ../nbs/09_runs.ipynb #4adfdec4
 def store_images(src: StoreSource, test: ImageSet, dataset: str, root=None, cache=None, device='auto', progress: bool = True,
                  accelerator=None) -> tuple[ImageSet, dict]:
     "The store of `src` for `dataset` (made if needed) as images, and what its manifest says was used."
     folder = Path(src.store) if src.store else synthesize(
         dataset, src.generator, src.model, src.guidance_scale, src.num_steps, src.sampler, src.strength, src.n_per_class, test.shape[-1],
         test.shape[0], src.seed, src.mode, None, root, cache, device, progress=progress, accelerator=accelerator,
-        generator_kwargs=ddpm_kwargs(src.ddpm_size, src.ddpm_steps) or None)
+        generator_kwargs=(ddpm_kwargs(src.ddpm_size, src.ddpm_steps) | src.ddpm) or None)
     man = read_manifest(folder); images = load_store(folder); sp = man['spec']; g = sp['generator']
     gcfg = g.get('config') or {}
     used = dict(generator=g['kind'], generator_key=g.get('key'), model=g.get('model'), guidance_scale=sp['guidance_scale'],
                 num_steps=sp['num_steps'], sampler=sp['sampler'], strength=sp['strength'], n_per_class=sp['n_per_class'], mode=sp['mode'],
                 image_seed=sp['seed'], ddpm_size=gcfg.get('size') if g['kind'] == 'ddpm' else None,
-                ddpm_steps=gcfg.get('steps') if g['kind'] == 'ddpm' else None, store_key=man['key'], store=rel_path(folder, cache),
+                ddpm_steps=gcfg.get('steps') if g['kind'] == 'ddpm' else None, ddpm_config=gcfg or None, store_key=man['key'], store=rel_path(folder, cache),
                 synthesis_seconds=man.get('synthesis_seconds'),
                 real_data=dict(generator=f"{gcfg.get('dataset', dataset)}/{gcfg.get('split')}" if g['kind'] == 'ddpm' else f"pretrained ({g.get('model')})",
                                images=f"{dataset}/corpus (img2img sources)" if sp['strength'] is not None else None))
     return images, used | dict(_store=folder)
 
-# %% ../nbs/09_runs.ipynb #22d63516
+# %% ../nbs/09_runs.ipynb #a53be69a
 def baseline_images(src: BaselineSource, ctx: Context, tid: str, cache=None, main: bool = True) -> tuple[ImageSet, object, dict]:
     "The images of baseline `src` (cached by content; a generator method's hook instead) and what was used."
     hp, method = src.params, src.method
@@ -228,7 +232,7 @@ def baseline_images(src: BaselineSource, ctx: Context, tid: str, cache=None, mai
                                images=f"{ctx.dataset}/{hp.get('real_split', 'train')}" if method == 'd4m' else ('one photograph' if method == 'one_image' else None)))
     return images, hook, used
 
-# %% ../nbs/09_runs.ipynb #9c8b814c
+# %% ../nbs/09_runs.ipynb #f991d8c8
 def _teacher(spec, root, cache, device, keep_epochs, progress, acc):
     test = load_dataset(spec.teacher.dataset, 'test', root=root)
     tnet, tmeta = get_teacher(spec.teacher, epoch=spec.teacher_epoch, root=root, cache=cache, device=device, keep_epochs=keep_epochs, progress=progress)
@@ -241,7 +245,7 @@ def _scratch(spec, root, cache, device, progress):
     cfg = dataclasses.replace(spec.teacher, arch=spec.kd.student, seed=spec.kd.seed)
     return get_teacher(cfg, root=root, cache=cache, device=device, progress=progress)
 
-# %% ../nbs/09_runs.ipynb #6ff7c098
+# %% ../nbs/09_runs.ipynb #00254e44
 def run(spec: RunSpec,                # what to run
         root=None,                    # data root (None: $DMKD_DATA or data/)
         cache=None,                   # cache root (None: $DMKD_CACHE or data/cache)
@@ -305,7 +309,7 @@ def run(spec: RunSpec,                # what to run
     shown = images.images[torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:40]] if hook is None else hook.sample(40)
     return _finish(rec | dict(seconds=times), record and main, reports, models, shown, store)
 
-# %% ../nbs/09_runs.ipynb #347e9183
+# %% ../nbs/09_runs.ipynb #0f0b2516
 def _reference(spec, rec, models, times, root, cache, device, progress, record, reports, main):
     "The reference rows: the teacher itself, or the student trained from scratch on the real train split."
     if spec.method == 'teacher':
@@ -325,7 +329,7 @@ def _finish(rec, record, reports, models, images=None, store=None) -> dict:
         rec['record'] = str(write_record(rec, Path(reports) / 'results' if reports else None, kind='run'))
     return rec | dict(_models=models, _images=images, _store=store)
 
-# %% ../nbs/09_runs.ipynb #03cef764
+# %% ../nbs/09_runs.ipynb #b7f5e51f
 import argparse, sys
 import yaml
 
@@ -379,10 +383,18 @@ def run_cli(argv: list[str] | None = None, method: str = 'diffusion', prog: str 
               f"{rec.get('synthesis_seconds') or 0:.1f}s, KD {rec.get('kd_seconds') or 0:.1f}s  -> {rec.get('record')}")
     return rec
 
-def run_main(): run_cli()
-def distill_main(): run_cli(prog='dmkd_distill')
-def baseline_main(): run_cli(method='deepinversion', prog='dmkd_baseline')
+def run_main():
+    "`dmkd_run`: run one spec from the command line."
+    run_cli()
 
-# %% ../nbs/09_runs.ipynb #f33043c6
+def distill_main():
+    "`dmkd_distill`: `dmkd_run` under the name of the main job."
+    run_cli(prog='dmkd_distill')
+
+def baseline_main():
+    "`dmkd_baseline`: `dmkd_run` with `--method` defaulting to deepinversion."
+    run_cli(method='deepinversion', prog='dmkd_baseline')
+
+# %% ../nbs/09_runs.ipynb #a3e1b971
 #| eval: false
 if __name__ == '__main__': run_main()     # python -m dmkd.runs (e.g. under accelerate launch)

@@ -15,9 +15,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import dmkd
-from .core import atomic_path, config_key, file_digest, read_json, write_json
-from .data import ImageSet, show_images
-from .generators import Generator, check_knobs, ddpm_kwargs
+from .core import atomic_path, cache_root, config_key, file_digest, get_accelerator, read_json, tensor_digest, write_json
+from .data import ImageSet, load_dataset, show_images
+from .generators import Generator, check_knobs, ddpm_kwargs, get_generator
 
 # %% ../nbs/05_synth.ipynb #9618a255
 def _norm(name: str) -> str: return name.lower().replace('_', ' ').replace('-', ' ').strip()
@@ -95,7 +95,6 @@ def make_store(generator: Generator, folder: str | Path, target_classes: list[st
         if len(set(source_images.class_counts())) != 1:
             raise ValueError(f"img2img stores need the same number of source images per class, got {source_images.class_counts()}.")
         order = torch.argsort(source_images.labels, stable=True); source_images = source_images.subset(order)
-    from dmkd.train import tensor_digest
     spec = store_spec(generator, target_classes, n_per_class, guidance_scale, num_steps, sampler, strength, resolution, channels,
                       seed, shard_size, mode, class_map, None if source_images is None else tensor_digest(source_images.images, source_images.labels))
     key = config_key(spec)
@@ -199,9 +198,6 @@ def synthesize(dataset: str = 'digits', generator: str = 'ddpm', model: str | No
                root=None, cache=None, device='auto', shard_size: int = 500, progress: bool = True, accelerator=None,
                gen: Generator | None = None, generator_kwargs: dict | None = None) -> Path:
     "Make (or finish) the synthetic store of these settings for `dataset`; returns its folder (`generator_kwargs` go to `get_generator`)."
-    from dmkd.core import cache_root
-    from dmkd.data import load_dataset
-    from dmkd.generators import get_generator
     check_knobs(guidance_scale, num_steps, sampler, strength)
     kw = dict(native=True) if dataset == 'digits' else {}
     target = load_dataset(dataset, 'test', root=root, **kw)
@@ -247,7 +243,6 @@ def synthesize_cli(
     quiet: bool = False,            # no progress output
 ):
     "Make (or finish) a synthetic store and print where it is."
-    from dmkd.train import get_accelerator
     acc = get_accelerator(device)
     folder = synthesize(dataset, generator, model, guidance_scale, num_steps, sampler, strength, n_per_class, resolution, 3, seed, mode,
                         out_dir, root, cache, device, shard_size, progress=not quiet, accelerator=acc if acc.num_processes > 1 else None,
