@@ -18,7 +18,7 @@ import dmkd
 from .core import atomic_path, cache_root, config_key, get_accelerator, lr_factor, seed_everything
 from .data import BatchAugment, ImageSet, batch_indices
 from .models import MODELS, Classifier, get_model
-from .train import evaluate
+from .train import evaluate, resume, sgd_schedule
 
 # %% ../nbs/06_distill.ipynb #e3ccc854
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 4.0,
@@ -157,29 +157,17 @@ def distill_student(cfg: KDConfig, teacher: Classifier, images: ImageSet, test: 
     seed_everything(cfg.seed)
     student = get_model(cfg.student, teacher.num_classes, images.mean, images.std).to(dev, memory_format=torch.channels_last)
     teacher = teacher.to(dev, memory_format=torch.channels_last).eval().requires_grad_(False)
-    decay = [p for n, p in student.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in student.named_parameters() if p.ndim <= 1]
-    opt = torch.optim.SGD([dict(params=decay, weight_decay=cfg.weight_decay), dict(params=no_decay, weight_decay=0.0)],
-                          lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
     world, rank = acc.num_processes, acc.process_index
-    steps = len(batch_indices(len(images), cfg.batch_size * world, shuffle=False))
-    total, warm = cfg.epochs * steps, round(cfg.warmup_epochs * steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warm, cfg.schedule))
+    opt, sched, steps = sgd_schedule(student, cfg, len(images), world)
     student, opt = acc.prepare(student, opt)
     forward = torch.compile(student) if cfg.compile else student
     aug = BatchAugment.for_images(images.shape, (test if test is not None else images).name) if cfg.augment == 'auto' else BatchAugment(cfg.augment)
     train_d, test_d = images.to(dev), (test.to(dev) if test is not None else None)
-    history, start, run_dir = [], 0, Path(run_dir) if run_dir else None
+    run_dir = Path(run_dir) if run_dir else None
     state_path = run_dir / 'state.pt' if run_dir else None
     key = (meta or {}).get('key')
-    if state_path and state_path.exists():
-        st = torch.load(state_path, map_location=dev, weights_only=True)
-        if st.get('key') != key: raise ValueError(f"{state_path} belongs to run {st['key']}, not {key}; delete {run_dir} to start fresh.")
-        try: acc.unwrap_model(student).load_state_dict(st['model']); opt.load_state_dict(st['optimizer']); sched.load_state_dict(st['scheduler'])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise ValueError(f"{state_path} does not fit this run's model ({str(e)[:200]}); delete {run_dir} to start fresh.") from e
-        start, history = st['epoch'], st['history']
-        if progress and acc.is_main_process:
+    start, history = resume(state_path, key, student, opt, sched, acc)
+    if start and progress and acc.is_main_process:
             print(f"Found the finished student in {run_dir}." if start >= cfg.epochs else f"Resuming {cfg.student} from epoch {start} of {cfg.epochs} ({state_path}).")
     cache = None
     if cfg.teacher_cache and start < cfg.epochs:

@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['METHOD_LABELS', 'SYNTHESIS', 'sweep_main', 'run_name', 'load_sweep', 'expand_sweep', 'run_done', 'execute_run',
-           'run_sweep', 'collect_records', 'mean_std', 'write_table', 'main_table', 'subset_imagefolder', 'sweep_cli']
+           'run_sweep', 'collect_records', 'mean_std', 'write_table', 'main_table', 'settings', 'compare', 'overall',
+           'subset_imagefolder', 'sweep_cli']
 
 # %% ../nbs/10_experiments.ipynb #52bee723
 import itertools, json, os, re, shutil, subprocess, sys, time
@@ -207,6 +208,31 @@ def main_table(df: pd.DataFrame, value: str = 'student_last_acc', digits: int = 
     out['synthesis s'] = cost.loc[order, 'synthesis_s'].values
     out['KD s'] = cost.loc[order, 'kd_seconds'].values
     return out
+
+# %% ../nbs/10_experiments.ipynb #7ead6e8a
+def settings(d: pd.DataFrame, keys) -> str:
+    "The settings of a table, read from its records `d`: each of `keys` with its value (or values), the seeds and the hardware."
+    parts = []
+    for k in keys:
+        if k in d and d[k].notna().any():
+            v = sorted({f'{x:g}' if isinstance(x, float) else str(x) for x in d[k].dropna()}); parts.append(f"{k}={'/'.join(v)}")
+    hw = d.hardware.dropna().iloc[0] if 'hardware' in d and d.hardware.notna().any() else {}
+    seeds = sorted(int(x) for x in d.seed.dropna().unique()) if 'seed' in d else []
+    return (f"Settings: {', '.join(parts)}; seeds {seeds}; mean ± std over seeds (count). "
+            f"Hardware: {hw.get('processor', '?')}, {hw.get('cpu_count', '?')} cores, cuda={hw.get('cuda', '?')}.")
+
+def compare(a, b) -> tuple:
+    "Mean of runs `a` minus mean of runs `b`, the spread √(sa² + sb²) of their seeds (0 with one seed), and the verdict."
+    a, b = pd.Series(list(a), dtype=float), pd.Series(list(b), dtype=float)
+    spread = float(np.hypot(a.std(), b.std())) if min(len(a), len(b)) > 1 else 0.0
+    d = a.mean() - b.mean()
+    return d, spread, 'yes' if d > spread else 'no' if d < -spread else 'within noise'
+
+def overall(verdicts) -> str:
+    "One verdict of several comparisons: yes (all yes), within noise (all within noise), partly (some yes), else no."
+    if all(v == 'yes' for v in verdicts): return 'yes'
+    if all(v == 'within noise' for v in verdicts): return 'within noise'
+    return 'partly' if 'yes' in verdicts else 'no'
 
 # %% ../nbs/10_experiments.ipynb #7ead6e8a
 def subset_imagefolder(src: str | Path, dst: str | Path, train: int = 300, test: int = 100) -> Path:

@@ -1,6 +1,6 @@
 """Benchmark: images/s of dmkd's in-project DDPM sampler against a diffusers pipeline with the same weights.
 
-    python tests/bench_sampler.py [--n 1000] [--batch 500] [--steps 25] [--scale 2] [--repeats 3] [--device auto]
+    python tools/bench_sampler.py [--n 1000] [--batch 500] [--steps 25] [--scale 2] [--repeats 3] [--device auto]
 
 The reference is a `diffusers.DiffusionPipeline` written the way diffusers' own class-conditional pipeline
 (`DiTPipeline.__call__`) is: `progress_bar` over the scheduler's timesteps, `scale_model_input`, classifier-free

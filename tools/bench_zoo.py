@@ -1,6 +1,6 @@
 """Benchmark: every key of the model zoo trained as a `digits` teacher with the default recipe on this machine.
 
-    python tests/bench_zoo.py [--keys vgg11,wrn_40_2] [--epochs 15] [--device auto]
+    python tools/bench_zoo.py [--keys vgg11,wrn_40_2] [--epochs 15] [--device auto]
 
 Prints one markdown row per key: test accuracy, training images/s, training seconds and wall seconds (including
 per-epoch evaluation). Teachers come from (and go to) the cache, so a second run only prints; delete

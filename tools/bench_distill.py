@@ -1,6 +1,6 @@
 """Benchmark: KD training throughput of the dmkd loop against a reference loop written the way the peers write it.
 
-    python tests/bench_distill.py [--teacher vgg11] [--student resnet20] [--epochs 3] [--batch-size 64] [--device auto]
+    python tools/bench_distill.py [--teacher vgg11] [--student resnet20] [--epochs 3] [--batch-size 64] [--device auto]
 
 Both loops distil the same student architecture from the same teacher on the same synthetic images (the default
 digits store, exported once as an ImageFolder tree of PNGs for the reference), with the same batch size, optimiser,
