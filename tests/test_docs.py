@@ -204,6 +204,26 @@ def test_site(browser, server):
     assert len(seen) >= len(exp)
 
 
+def test_config_pages_document_every_field(site):
+    """The API page of `run` and of each config shows every field (parameter) with its one-line documentation, read from
+    the comments in the code (fastcore `docments`), so the docs cannot drift from the configs."""
+    import html
+    from fastcore.docments import docments
+    from dmkd.distill import KDConfig
+    from dmkd.generators import DDPMConfig
+    from dmkd.runs import BaselineSource, RealSource, RunSpec, StoreSource, run
+    from dmkd.train import TrainConfig
+    pages = dict(runs=[RunSpec, StoreSource, RealSource, BaselineSource, run], distill=[KDConfig], train=[TrainConfig], generators=[DDPMConfig])
+    missing = []
+    for page, objs in pages.items():
+        text = re.sub(r'\s+', ' ', html.unescape(re.sub(r'<[^>]+>', '', (site / 'api' / page / 'index.html').read_text())))
+        for o in objs:
+            docs = {k: d for k, d in docments(o).items() if k != 'return'}
+            assert docs and all(docs.values()), f"{o.__name__} has a field without a comment: {[k for k, d in docs.items() if not d]}"
+            missing += [f"api/{page}: {o.__name__}.{k} ({d!r})" for k, d in docs.items() if re.sub(r'\s+', ' ', d) not in text]
+    assert not missing, 'fields whose one-line doc is not on their page:\n' + '\n'.join(missing)
+
+
 def test_search_finds_get_model(browser, server):
     "Material's search (a web worker over the built index) finds `get_model` and links to the models page."
     page, problems = _visit(browser, server + '/')

@@ -141,11 +141,17 @@ def _exec_show_docs_cls():
         def __call__(self, cell):
             if not self.nb.has_docs_ or not hasattr(self, 'k'): return
             if str2bool(getattr(self.nb, 'frontmatter_', {}).get('skip_showdoc', False)): return
+            m = re.search(r'^#\|\s*default_exp\s+(\S+)', cell.source, re.M)
+            if m: self.module = m.group(1)
             src = _show_doc_source(cell)
             if src is None: return
             if src == cell.source: self.k.cell(cell)
             else: self.k.run(src)
             if self.k.exc: raise Exception(f"Error in cell {cell.idx_} while rendering show_doc:\n{src}") from self.k.exc
+            if getattr(self, 'module', None) and cell.directives_.keys() & {'export', 'exports'}:
+                # document the exported objects: a class defined in the kernel has no source file, so `show_doc` would lose
+                # its fields' comments (their one-line docs); the package's class has them, and a source link
+                self.k.run(f'from dmkd.{self.module} import *')
     return exec_show_docs
 
 
