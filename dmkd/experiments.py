@@ -137,7 +137,7 @@ def run_sweep(sweep: str | Path | dict, reports=None, parallel: int | None = Non
     if report and sw.get('report') and not (res.status == 'failed').any():
         root = Path(reports) if reports else reports_root(sw.get('reports'))
         rep = dict(name=sw['name'], folder=root / 'runs' / sw['name'] / '_report', sweep=sw['name'], job='report', run='report',
-                   notebook=sw['report'], parameters=dict(sw.get('report_parameters') or {}) | dict(reports=str(root)))
+                   notebook=sw['report'], parameters=dict(sw.get('report_parameters') or {}) | dict(reports=_where(root)))
         shutil.rmtree(rep['folder'], ignore_errors=True)
         r = execute_run(rep, log=log)
         res = pd.concat([res, pd.DataFrame([r])], ignore_index=True)

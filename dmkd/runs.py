@@ -7,7 +7,7 @@ __all__ = ['SOURCES', 'RUN_FIELDS', 'SCHEMA', 'StoreSource', 'RealSource', 'Base
            'spec_params', 'teacher_id', 'rel_path', 'check_record', 'store_images', 'baseline_images', 'run',
            'run_parser', 'run_cli', 'run_main', 'distill_main', 'baseline_main']
 
-# %% ../nbs/09_runs.ipynb #53fb29df
+# %% ../nbs/09_runs.ipynb #430ea289
 import dataclasses, importlib, time, typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +26,7 @@ from .distill import KDConfig, check_compatible, distill_dir, distill_student
 from .baselines import GENERATOR_METHODS, METHODS, REFERENCES, USES_REAL, Context, baseline_dir, check_hparams, load_bank, method_params
 from .fidelity import fidelity, teacher_outputs
 
-# %% ../nbs/09_runs.ipynb #63075993
+# %% ../nbs/09_runs.ipynb #80daa2ad
 @dataclass
 class StoreSource:
     "Synthetic images of a diffusion generator, kept in a store (`dmkd.synth`): DM-KD's image source."
@@ -54,6 +54,7 @@ class StoreSource:
         bad = sorted(set(self.ddpm) - known)
         if bad: raise ValueError(f"ddpm has no field {', '.join(bad)} (size and steps are ddpm_size and ddpm_steps); it takes: {', '.join(sorted(known))}.")
 
+# %% ../nbs/09_runs.ipynb #2cf2934a
 @dataclass
 class RealSource:
     "The real train split: KD on real data, the upper-bound row."
@@ -61,6 +62,7 @@ class RealSource:
     seed: int = 0                    # unused (the images are fixed); kept so every source has a seed
     kind = 'real'
 
+# %% ../nbs/09_runs.ipynb #59996244
 @dataclass
 class BaselineSource:
     "A baseline method's images (a key of `dmkd.baselines.METHODS`) or a reference row without images (`teacher`, `scratch`)."
@@ -73,11 +75,11 @@ class BaselineSource:
         if self.method == 'kd_real': raise ValueError("kd_real distils on the real train split: use RealSource() (method='kd_real' in run_spec).")
         self.params = check_hparams(self.method, {k: v for k, v in dict(self.params).items() if v is not None})
 
-# %% ../nbs/09_runs.ipynb #4b958cbc
+# %% ../nbs/09_runs.ipynb #dce624e2
 @dataclass
 class RunSpec:
     "One run: the teacher, the image source, the student's KD, and what else to measure. `run(spec)` turns it into one record."
-    teacher: TrainConfig = field(default_factory=lambda: TrainConfig(arch='vgg11'))   # the teacher (trained on the real train split)
+    teacher: TrainConfig = field(default_factory=TrainConfig)   # the teacher (trained on the real train split)
     source: StoreSource | RealSource | BaselineSource = field(default_factory=StoreSource)  # where the student's images come from
     kd: KDConfig = field(default_factory=KDConfig)  # the student and its KD
     teacher_epoch: int | None = None  # use the teacher's checkpoint of this earlier epoch (a weaker teacher); None: the last
@@ -107,7 +109,7 @@ class RunSpec:
 #: The image sources by their `kind`.
 SOURCES = dict(store=StoreSource, real=RealSource, baseline=BaselineSource)
 
-# %% ../nbs/09_runs.ipynb #27240c33
+# %% ../nbs/09_runs.ipynb #39ee7655
 RUN_FIELDS = ('teacher_epoch', 'scratch', 'fidelity')
 
 def _field_docs(cls) -> dict:
@@ -128,7 +130,7 @@ def run_params() -> dict[str, dict]:
     for f in dataclasses.fields(TrainConfig):
         name = dict(dataset='dataset', arch='teacher').get(f.name, f'teacher_{f.name}')
         doc = dict(arch='teacher architecture key (see `dmkd.models.MODELS`)').get(f.name, tdoc[f.name])
-        n, e = _entry('teacher', name, f, doc if f.name in ('dataset', 'arch') else f"teacher: {doc}", 'vgg11' if f.name == 'arch' else dataclasses.MISSING)
+        n, e = _entry('teacher', name, f, doc if f.name in ('dataset', 'arch') else f"teacher: {doc}")
         out[n] = e | dict(type=hint(TrainConfig)[f.name])
     for f in dataclasses.fields(KDConfig):
         if f.name == 'seed': continue
@@ -142,7 +144,7 @@ def run_params() -> dict[str, dict]:
     out['seed'] = dict(target='run', field='seed', type=int, default=0, doc='seed of the images and the student (the teacher has teacher_seed)')
     return out
 
-# %% ../nbs/09_runs.ipynb #652276bf
+# %% ../nbs/09_runs.ipynb #e3de0de8
 def run_spec(**params) -> RunSpec:
     "The `RunSpec` of flat parameters (`run_params()`); `None` means the default. `n_per_class` goes to a baseline's params too."
     P = run_params()
@@ -161,15 +163,15 @@ def run_spec(**params) -> RunSpec:
             pp[k] = v
         source = RealSource() if method == 'kd_real' else BaselineSource(method, pp, seed)
     if given.get('params') and source.kind != 'baseline': raise ValueError(f"params= configures a baseline method; {method} takes none.")
-    teacher = TrainConfig(**({'arch': 'vgg11'} | part('teacher')))
+    teacher = TrainConfig(**part('teacher'))
     return RunSpec(teacher, source, KDConfig(**part('kd'), seed=seed), **{k: v for k, v in part('run').items() if k in RUN_FIELDS})
 
-# %% ../nbs/09_runs.ipynb #8b7a4fc9
+# %% ../nbs/09_runs.ipynb #51e28995
 def spec_params(ns: dict) -> dict:
     "The run parameters among the names in `ns`: a notebook's `globals()` after its parameters cell, for `run_spec(**spec_params(globals()))`."
     return {k: ns[k] for k in run_params() if k in ns}
 
-# %% ../nbs/09_runs.ipynb #492897a4
+# %% ../nbs/09_runs.ipynb #ef9505b3
 #: The record schema's version: records without it, or with another, are rebuilt (run again), not read.
 SCHEMA = 1
 
@@ -189,7 +191,7 @@ def check_record(rec: dict, where: str = 'this record') -> dict:
                          "(run its notebook or sweep again; finished runs of other settings are skipped).")
     return rec
 
-# %% ../nbs/09_runs.ipynb #4adfdec4
+# %% ../nbs/09_runs.ipynb #27179115
 def store_images(src: StoreSource, test: ImageSet, dataset: str, root=None, cache=None, device='auto', progress: bool = True,
                  accelerator=None) -> tuple[ImageSet, dict]:
     "The store of `src` for `dataset` (made if needed) as images, and what its manifest says was used."
@@ -208,7 +210,7 @@ def store_images(src: StoreSource, test: ImageSet, dataset: str, root=None, cach
                                images=f"{dataset}/corpus (img2img sources)" if sp['strength'] is not None else None))
     return images, used | dict(_store=folder)
 
-# %% ../nbs/09_runs.ipynb #a53be69a
+# %% ../nbs/09_runs.ipynb #82be3aab
 def baseline_images(src: BaselineSource, ctx: Context, tid: str, cache=None, main: bool = True) -> tuple[ImageSet, object, dict]:
     "The images of baseline `src` (cached by content; a generator method's hook instead) and what was used."
     hp, method = src.params, src.method
@@ -232,7 +234,17 @@ def baseline_images(src: BaselineSource, ctx: Context, tid: str, cache=None, mai
                                images=f"{ctx.dataset}/{hp.get('real_split', 'train')}" if method == 'd4m' else ('one photograph' if method == 'one_image' else None)))
     return images, hook, used
 
-# %% ../nbs/09_runs.ipynb #f991d8c8
+# %% ../nbs/09_runs.ipynb #aa57c392
+def _record_head(spec, tmeta, teacher_acc, acc) -> dict:
+    "The part of a record every run has: the spec, the method, the teacher as loaded (its sidecar), the student's KD knobs, provenance."
+    src, ds = spec.source, spec.teacher.dataset
+    return dict(schema=SCHEMA, spec=spec.to_dict(), dataset=ds, method=spec.method, source=src.kind,
+                uses_real_images=spec.method in USES_REAL or getattr(src, 'strength', None) is not None,
+                teacher=tmeta['arch'], teacher_epochs=tmeta['epochs'], teacher_epoch=tmeta['epoch'], teacher_seed=tmeta['seed'],
+                teacher_key=teacher_id(tmeta), teacher_acc=teacher_acc, student=spec.kd.student, seed=spec.kd.seed, epochs=spec.kd.epochs,
+                batch_size=spec.kd.batch_size, lr=spec.kd.lr, temperature=spec.kd.temperature,
+                real_data=dict(teacher=f"{ds}/{spec.teacher.split}", test=f"{ds}/test"), device=str(acc.device), processes=acc.num_processes)
+
 def _teacher(spec, root, cache, device, keep_epochs, progress, acc):
     test = load_dataset(spec.teacher.dataset, 'test', root=root)
     tnet, tmeta = get_teacher(spec.teacher, epoch=spec.teacher_epoch, root=root, cache=cache, device=device, keep_epochs=keep_epochs, progress=progress)
@@ -245,7 +257,22 @@ def _scratch(spec, root, cache, device, progress):
     cfg = dataclasses.replace(spec.teacher, arch=spec.kd.student, seed=spec.kd.seed)
     return get_teacher(cfg, root=root, cache=cache, device=device, progress=progress)
 
-# %% ../nbs/09_runs.ipynb #00254e44
+# %% ../nbs/09_runs.ipynb #36ad060a
+def _images(spec, test, tnet, tmeta, tid, root, cache, device, progress, acc):
+    "The training images of `spec`'s source (or a generator method's hook) and what was used."
+    src, ds, main = spec.source, spec.teacher.dataset, acc.is_main_process
+    if src.kind == 'store':
+        images, used = store_images(src, test, ds, root, cache, device, progress, acc if acc.num_processes > 1 else None)
+        return images, None, used
+    if src.kind == 'real':
+        images = load_dataset(ds, src.split, root=root)
+        return (ImageSet(images.images, images.labels, images.classes, images.name, images.split), None,
+                dict(synthesis_seconds=0.0, real_data=dict(images=f"{ds}/{src.split}")))
+    ctx = Context(teacher=tnet, tmeta=tmeta, test=test, dataset=ds, root=root, cache=cache, device=device, kd_device=acc.device,
+                  seed=src.seed, progress=progress and main, kd=spec.kd)
+    return baseline_images(src, ctx, tid, cache, main)
+
+# %% ../nbs/09_runs.ipynb #82c5218a
 def run(spec: RunSpec,                # what to run
         root=None,                    # data root (None: $DMKD_DATA or data/)
         cache=None,                   # cache root (None: $DMKD_CACHE or data/cache)
@@ -262,24 +289,11 @@ def run(spec: RunSpec,                # what to run
     test, tnet, tmeta, teacher_acc, test_feats = _teacher(spec, root, cache, device, keep_epochs, progress, acc)
     tid, src, method, ds = teacher_id(tmeta), spec.source, spec.method, spec.teacher.dataset
     times['teacher'] = round(time.time() - t0, 2)
-    rec = dict(schema=SCHEMA, spec=spec.to_dict(), dataset=ds, method=method, source=src.kind,
-               uses_real_images=method in USES_REAL or getattr(src, 'strength', None) is not None,
-               teacher=tmeta['arch'], teacher_epochs=tmeta['epochs'], teacher_epoch=tmeta['epoch'], teacher_seed=tmeta['seed'],
-               teacher_key=tid, teacher_acc=teacher_acc, student=spec.kd.student, seed=spec.kd.seed, epochs=spec.kd.epochs,
-               batch_size=spec.kd.batch_size, lr=spec.kd.lr, temperature=spec.kd.temperature,
-               real_data=dict(teacher=f"{ds}/{spec.teacher.split}", test=f"{ds}/test"), device=str(acc.device), processes=acc.num_processes) | dict(labels or {})
+    rec = _record_head(spec, tmeta, teacher_acc, acc) | dict(labels or {})
     models = dict(teacher=tnet)
     if method in ('teacher', 'scratch'): return _reference(spec, rec, models, times, root, cache, device, progress, record, reports, main)
-    t0 = time.time(); hook = None
-    if src.kind == 'store':
-        images, used = store_images(src, test, ds, root, cache, device, progress, acc if acc.num_processes > 1 else None)
-    elif src.kind == 'real':
-        images = load_dataset(ds, src.split, root=root); images = ImageSet(images.images, images.labels, images.classes, images.name, images.split)
-        used = dict(synthesis_seconds=0.0, real_data=dict(images=f"{ds}/{src.split}"))
-    else:
-        ctx = Context(teacher=tnet, tmeta=tmeta, test=test, dataset=ds, root=root, cache=cache, device=device, kd_device=acc.device,
-                      seed=src.seed, progress=progress and main, kd=spec.kd)
-        images, hook, used = baseline_images(src, ctx, tid, cache, main)
+    t0 = time.time()
+    images, hook, used = _images(spec, test, tnet, tmeta, tid, root, cache, device, progress, acc)
     times['synthesis'] = round(time.time() - t0, 2)
     rec['real_data'] |= {k: v for k, v in used.pop('real_data').items() if v}
     store = used.pop('_store', None); rec |= used
@@ -309,7 +323,7 @@ def run(spec: RunSpec,                # what to run
     shown = images.images[torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:40]] if hook is None else hook.sample(40)
     return _finish(rec | dict(seconds=times), record and main, reports, models, shown, store)
 
-# %% ../nbs/09_runs.ipynb #0f0b2516
+# %% ../nbs/09_runs.ipynb #ba45a129
 def _reference(spec, rec, models, times, root, cache, device, progress, record, reports, main):
     "The reference rows: the teacher itself, or the student trained from scratch on the real train split."
     if spec.method == 'teacher':
@@ -329,7 +343,7 @@ def _finish(rec, record, reports, models, images=None, store=None) -> dict:
         rec['record'] = str(write_record(rec, Path(reports) / 'results' if reports else None, kind='run'))
     return rec | dict(_models=models, _images=images, _store=store)
 
-# %% ../nbs/09_runs.ipynb #b7f5e51f
+# %% ../nbs/09_runs.ipynb #e94a68f4
 import argparse, sys
 import yaml
 
@@ -354,6 +368,7 @@ def run_parser(method: str = 'diffusion', prog: str = 'dmkd_run') -> argparse.Ar
     ap.add_argument('--quiet', action='store_true', help='no progress output')
     return ap
 
+# %% ../nbs/09_runs.ipynb #4cbb4604
 def _method_flags(method: str, rest: list[str]) -> dict:
     "A baseline's own parameters given as flags (`--ngf 16`, `--n-aug=4`), typed by their defaults."
     if method not in METHODS: raise ValueError(f"Unrecognised arguments for {method}: {' '.join(rest)} (--help lists the options).")
@@ -371,6 +386,7 @@ def _method_flags(method: str, rest: list[str]) -> dict:
         out[name] = yaml.safe_load(val) if d is None or isinstance(d, (bool, dict, list, tuple)) else type(d)(val)
     return out
 
+# %% ../nbs/09_runs.ipynb #17dfa207
 def run_cli(argv: list[str] | None = None, method: str = 'diffusion', prog: str = 'dmkd_run') -> dict:
     "Parse `argv` (default: the command line), run the spec, print a one-line summary; returns the record."
     args, rest = run_parser(method, prog).parse_known_args(sys.argv[1:] if argv is None else argv)
@@ -383,6 +399,7 @@ def run_cli(argv: list[str] | None = None, method: str = 'diffusion', prog: str 
               f"{rec.get('synthesis_seconds') or 0:.1f}s, KD {rec.get('kd_seconds') or 0:.1f}s  -> {rec.get('record')}")
     return rec
 
+# %% ../nbs/09_runs.ipynb #e055aac5
 def run_main():
     "`dmkd_run`: run one spec from the command line."
     run_cli()
@@ -395,6 +412,6 @@ def baseline_main():
     "`dmkd_baseline`: `dmkd_run` with `--method` defaulting to deepinversion."
     run_cli(method='deepinversion', prog='dmkd_baseline')
 
-# %% ../nbs/09_runs.ipynb #a3e1b971
+# %% ../nbs/09_runs.ipynb #d533b729
 #| eval: false
 if __name__ == '__main__': run_main()     # python -m dmkd.runs (e.g. under accelerate launch)

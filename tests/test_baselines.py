@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from conftest import bin_path, shared_cache, tiny_teacher
-from dmkd.baselines import GeneratorHook, disagreement
+from dmkd.datafree import GeneratorHook
+from dmkd.inversion import disagreement
 from dmkd.data import ImageSet, load_dataset
 from dmkd.distill import KDConfig, distill_student
 

@@ -1,10 +1,10 @@
-"""The module order of the design (`nbs/NN_<module>.ipynb`): a module imports only modules numbered below it, and every
+"""The module order of the design (`nbs/NN_<module>.ipynb`, `NNa_` before `NNb_`): a module imports only modules numbered below it, and every
 import of a dmkd module is at the top of its file (none inside a function, where it could dodge that order)."""
 import ast, re
 
 from conftest import NBS, ROOT
 
-ORDER = [m.group(1) for f in sorted(NBS.glob('[0-9][0-9]_*.ipynb')) if (m := re.match(r'\d\d_(\w+)\.ipynb$', f.name))]
+ORDER = [m.group(1) for f in sorted(NBS.glob('[0-9][0-9]*_*.ipynb')) if (m := re.match(r'\d\d[a-z]?_(\w+)\.ipynb$', f.name))]
 
 
 def _dmkd_imports(tree):
@@ -18,7 +18,7 @@ def _dmkd_imports(tree):
 
 
 def test_modules_import_only_modules_below_them_at_the_top():
-    assert ORDER[:3] == ['core', 'data', 'models'] and 'runs' in ORDER and 'experiments' in ORDER, ORDER
+    assert ORDER[:3] == ['core', 'data', 'models'] and ORDER.index('inversion') < ORDER.index('baselines') < ORDER.index('runs') < ORDER.index('experiments'), ORDER
     problems = []
     for name in ORDER:
         tree = ast.parse((ROOT / 'dmkd' / f'{name}.py').read_text())

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from conftest import bin_path
 
-ARGS = ['--dataset', 'digits', '--arch', 'resnet8', '--epochs', '4', '--lr', '0.1', '--device', 'cpu']
+ARGS = ['--dataset', 'digits', '--teacher', 'resnet8', '--epochs', '4', '--lr', '0.1', '--device', 'cpu']
 
 
 def run(cache, *extra, **kw):
@@ -63,10 +63,10 @@ def test_kill_mid_epoch_then_resume(tmp_path):
 
 
 def test_cli_errors(tmp_path):
-    bad = subprocess.run([bin_path('dmkd_train_teacher'), '--arch', 'resnet99', '--cache', str(tmp_path)], capture_output=True, text=True)
+    bad = subprocess.run([bin_path('dmkd_train_teacher'), '--teacher', 'resnet99', '--cache', str(tmp_path)], capture_output=True, text=True)
     assert bad.returncode != 0 and "Unknown model 'resnet99'. Valid keys:" in bad.stderr and 'vgg11' in bad.stderr
     miss = subprocess.run([bin_path('dmkd_train_teacher'), '--dataset', 'cifar10', '--root', str(tmp_path), '--cache', str(tmp_path)],
                           capture_output=True, text=True)
     assert miss.returncode != 0 and f"was not found in {tmp_path / 'cifar10'}" in miss.stderr and 'download=True' in miss.stderr
     helptext = subprocess.run([bin_path('dmkd_train_teacher'), '--help'], capture_output=True, text=True).stdout
-    for opt in ('--dataset', '--arch', '--epochs', '--keep_epochs', '--root', '--cache', '--device'): assert opt in helptext
+    for opt in ('--dataset', '--teacher', '--epochs', '--keep_epochs', '--root', '--cache', '--device'): assert opt in helptext
