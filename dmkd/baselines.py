@@ -145,7 +145,7 @@ def check_hparams(method: str, hparams: dict) -> dict:
         raise FileNotFoundError(f"One-Image source image not found at {hparams['image']}: pass image= an existing image file (default: matplotlib's sample photograph).")
     return full | hparams
 
-# %% ../nbs/07d_baselines.ipynb #632a984d
+# %% ../nbs/07d_baselines.ipynb #a512a86a
 #: One line per method parameter: a name means the same in every method that takes it, so it is written once.
 PARAM_DOCS = dict(
     n_per_class='images per class (an image bank) or per KD epoch (a generator method)',

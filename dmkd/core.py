@@ -106,7 +106,7 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
     if schedule == 'step': return 0.1 ** ((p >= 0.5) + (p >= 0.75))
     return 1.0
 
-# %% ../nbs/00_core.ipynb #a6100e3d
+# %% ../nbs/00_core.ipynb #37f55d78
 _ACCELERATOR = None
 
 def get_accelerator(device='auto'):

@@ -234,7 +234,7 @@ def overall(verdicts) -> str:
     if all(v == 'within noise' for v in verdicts): return 'within noise'
     return 'partly' if 'yes' in verdicts else 'no'
 
-# %% ../nbs/10_experiments.ipynb #7ead6e8a
+# %% ../nbs/10_experiments.ipynb #3420f5da
 def subset_imagefolder(src: str | Path, dst: str | Path, train: int = 300, test: int = 100) -> Path:
     "Link the first `train`/`test` images (sorted names) of each class of ImageFolder tree `src` into `dst`; returns `dst`."
     src, dst = Path(src), Path(dst)

@@ -98,7 +98,7 @@ def resume(state_path: Path | None, key: str | None, model, opt, sched, acc) -> 
         raise ValueError(f"{state_path} does not fit this run's model ({str(e)[:200]}); delete {state_path.parent} to start fresh.") from e
     return st['epoch'], st['history']
 
-# %% ../nbs/03_train.ipynb #2566e71f
+# %% ../nbs/03_train.ipynb #a9cff709
 def _epoch_seed(seed: int, epoch: int) -> int: return seed * 1_000_003 + epoch
 
 def fit_classifier(cfg: TrainConfig, train: ImageSet, test: ImageSet | None = None, device='auto',
