@@ -68,10 +68,14 @@ def _where(folder: Path) -> str:
     folder, root = Path(folder).resolve(), project_root()
     return str(folder.relative_to(root.resolve())) if root and folder.is_relative_to(root.resolve()) else str(folder)
 
+def _in_reports(run: dict) -> str:
+    "The run's folder relative to the reports root, as `run.json` keeps it."
+    return str(Path('runs') / run['sweep'] / run['job'] / run['run'])
+
 def _same_parameters(old: dict, run: dict) -> bool:
     "Parameters equal, ignoring the records folder (a moved checkout does not make finished runs stale)."
-    skip = {str(run['folder']), _where(run['folder'])}
-    strip = lambda p: {k: v for k, v in json.loads(json.dumps(p, default=str)).items() if not (isinstance(v, str) and (v in skip or v.startswith('runs/')))}
+    skip = {str(run['folder']), _where(run['folder']), _in_reports(run)}
+    strip = lambda p: {k: v for k, v in json.loads(json.dumps(p, default=str)).items() if not (isinstance(v, str) and v in skip)}
     return strip(old) == strip(run['parameters'])
 
 def run_done(run: dict) -> bool:
@@ -106,7 +110,7 @@ def execute_run(run: dict, threads: int | None = None, timeout: float | None = N
         log(f"FAILED {run['job']}/{run['run']} after {secs}s: see {folder / 'error.log'} and {folder / 'notebook.ipynb'}")
         return dict(run=run['run'], job=run['job'], status='failed', seconds=secs)
     records = sorted(str(p.relative_to(folder)) for p in (folder / 'results').glob('*.json')) if (folder / 'results').exists() else []
-    kept = run['parameters'] | ({folder_key: str(Path('runs') / run['sweep'] / run['job'] / run['run'])} if folder_key else {})  # no absolute path
+    kept = run['parameters'] | ({folder_key: _in_reports(run)} if folder_key else {})  # no absolute path
     write_json(dict(kind='sweep_run', sweep=run['sweep'], job=run['job'], run=run['run'], notebook=run['notebook'],
                     parameters=kept, seconds=secs, threads=threads, records=records), folder / 'run.json')
     log(f"done {run['job']}/{run['run']} in {secs}s ({len(records)} records)")

@@ -234,12 +234,12 @@ def baseline_images(src: BaselineSource, ctx: Context, tid: str, cache=None, mai
                                images=f"{ctx.dataset}/{hp.get('real_split', 'train')}" if method == 'd4m' else ('one photograph' if method == 'one_image' else None)))
     return images, hook, used
 
-# %% ../nbs/09_runs.ipynb #aa57c392
+# %% ../nbs/09_runs.ipynb #57ad0ba5
 def _record_head(spec, tmeta, teacher_acc, acc) -> dict:
     "The part of a record every run has: the spec, the method, the teacher as loaded (its sidecar), the student's KD knobs, provenance."
     src, ds = spec.source, spec.teacher.dataset
     return dict(schema=SCHEMA, spec=spec.to_dict(), dataset=ds, method=spec.method, source=src.kind,
-                uses_real_images=spec.method in USES_REAL or getattr(src, 'strength', None) is not None,
+                uses_real_images=spec.method in USES_REAL,
                 teacher=tmeta['arch'], teacher_epochs=tmeta['epochs'], teacher_epoch=tmeta['epoch'], teacher_seed=tmeta['seed'],
                 teacher_key=teacher_id(tmeta), teacher_acc=teacher_acc, student=spec.kd.student, seed=spec.kd.seed, epochs=spec.kd.epochs,
                 batch_size=spec.kd.batch_size, lr=spec.kd.lr, temperature=spec.kd.temperature,
@@ -272,7 +272,7 @@ def _images(spec, test, tnet, tmeta, tid, root, cache, device, progress, acc):
                   seed=src.seed, progress=progress and main, kd=spec.kd)
     return baseline_images(src, ctx, tid, cache, main)
 
-# %% ../nbs/09_runs.ipynb #82c5218a
+# %% ../nbs/09_runs.ipynb #7e18dc58
 def run(spec: RunSpec,                # what to run
         root=None,                    # data root (None: $DMKD_DATA or data/)
         cache=None,                   # cache root (None: $DMKD_CACHE or data/cache)
@@ -297,6 +297,7 @@ def run(spec: RunSpec,                # what to run
     times['synthesis'] = round(time.time() - t0, 2)
     rec['real_data'] |= {k: v for k, v in used.pop('real_data').items() if v}
     store = used.pop('_store', None); rec |= used
+    rec['uses_real_images'] |= rec.get('strength') is not None     # img2img of real corpus images (the store's own strength)
     check_compatible(tmeta, images, test, ds, labelled=src.kind != 'store' or used['mode'] == 'map')
     if spec.fidelity and hook is None:
         t0 = time.time(); rec |= fidelity(images, test, tnet, seed=src.seed, device=acc.device, real_features=test_feats)
