@@ -5,11 +5,12 @@
 # %% auto #0
 __all__ = ['project_root', 'data_root', 'cache_root', 'reports_root', 'seed_everything', 'get_device', 'config_key',
            'file_digest', 'tensor_digest', 'lr_factor', 'get_accelerator', 'atomic_path', 'write_json', 'read_json',
-           'build_lock', 'save_weights', 'load_weights', 'Registry', 'hyphen_args', 'cli_entry', 'run_id',
-           'git_revision', 'hardware_info', 'write_record', 'read_records']
+           'build_lock', 'DamagedError', 'save_weights', 'load_weights', 'save_state', 'load_state', 'first_bad',
+           'check_finite', 'Registry', 'KnobError', 'knob', 'check_types', 'check_writable', 'hyphen_args', 'cli_entry',
+           'run_id', 'git_revision', 'hardware_info', 'write_record', 'read_records']
 
 # %% ../nbs/00_core.ipynb #b38876e6
-import contextlib, datetime, hashlib, json, math, os, platform, random, subprocess, tempfile, uuid
+import contextlib, dataclasses, datetime, hashlib, io, json, math, os, platform, random, subprocess, tempfile, types, typing, uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -151,6 +152,10 @@ def build_lock(path: str | Path):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + '.lock'): yield
 
+# %% ../nbs/00_core.ipynb #772c2ead
+class DamagedError(ValueError):
+    "A cached file that is truncated or changed since dmkd wrote it; the message names the file and says what to do."
+
 # %% ../nbs/00_core.ipynb #fe9b5ec0
 def save_weights(state: dict[str, torch.Tensor], path: str | Path, meta: dict | None = None) -> Path:
     "Save a state dict to `path` (safetensors) and `meta` to `path` with suffix `.json`, both atomically."
@@ -160,16 +165,53 @@ def save_weights(state: dict[str, torch.Tensor], path: str | Path, meta: dict | 
     write_json({**(meta or {}), 'sha256': file_digest(path)}, path.with_suffix('.json'))
     return path
 
-def load_weights(path: str | Path, expect: dict | None = None, device='cpu') -> tuple[dict, dict]:
-    "Load `(state_dict, meta)` saved by `save_weights`; every `expect` item must equal the sidecar's."
+def load_weights(path: str | Path, expect: dict | None = None, device='cpu', verify: bool = True) -> tuple[dict, dict]:
+    "Load `(state_dict, meta)` saved by `save_weights`: the bytes must match the sidecar's SHA-256 (`verify`), every `expect` item its field."
     path = Path(path); side = path.with_suffix('.json')
     if not path.exists(): raise FileNotFoundError(f"No weights at {path}.")
     meta = read_json(side) if side.exists() else {}
+    fix = f"delete it and {side.name} (dmkd rebuilds a cache entry on its next run), or restore both from a backup"
+    if verify and 'sha256' in meta and file_digest(path) != meta['sha256']:
+        raise DamagedError(f"{path} is damaged: its SHA-256 differs from the one {side.name} recorded when it was written "
+                           f"(truncated or changed since); {fix}.")
     for k, v in (expect or {}).items():
         if k not in meta: raise ValueError(f"{path.name}: sidecar {side.name} has no field {k!r} (expected {v!r}).")
         if _jsonable(meta[k]) != _jsonable(v):
             raise ValueError(f"{path.name} does not match: field {k!r} is {meta[k]!r} in the checkpoint but {v!r} was requested.")
-    return load_file(str(path), device=str(device)), meta
+    try: return load_file(str(path), device=str(device)), meta
+    except Exception as e: raise DamagedError(f"{path} cannot be read as safetensors ({type(e).__name__}: {e}); {fix}.") from e
+
+# %% ../nbs/00_core.ipynb #56c4482a
+_STATE_MAGIC = b'dmkdsha2'
+
+def save_state(state: dict, path: str | Path) -> Path:
+    "`torch.save` `state` to `path` atomically, followed by its SHA-256 (read it back with `load_state`)."
+    buf = io.BytesIO(); torch.save(state, buf); data = buf.getbuffer()
+    with atomic_path(path) as tmp:
+        with open(tmp, 'wb') as f: f.write(data); f.write(_STATE_MAGIC + hashlib.sha256(data).digest())
+    return Path(path)
+
+def load_state(path: str | Path, device='cpu') -> dict:
+    "The checkpoint `save_state` wrote to `path` (tensors only, `weights_only`), after verifying its checksum."
+    path = Path(path); raw = path.read_bytes()
+    fix = f"delete it to restart that run from its first epoch (or delete {path.parent} to rebuild it entirely)"
+    if len(raw) < 40 or raw[-40:-32] != _STATE_MAGIC or hashlib.sha256(memoryview(raw)[:-40]).digest() != raw[-32:]:
+        raise DamagedError(f"The checkpoint {path} is damaged (truncated, changed, or not written by this dmkd); {fix}.")
+    try: return torch.load(io.BytesIO(memoryview(raw)[:-40]), map_location=device, weights_only=True)
+    except Exception as e: raise DamagedError(f"The checkpoint {path} cannot be loaded ({type(e).__name__}: {str(e)[:200]}); {fix}.") from e
+
+# %% ../nbs/00_core.ipynb #58e62a43
+def first_bad(bad: torch.Tensor, loss: torch.Tensor, step: int) -> torch.Tensor:
+    "`bad` (the first optimiser step whose loss was not finite, -1 while none) updated with `loss` at `step`; no device sync."
+    return torch.where((bad < 0) & ~torch.isfinite(loss.detach()), step, bad)
+
+def check_finite(bad: torch.Tensor | int, what: str, epoch: int | None = None, hint: str = ''):
+    "Raise `FloatingPointError` naming `what`, the step (and `epoch`) when `bad` (from `first_bad`) holds a step."
+    step = int(bad)
+    if step >= 0:
+        where = f"optimiser step {step}" + (f" (epoch {epoch})" if epoch is not None else '')
+        raise FloatingPointError(f"The {what} loss was not finite at {where}: the run is stopped before saving anything "
+                                 f"after it, and no results record is written. {hint}".strip())
 
 # %% ../nbs/00_core.ipynb #fca16d1e
 class Registry(dict):
@@ -182,6 +224,51 @@ class Registry(dict):
     def __missing__(self, key):
         raise KeyError(f"Unknown {self.kind} {key!r}. Valid keys: {', '.join(sorted(self))}.")
     def __repr__(self): return f"Registry({self.kind}: {', '.join(sorted(self))})"
+
+# %% ../nbs/00_core.ipynb #c40998da
+class KnobError(ValueError):
+    "A bad value of the knob `name`: `problem` says what is wrong and what is valid."
+    def __init__(self, name: str, problem: str):
+        self.name, self.problem = name, problem
+        super().__init__(f"{name} {problem}")
+    def renamed(self, name: str) -> 'KnobError':
+        "The same error for the knob's name at the caller (e.g. `teacher_epochs` for `TrainConfig.epochs`)."
+        return KnobError(name, self.problem)
+
+def knob(name: str, ok: bool, problem: str):
+    "Raise `KnobError(name, problem)` unless `ok`."
+    if not ok: raise KnobError(name, problem)
+
+# %% ../nbs/00_core.ipynb #88b90d1b
+def _fits(v, t) -> bool:
+    if t is Any: return True
+    if typing.get_origin(t) in (typing.Union, types.UnionType): return any(_fits(v, a) for a in typing.get_args(t))
+    if t is type(None): return v is None
+    if t is float: return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+    if t is int: return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+    return isinstance(v, typing.get_origin(t) or t)
+
+def _type_name(t) -> str:
+    if typing.get_origin(t) in (typing.Union, types.UnionType): return ' or '.join(map(_type_name, typing.get_args(t)))
+    return 'None' if t is type(None) else getattr(typing.get_origin(t) or t, '__name__', str(t))
+
+def check_types(obj) -> None:
+    "Raise a `KnobError` for the first field of dataclass `obj` whose value does not fit its annotation."
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        knob(f.name, _fits(v, hints[f.name]), f"must be {_type_name(hints[f.name])}, got {v!r} ({type(v).__name__}).")
+
+# %% ../nbs/00_core.ipynb #d221f4b8
+def check_writable(folder: str | Path, what: str = 'records', fix: str = '') -> Path:
+    "Make `folder` if needed and check a file can be written in it; else an error naming it (and `fix`)."
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix='.write-check-'): pass
+    except OSError as e:
+        raise PermissionError(f"Cannot write {what} to {folder} ({type(e).__name__}: {e.strerror or e}). {fix}".strip()) from e
+    return folder
 
 # %% ../nbs/00_core.ipynb #c9effd7f
 def hyphen_args(argv: list[str]) -> list[str]:

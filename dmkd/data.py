@@ -223,6 +223,10 @@ def load_imagefolder(split='train', root=None, size: int | None = None, cache: s
     if not classes: raise FileNotFoundError(f"{train_dir} has no class sub-folders.")
     extra = sorted({p.name for p in folder.iterdir() if p.is_dir()} - set(classes))
     if extra: raise ValueError(f"{folder} has class folders that {train_dir} lacks: {', '.join(extra)}.")
+    empty = [c for c in classes if not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in (train_dir / c).rglob('*'))]
+    if empty: raise ValueError(f"Class folder{'s' * (len(empty) > 1)} {', '.join(empty)} under {train_dir} hold{'s' * (len(empty) == 1)} no images "
+                               f"({', '.join(IMAGE_EXTENSIONS)}): a teacher would get an output for a class it never saw. "
+                               "Add its images, or move the folder out of the tree.")
     files, labels = _list_images(folder, classes)
     if not files: raise FileNotFoundError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) under {folder}.")
     stats = [(str(f.relative_to(folder)), *(lambda s: (s.st_size, s.st_mtime_ns))(f.stat())) for f in files]
@@ -232,7 +236,7 @@ def load_imagefolder(split='train', root=None, size: int | None = None, cache: s
         try:
             sd, meta = load_weights(path, expect=dict(key=key))
             return ImageSet(sd['images'], sd['labels'], meta['classes'], 'imagefolder', split, tuple(meta['mean']), tuple(meta['std']))
-        except Exception as e: warnings.warn(f"Ignoring unreadable cache {path} ({e}); decoding again.")
+        except Exception as e: warnings.warn(f"Decoding {root.name}/{folder.name} again and replacing its cache: {e}")
     from tqdm.auto import tqdm
     with ThreadPoolExecutor(workers or os.cpu_count() or 1) as ex:
         ims = list(tqdm(ex.map(lambda f: _decode(f, size), files, chunksize=256), total=len(files),

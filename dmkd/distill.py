@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 
 import dmkd
-from .core import atomic_path, cache_root, config_key, get_accelerator, lr_factor, seed_everything
+from .core import atomic_path, cache_root, check_finite, config_key, first_bad, get_accelerator, knob, lr_factor, save_state, seed_everything
 from .data import BatchAugment, ImageSet, batch_indices
 from .models import MODELS, Classifier, get_model
-from .train import evaluate, resume, sgd_schedule
+from .train import check_optim, check_optim_fields, evaluate, resume, sgd_schedule
 
 # %% ../nbs/06_distill.ipynb #e3ccc854
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 4.0,
@@ -54,17 +54,11 @@ class KDConfig:
     seed: int = 0                   # seed for initialisation, order and augmentation
 
     def __post_init__(self):
-        if self.student not in MODELS: MODELS[self.student]           # raises, listing the valid keys
-        if self.epochs < 1: raise ValueError(f"epochs must be at least 1, got {self.epochs}.")
-        if self.batch_size < 1: raise ValueError(f"batch_size must be at least 1, got {self.batch_size}.")
-        if not self.lr > 0: raise ValueError(f"lr must be positive, got {self.lr}.")
-        if not self.temperature > 0: raise ValueError(f"temperature must be > 0, got {self.temperature}.")
-        if self.ce_weight < 0: raise ValueError(f"ce_weight must be >= 0, got {self.ce_weight}.")
-        if self.teacher_cache < 0: raise ValueError(f"teacher_cache must be >= 0 (0 switches it off), got {self.teacher_cache}.")
-        if self.precision not in ('auto', 'bf16', 'fp32'): raise ValueError(f"Unknown precision {self.precision!r}: use auto, bf16 or fp32.")
-        if self.schedule not in ('cosine', 'step', 'constant'): raise ValueError(f"Unknown schedule {self.schedule!r}: use cosine, step or constant.")
-        if self.augment != 'auto' and self.augment not in BatchAugment.kinds:
-            raise ValueError(f"Unknown augment {self.augment!r}: use 'auto' or one of {', '.join(BatchAugment.kinds)}.")
+        check_optim(self); check_optim_fields(self, 'student')
+        knob('temperature', self.temperature > 0, f"must be > 0, got {self.temperature}.")
+        knob('ce_weight', self.ce_weight >= 0, f"must be >= 0, got {self.ce_weight}.")
+        knob('teacher_cache', self.teacher_cache >= 0, f"must be >= 0 (0 switches it off), got {self.teacher_cache}.")
+        knob('precision', self.precision in ('auto', 'bf16', 'fp32'), f"must be auto, bf16 or fp32, got {self.precision!r}.")
 
     def to_dict(self) -> dict: return asdict(self)
     def key(self, teacher_key: str = '', data_digest: str = '') -> str:
@@ -178,7 +172,7 @@ def distill_student(cfg: KDConfig, teacher: Classifier, images: ImageSet, test: 
         student.train(); t0 = time.time()
         g = torch.Generator(dev).manual_seed(_epoch_seed(cfg.seed, epoch))
         batches = batch_indices(len(train_d), cfg.batch_size * world, seed=_epoch_seed(cfg.seed, epoch), device=dev)
-        tot_loss = torch.zeros((), device=dev); agree = torch.zeros((), device=dev); seen = 0
+        tot_loss = torch.zeros((), device=dev); agree = torch.zeros((), device=dev); seen = 0; bad = torch.full((), -1, device=dev)
         bar = tqdm(batches, desc=f'KD {cfg.student} epoch {epoch + 1}/{cfg.epochs}', leave=False,
                    disable=not progress or not acc.is_main_process, mininterval=1)
         for idx in bar:
@@ -192,8 +186,9 @@ def distill_student(cfg: KDConfig, teacher: Classifier, images: ImageSet, test: 
                 with torch.no_grad(), autocast(): t = teacher(x).float()
             with autocast(): s = forward(x)
             loss = kd_loss(s, t, cfg.temperature, cfg.ce_weight)
-            opt.zero_grad(set_to_none=True); acc.backward(loss); opt.step(); sched.step(); step += 1
+            opt.zero_grad(set_to_none=True); acc.backward(loss); opt.step(); sched.step(); bad = first_bad(bad, loss, step); step += 1
             tot_loss += loss.detach() * len(idx); agree += (s.detach().argmax(1) == t.argmax(1)).sum(); seen += len(idx)
+        check_finite(bad, 'KD', epoch + 1, f"Check the teacher (is it finite on these images?) and lr (now {cfg.lr}).")
         if world > 1:
             tot_loss, agree = acc.reduce(tot_loss, 'sum'), acc.reduce(agree, 'sum')
             seen = int(acc.reduce(torch.tensor(seen, device=dev), 'sum'))
@@ -207,9 +202,8 @@ def distill_student(cfg: KDConfig, teacher: Classifier, images: ImageSet, test: 
             print(f"epoch {epoch + 1:3d}/{cfg.epochs}  kd loss {rec['kd_loss']:.4f}  agreement {rec['train_agreement']:.1f}%  "
                   + (f"test acc {rec['test_acc']:.2f}%  " if test_d is not None else '') + f"{rec['images_per_s']:.0f} img/s  {secs:.1f}s")
         if run_dir and acc.is_main_process:
-            with atomic_path(state_path) as tmp:
-                torch.save(dict(model=acc.unwrap_model(student).state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                                epoch=epoch + 1, history=history, key=key), tmp)
+            save_state(dict(model=acc.unwrap_model(student).state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                            epoch=epoch + 1, history=history, key=key), state_path)
         acc.wait_for_everyone()
     net = acc.unwrap_model(student).eval()
     accs = [h['test_acc'] for h in history if 'test_acc' in h]

@@ -17,20 +17,21 @@ import torch
 import torch.nn.functional as F
 
 import dmkd
-from .core import (Registry, atomic_path, build_lock, cache_root, config_key, file_digest, get_accelerator, get_device, lr_factor,
-                       read_json, seed_everything, tensor_digest, write_json)
-from .data import ImageSet, batch_indices, load_dataset, to_classifier_view
+from .core import (DamagedError, Registry, atomic_path, build_lock, cache_root, check_finite, check_types, config_key, file_digest,
+                       get_accelerator, get_device, knob, load_state, lr_factor, read_json, save_state, seed_everything, tensor_digest, write_json)
+from .data import DATASETS, SPLITS, ImageSet, batch_indices, load_dataset, to_classifier_view
 
 # %% ../nbs/04_generators.ipynb #a855f65b
 SAMPLERS = ('ddpm', 'ddim', 'dpm++')
 
 def check_knobs(guidance_scale: float = 1.0, num_steps: int = 25, sampler: str = 'ddim', strength: float | None = None):
     "Validate the sampling knobs; s must be 0 (unconditional) or at least 1, T at least 1, strength in [0, 1]."
-    if sampler not in SAMPLERS: raise ValueError(f"Unknown sampler {sampler!r}: use one of {', '.join(SAMPLERS)}.")
-    if not (guidance_scale == 0 or guidance_scale >= 1):
-        raise ValueError(f"guidance_scale must be >= 1 (1 = no guidance) or exactly 0 (unconditional), got {guidance_scale}.")
-    if int(num_steps) != num_steps or num_steps < 1: raise ValueError(f"num_steps must be a whole number >= 1, got {num_steps}.")
-    if strength is not None and not 0 <= strength <= 1: raise ValueError(f"strength must lie in [0, 1], got {strength}.")
+    knob('sampler', sampler in SAMPLERS, f"must be one of {', '.join(SAMPLERS)}, got {sampler!r}.")
+    num = lambda v: isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+    knob('guidance_scale', num(guidance_scale) and (guidance_scale == 0 or guidance_scale >= 1),
+         f"must be >= 1 (1 = no guidance) or exactly 0 (unconditional), got {guidance_scale!r}.")
+    knob('num_steps', num(num_steps) and int(num_steps) == num_steps and num_steps >= 1, f"must be a whole number >= 1, got {num_steps!r}.")
+    knob('strength', strength is None or (num(strength) and 0 <= strength <= 1), f"must be None or lie in [0, 1], got {strength!r}.")
 
 # %% ../nbs/04_generators.ipynb #cd2ec90c
 def make_scheduler(sampler: str, config: dict):
@@ -116,17 +117,36 @@ class DDPMConfig:
     p_uncond: float = 0.1                 # probability of training on the null class (for guidance)
     seed: int = 0                         # seed
     size: int | None = None               # training resolution for datasets without a native small form (e.g. 16 for a CPU-sized CIFAR-10 model)
+    data_size: int | None = None          # imagefolder: the square size its images are decoded at (a mixed-size tree; the run's `size`)
 
-    def __post_init__(self): self.block_out_channels = tuple(self.block_out_channels)
+    def __post_init__(self):
+        if isinstance(self.block_out_channels, list): self.block_out_channels = tuple(self.block_out_channels)
+        check_types(self)
+        knob('dataset', self.dataset in DATASETS, f"must be a dataset key, got {self.dataset!r}. Valid keys: {', '.join(sorted(DATASETS))}.")
+        knob('split', self.split in SPLITS, f"must be one of {', '.join(SPLITS)}, got {self.split!r}.")
+        knob('block_out_channels', len(self.block_out_channels) >= 1 and all(isinstance(c, int) and c >= 1 for c in self.block_out_channels),
+             f"must be one or more positive channel counts, got {self.block_out_channels!r}.")
+        for name in ('layers_per_block', 'num_train_timesteps', 'steps', 'batch_size'):
+            knob(name, getattr(self, name) >= 1, f"must be at least 1, got {getattr(self, name)}.")
+        knob('beta_schedule', self.beta_schedule in ('linear', 'scaled_linear', 'squaredcos_cap_v2'),
+             f"must be linear, scaled_linear or squaredcos_cap_v2, got {self.beta_schedule!r}.")
+        knob('prediction_type', self.prediction_type in ('v_prediction', 'epsilon'), f"must be v_prediction or epsilon, got {self.prediction_type!r}.")
+        knob('lr', self.lr > 0, f"must be positive, got {self.lr}.")
+        knob('ema_decay', 0 <= self.ema_decay < 1, f"must lie in [0, 1), got {self.ema_decay}.")
+        knob('p_uncond', 0 <= self.p_uncond < 1, f"must lie in [0, 1), got {self.p_uncond}.")
+        knob('size', self.size is None or self.size >= 4, f"must be None or at least 4 pixels, got {self.size}.")
+        knob('data_size', self.data_size is None or self.dataset == 'imagefolder', f"is for imagefolder trees only, got {self.data_size} for {self.dataset!r}.")
     def to_dict(self) -> dict: return asdict(self)
     def key(self, data_digest: str = '') -> str:
         d = self.to_dict()
-        if d['size'] is None: del d['size']      # keys of configs made before `size` existed stay valid
+        for k in ('size', 'data_size'):
+            if d[k] is None: del d[k]            # keys of configs made before these fields existed stay valid
         return config_key(dict(d, data=data_digest))
 
     def load_data(self, root=None) -> ImageSet:
         "The images this DDPM trains on: its dataset's `split`, native (digits) or resized to `size`."
-        data = load_dataset(self.dataset, self.split, root=root, **(dict(native=True) if self.native and self.dataset == 'digits' else {}))
+        kw = dict(native=True) if self.native and self.dataset == 'digits' else dict(size=self.data_size) if self.data_size else {}
+        data = load_dataset(self.dataset, self.split, root=root, **kw)
         if self.size and self.size != data.shape[-1]:
             x = F.interpolate(data.images.float(), size=(self.size, self.size), mode='bilinear', antialias=True)
             data = ImageSet(x.round().clamp(0, 255).to(torch.uint8), data.labels, data.classes, data.name, data.split)
@@ -225,7 +245,7 @@ class DDPMGenerator(Generator):
         for k, v in (expect or {}).items():
             if meta.get(k) != v: raise ValueError(f"Generator in {folder} does not match: field {k!r} is {meta.get(k)!r}, expected {v!r}.")
         if file_digest(folder / 'diffusion_pytorch_model.safetensors') != meta['weights_sha256']:
-            raise ValueError(f"{folder / 'diffusion_pytorch_model.safetensors'} does not match its recorded checksum; delete {folder} to retrain.")
+            raise DamagedError(f"{folder / 'diffusion_pytorch_model.safetensors'} does not match its recorded checksum; delete {folder} to retrain.")
         unet = UNet2DModel.from_pretrained(folder, use_safetensors=True)
         return cls(unet, meta['noise_config'], meta['classes'], meta, device)
 
@@ -253,7 +273,7 @@ def train_ddpm(cfg: DDPMConfig, data: ImageSet | None = None, cache=None, device
     step, losses, t_train = 0, [], 0.0
     state = run / 'state.pt'
     if state.exists():
-        st = torch.load(state, map_location=dev, weights_only=True)
+        st = load_state(state, dev)
         if st.get('key') != key: raise ValueError(f"{state} belongs to another run; delete {run} to start fresh.")
         acc.unwrap_model(unet).load_state_dict(st['unet']); ema.load_state_dict(st['ema']); opt.load_state_dict(st['opt'])
         sched.load_state_dict(st['sched']); step, losses, t_train = st['step'], st['losses'], st['seconds']
@@ -278,11 +298,11 @@ def train_ddpm(cfg: DDPMConfig, data: ImageSet | None = None, cache=None, device
         opt.zero_grad(set_to_none=True); acc.backward(loss); opt.step(); sched.step()
         ema.update_parameters(acc.unwrap_model(unet)); step += 1
         losses.append(round(loss.item(), 5)); bar.update(1)
+        if not math.isfinite(losses[-1]): check_finite(step - 1, 'DDPM', None, f"Lower lr (now {cfg.lr}); the checkpoint of step {step - step % save_every} is kept.")
         if step % 50 == 0: bar.set_postfix(loss=f'{np.mean(losses[-50:]):.4f}')
         if (step % save_every == 0 or step == end) and acc.is_main_process:
-            with atomic_path(state) as tmp:
-                torch.save(dict(unet=acc.unwrap_model(unet).state_dict(), ema=ema.state_dict(), opt=opt.state_dict(), sched=sched.state_dict(),
-                                step=step, losses=losses, seconds=t_train + time.time() - t0, key=key), tmp)
+            save_state(dict(unet=acc.unwrap_model(unet).state_dict(), ema=ema.state_dict(), opt=opt.state_dict(), sched=sched.state_dict(),
+                            step=step, losses=losses, seconds=t_train + time.time() - t0, key=key), state)
     bar.close(); t_train += time.time() - t0
     acc.wait_for_everyone()
     final = copy.deepcopy(acc.unwrap_model(unet)).eval(); final.load_state_dict(ema.module.state_dict())
@@ -297,7 +317,9 @@ def get_ddpm(cfg: DDPMConfig | None = None, cache=None, device='auto', progress:
     "The in-project DDPM of `cfg` (or `DDPMConfig(**kwargs)`) from the cache, training it first if needed."
     cfg = cfg or DDPMConfig(**kwargs)
     data = cfg.load_data(root)
-    out = ddpm_dir(cfg, tensor_digest(data.images, data.labels), cache); out.parent.mkdir(parents=True, exist_ok=True)
+    out = ddpm_dir(cfg, tensor_digest(data.images, data.labels), cache)
+    if (out / 'dmkd.json').exists(): return DDPMGenerator.load(out, device, expect=dict(key=out.name.rsplit('-', 1)[1]))   # read only: no lock
+    out.parent.mkdir(parents=True, exist_ok=True)
     with build_lock(out):   # two processes asking for one generator: one trains, the other then loads it
         if (out / 'dmkd.json').exists(): return DDPMGenerator.load(out, device, expect=dict(key=out.name.rsplit('-', 1)[1]))
         return train_ddpm(cfg, data, cache, device, progress)

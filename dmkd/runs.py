@@ -16,7 +16,8 @@ import torch
 from fastcore.docments import docments
 
 import dmkd
-from .core import cache_root, config_key, get_accelerator, save_weights, tensor_digest, write_record
+from .core import (KnobError, cache_root, check_types, check_writable, config_key, get_accelerator, knob, reports_root, save_weights,
+                       tensor_digest, write_record)
 from .data import ImageSet, load_dataset
 from .models import Classifier
 from .train import TrainConfig, get_teacher, save_classifier
@@ -46,13 +47,16 @@ class StoreSource:
     kind = 'store'
 
     def __post_init__(self):
+        check_types(self)
         check_knobs(self.guidance_scale, self.num_steps, self.sampler, self.strength)
-        if self.n_per_class < 1: raise ValueError(f"n_per_class must be at least 1, got {self.n_per_class}.")
-        if self.mode not in ('map', 'any'): raise ValueError(f"Unknown mode {self.mode!r}: use 'map' or 'any'.")
-        if self.generator not in ('ddpm', 'dit', 'sd'): raise ValueError(f"Unknown generator {self.generator!r}: use ddpm, dit or sd.")
-        known = {f.name for f in dataclasses.fields(DDPMConfig)} - {'dataset', 'size', 'steps'}
+        knob('n_per_class', self.n_per_class >= 1, f"must be at least 1, got {self.n_per_class}.")
+        knob('mode', self.mode in ('map', 'any'), f"must be map or any, got {self.mode!r}.")
+        knob('generator', self.generator in ('ddpm', 'dit', 'sd'), f"must be ddpm, dit or sd, got {self.generator!r}.")
+        known = {f.name for f in dataclasses.fields(DDPMConfig)} - {'dataset', 'size', 'steps', 'data_size'}
         bad = sorted(set(self.ddpm) - known)
-        if bad: raise ValueError(f"ddpm has no field {', '.join(bad)} (size and steps are ddpm_size and ddpm_steps); it takes: {', '.join(sorted(known))}.")
+        knob('ddpm', not bad, f"has no field {', '.join(bad)} (size and steps are ddpm_size and ddpm_steps); it takes: {', '.join(sorted(known))}.")
+        try: DDPMConfig(**ddpm_kwargs(self.ddpm_size, self.ddpm_steps), **self.ddpm)      # the DDPM's own knobs, checked now
+        except KnobError as e: raise e.renamed(dict(size='ddpm_size', steps='ddpm_steps').get(e.name, f'ddpm.{e.name}')) from None
 
 # %% ../nbs/09_runs.ipynb #2cf2934a
 @dataclass
@@ -87,8 +91,9 @@ class RunSpec:
     fidelity: bool = False           # measure the images' fidelity (FD, KID, precision, recall, agreement) in the teacher's feature space
 
     def __post_init__(self):
-        if self.teacher_epoch is not None and not 1 <= self.teacher_epoch <= self.teacher.epochs:
-            raise ValueError(f"teacher_epoch must lie in [1, {self.teacher.epochs}] for a {self.teacher.epochs}-epoch teacher, got {self.teacher_epoch}.")
+        check_types(self)
+        knob('teacher_epoch', self.teacher_epoch is None or 1 <= self.teacher_epoch <= self.teacher.epochs,
+             f"must lie in [1, {self.teacher.epochs}] for a {self.teacher.epochs}-epoch teacher, got {self.teacher_epoch}.")
 
     @property
     def method(self) -> str:
@@ -128,9 +133,9 @@ def run_params() -> dict[str, dict]:
     tdoc, kdoc, sdoc = _field_docs(TrainConfig), _field_docs(KDConfig), _field_docs(StoreSource)
     hint = typing.get_type_hints
     for f in dataclasses.fields(TrainConfig):
-        name = dict(dataset='dataset', arch='teacher').get(f.name, f'teacher_{f.name}')
+        name = dict(dataset='dataset', arch='teacher', size='size').get(f.name, f'teacher_{f.name}')
         doc = dict(arch='teacher architecture key (see `dmkd.models.MODELS`)').get(f.name, tdoc[f.name])
-        n, e = _entry('teacher', name, f, doc if f.name in ('dataset', 'arch') else f"teacher: {doc}")
+        n, e = _entry('teacher', name, f, doc if f.name in ('dataset', 'arch', 'size') else f"teacher: {doc}")
         out[n] = e | dict(type=hint(TrainConfig)[f.name])
     for f in dataclasses.fields(KDConfig):
         if f.name == 'seed': continue
@@ -145,26 +150,37 @@ def run_params() -> dict[str, dict]:
     return out
 
 # %% ../nbs/09_runs.ipynb #e3de0de8
+def _made(target: str, make, *args, **kw):
+    "`make(*args, **kw)`, with a `KnobError` renamed to the field's run-parameter name (`TrainConfig.epochs` is `teacher_epochs`)."
+    try: return make(*args, **kw)
+    except KnobError as e:
+        flat = next((n for n, p in run_params().items() if p['target'] == target and p['field'] == e.name), e.name)
+        raise e.renamed(flat) from None
+
 def run_spec(**params) -> RunSpec:
-    "The `RunSpec` of flat parameters (`run_params()`); `None` means the default. `n_per_class` goes to a baseline's params too."
+    "The `RunSpec` of flat parameters (`run_params()`); `None` means the default. A bad value fails here, named as given."
     P = run_params()
     bad = sorted(set(params) - set(P))
     if bad: raise ValueError(f"Unknown run parameter{'s' * (len(bad) > 1)} {', '.join(bad)}. Valid parameters: {', '.join(P)}.")
     given = {k: v for k, v in params.items() if v is not None}
     part = lambda target: {P[k]['field']: v for k, v in given.items() if P[k]['target'] == target}
     method, seed = given.get('method', 'diffusion'), given.get('seed', 0)
+    knob('seed', isinstance(seed, int) and not isinstance(seed, bool), f"must be int, got {seed!r} ({type(seed).__name__}).")
+    knob('method', isinstance(method, str), f"must be str, got {method!r} ({type(method).__name__}).")
     store = part('store')
-    if method == 'diffusion': source = StoreSource(**store, seed=seed)
+    if method == 'diffusion': source = _made('store', StoreSource, **store, seed=seed)
     else:
         pp, takes = dict(given.get('params') or {}), method_params(method)
-        for k, v in store.items() if method not in ('kd_real', 'teacher', 'scratch') else ():   # rows without images ignore the store's knobs     # a store knob a baseline also has (n_per_class; DDA's and D4M's diffusion knobs) is its parameter
+        for k, v in store.items() if method not in ('kd_real', 'teacher', 'scratch') else ():   # rows without images ignore the store's knobs
+            # a store knob a baseline also has (n_per_class; DDA's and D4M's diffusion knobs) is its parameter
             if k not in takes: raise ValueError(f"{method} does not take {k}; it takes: {', '.join(takes) or 'no parameters'}.")
             if pp.get(k, v) != v: raise ValueError(f"{k}={v} and params {k}={pp[k]} disagree: give one.")
             pp[k] = v
         source = RealSource() if method == 'kd_real' else BaselineSource(method, pp, seed)
     if given.get('params') and source.kind != 'baseline': raise ValueError(f"params= configures a baseline method; {method} takes none.")
-    teacher = TrainConfig(**part('teacher'))
-    return RunSpec(teacher, source, KDConfig(**part('kd'), seed=seed), **{k: v for k, v in part('run').items() if k in RUN_FIELDS})
+    teacher = _made('teacher', TrainConfig, **part('teacher'))
+    kd = _made('kd', KDConfig, **part('kd'), seed=seed)
+    return _made('run', RunSpec, teacher, source, kd, **{k: v for k, v in part('run').items() if k in RUN_FIELDS})
 
 # %% ../nbs/09_runs.ipynb #51e28995
 def spec_params(ns: dict) -> dict:
@@ -193,12 +209,12 @@ def check_record(rec: dict, where: str = 'this record') -> dict:
 
 # %% ../nbs/09_runs.ipynb #27179115
 def store_images(src: StoreSource, test: ImageSet, dataset: str, root=None, cache=None, device='auto', progress: bool = True,
-                 accelerator=None) -> tuple[ImageSet, dict]:
-    "The store of `src` for `dataset` (made if needed) as images, and what its manifest says was used."
+                 accelerator=None, size: int | None = None) -> tuple[ImageSet, dict]:
+    "The store of `src` for `dataset` (decoded at `size`: an imagefolder tree) made if needed, as images, and what its manifest says was used."
     folder = Path(src.store) if src.store else synthesize(
         dataset, src.generator, src.model, src.guidance_scale, src.num_steps, src.sampler, src.strength, src.n_per_class, test.shape[-1],
         test.shape[0], src.seed, src.mode, None, root, cache, device, progress=progress, accelerator=accelerator,
-        generator_kwargs=(ddpm_kwargs(src.ddpm_size, src.ddpm_steps) | src.ddpm) or None)
+        generator_kwargs=(ddpm_kwargs(src.ddpm_size, src.ddpm_steps) | src.ddpm) or None, size=size)
     man = read_manifest(folder); images = load_store(folder); sp = man['spec']; g = sp['generator']
     gcfg = g.get('config') or {}
     used = dict(generator=g['kind'], generator_key=g.get('key'), model=g.get('model'), guidance_scale=sp['guidance_scale'],
@@ -245,8 +261,12 @@ def _record_head(spec, tmeta, teacher_acc, acc) -> dict:
                 batch_size=spec.kd.batch_size, lr=spec.kd.lr, temperature=spec.kd.temperature,
                 real_data=dict(teacher=f"{ds}/{spec.teacher.split}", test=f"{ds}/test"), device=str(acc.device), processes=acc.num_processes)
 
+def _size(spec) -> dict:
+    "The loader option of the run's `size` (an imagefolder tree decoded at one square size), if set."
+    return dict(size=spec.teacher.size) if spec.teacher.size else {}
+
 def _teacher(spec, root, cache, device, keep_epochs, progress, acc):
-    test = load_dataset(spec.teacher.dataset, 'test', root=root)
+    test = load_dataset(spec.teacher.dataset, 'test', root=root, **_size(spec))
     tnet, tmeta = get_teacher(spec.teacher, epoch=spec.teacher_epoch, root=root, cache=cache, device=device, keep_epochs=keep_epochs, progress=progress)
     tnet = tnet.to(acc.device)
     logits, feats = teacher_outputs(tnet, test, device=acc.device)      # one pass: the teacher's accuracy and the real features
@@ -262,10 +282,10 @@ def _images(spec, test, tnet, tmeta, tid, root, cache, device, progress, acc):
     "The training images of `spec`'s source (or a generator method's hook) and what was used."
     src, ds, main = spec.source, spec.teacher.dataset, acc.is_main_process
     if src.kind == 'store':
-        images, used = store_images(src, test, ds, root, cache, device, progress, acc if acc.num_processes > 1 else None)
+        images, used = store_images(src, test, ds, root, cache, device, progress, acc if acc.num_processes > 1 else None, spec.teacher.size)
         return images, None, used
     if src.kind == 'real':
-        images = load_dataset(ds, src.split, root=root)
+        images = load_dataset(ds, src.split, root=root, **_size(spec))
         return (ImageSet(images.images, images.labels, images.classes, images.name, images.split), None,
                 dict(synthesis_seconds=0.0, real_data=dict(images=f"{ds}/{src.split}")))
     ctx = Context(teacher=tnet, tmeta=tmeta, test=test, dataset=ds, root=root, cache=cache, device=device, kd_device=acc.device,
@@ -286,6 +306,8 @@ def run(spec: RunSpec,                # what to run
        ) -> dict:
     "Teacher → images → (fidelity) → KD → the real test split → one record; returns it, with the models under `_models`."
     acc = get_accelerator(device); times = {}; t0 = time.time(); main = acc.is_main_process
+    if record and main: check_writable(Path(reports) / 'results' if reports else reports_root() / 'results', 'results records',
+                                       "Pass reports=<a writable folder> (or set $DMKD_REPORTS); nothing has run yet.")
     test, tnet, tmeta, teacher_acc, test_feats = _teacher(spec, root, cache, device, keep_epochs, progress, acc)
     tid, src, method, ds = teacher_id(tmeta), spec.source, spec.method, spec.teacher.dataset
     times['teacher'] = round(time.time() - t0, 2)

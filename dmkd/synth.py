@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import dmkd
-from .core import atomic_path, cache_root, config_key, file_digest, get_accelerator, read_json, tensor_digest, write_json
+from .core import atomic_path, build_lock, cache_root, config_key, file_digest, get_accelerator, knob, read_json, tensor_digest, write_json
 from .data import ImageSet, load_dataset, show_images
 from .generators import Generator, check_knobs, ddpm_kwargs, get_generator
 
@@ -43,8 +43,8 @@ def store_spec(generator: Generator, target_classes: list[str], n_per_class: int
                class_map: list[int] | None = None, source: str | None = None) -> dict:
     "Everything that decides a store's images; its `config_key` is the store's key."
     check_knobs(guidance_scale, num_steps, sampler, strength)
-    if n_per_class < 1: raise ValueError(f"n_per_class must be at least 1, got {n_per_class}.")
-    if shard_size < 1: raise ValueError(f"shard_size must be at least 1, got {shard_size}.")
+    knob('n_per_class', isinstance(n_per_class, int) and n_per_class >= 1, f"must be a whole number >= 1, got {n_per_class!r}.")
+    knob('shard_size', isinstance(shard_size, int) and shard_size >= 1, f"must be a whole number >= 1, got {shard_size!r}.")
     if mode not in ('map', 'any'): raise ValueError(f"Unknown mode {mode!r}: use 'map' (target classes mapped to generator classes) or 'any'.")
     if mode == 'map':
         class_map = list(class_map) if class_map is not None else (
@@ -106,15 +106,26 @@ def make_store(generator: Generator, folder: str | Path, target_classes: list[st
             diffs = _diff(old.get('spec', {}), json.loads(json.dumps(spec)))
             raise ValueError(f"{folder} holds a store made with other settings ({'; '.join(diffs[:4]) or 'different key'}). "
                              f"Choose another folder, or delete {folder} to start fresh.")
+        if old.get('complete') and all((folder / f"{s['name']}.safetensors").exists() for s in old.get('shards', [])):
+            return folder     # finished: nothing is written (a read-only cache works); load_store verifies every shard
     elif rank == 0:
         folder.mkdir(parents=True, exist_ok=True)
         write_json(dict(key=key, spec=spec, complete=False, created=datetime.datetime.now().isoformat(timespec='seconds'),
                         dmkd_version=dmkd.__version__), man_path)
     if accelerator: accelerator.wait_for_everyone()
     plan = _plan(spec, generator.num_classes)
+    with build_lock(folder):     # one process makes a store; an identical run started meanwhile waits, then finds its shards done
+        _make_shards(generator, folder, spec, plan, source_images, shard_size, rank, world, stop_after, progress)
+        if accelerator: accelerator.wait_for_everyone()
+        if rank == 0: _finalize(folder, plan)
+    return folder
+
+def _make_shards(generator, folder, spec, plan, source_images, shard_size, rank, world, stop_after, progress):
+    from tqdm.auto import tqdm
     mine = [s for s in plan if s['index'] % world == rank]
     todo = [s for s in mine if _shard_done(folder, s['name']) is None]
     if stop_after is not None: todo = todo[:stop_after]
+    guidance_scale, num_steps, sampler, strength = spec['guidance_scale'], spec['num_steps'], spec['sampler'], spec['strength']
     for s in tqdm(todo, desc=f'store {folder.name}', disable=not progress or rank != 0):
         t0 = time.time()
         if source_images is None:
@@ -128,9 +139,7 @@ def make_store(generator: Generator, folder: str | Path, target_classes: list[st
             save_file(dict(images=x.contiguous(), labels=s['labels'].contiguous(), gen_labels=s['gen_labels'].contiguous()), str(tmp))
         write_json(dict(name=s['name'], seed=s['seed'], n=len(x), sha256=file_digest(path), seconds=round(time.time() - t0, 3), process=rank,
                         class_counts=torch.bincount(s['gen_labels'], minlength=generator.num_classes).tolist()), folder / f"{s['name']}.json")
-    if accelerator: accelerator.wait_for_everyone()
-    if rank == 0: _finalize(folder, plan)
-    return folder
+    if progress and rank == 0: print(f"store {folder.name}: made {len(todo)} of {len(plan)} shards here ({len(plan) - len(todo)} were done already)")
 
 def _finalize(folder: Path, plan: list[dict]):
     man = read_json(folder / MANIFEST)
@@ -196,12 +205,12 @@ def synthesize(dataset: str = 'digits', generator: str = 'ddpm', model: str | No
                num_steps: int = 25, sampler: str = 'ddim', strength: float | None = None, n_per_class: int = 100,
                resolution: int | None = 32, channels: int | None = 3, seed: int = 0, mode: str = 'map', out_dir=None,
                root=None, cache=None, device='auto', shard_size: int = 500, progress: bool = True, accelerator=None,
-               gen: Generator | None = None, generator_kwargs: dict | None = None) -> Path:
-    "Make (or finish) the synthetic store of these settings for `dataset`; returns its folder (`generator_kwargs` go to `get_generator`)."
+               gen: Generator | None = None, generator_kwargs: dict | None = None, size: int | None = None) -> Path:
+    "Make (or finish) the synthetic store of these settings for `dataset`; returns its folder (`generator_kwargs` go to `get_generator`, `size` decodes an imagefolder tree)."
     check_knobs(guidance_scale, num_steps, sampler, strength)
-    kw = dict(native=True) if dataset == 'digits' else {}
+    kw = dict(native=True) if dataset == 'digits' else dict(size=size) if size else {}
     target = load_dataset(dataset, 'test', root=root, **kw)
-    gkw = (dict(dataset=dataset, root=root) if generator == 'ddpm' else {}) | dict(generator_kwargs or {})   # the DDPM of this dataset
+    gkw = (dict(dataset=dataset, root=root) | (dict(data_size=size) if size else {}) if generator == 'ddpm' else {}) | dict(generator_kwargs or {})   # the DDPM of this dataset
     gen = gen or get_generator(generator, target.classes, model=model, device=device, cache=cache, **gkw)
     source = None
     if strength is not None:   # SDEdit / img2img of the generator's own corpus images (never the teacher's train split)
@@ -235,6 +244,7 @@ def synthesize_cli(
     mode: str = 'map',              # map (target classes → generator classes) or any (teacher labels freely drawn classes)
     out_dir: str = None,            # store folder (default: data/cache/stores/<settings>)
     shard_size: int = 500,          # images per shard (the unit of resume and of multi-process splitting)
+    size: int = None,               # imagefolder: decode the tree's images at this square size (a tree of mixed sizes)
     ddpm_size: int = None,          # in-project DDPM: train at this resolution (e.g. 16 for CIFAR-10 on a CPU); unset = native/dataset size
     ddpm_steps: int = None,         # in-project DDPM: optimiser steps (unset: its default, 500)
     root: str = None,               # data root
@@ -246,7 +256,7 @@ def synthesize_cli(
     acc = get_accelerator(device)
     folder = synthesize(dataset, generator, model, guidance_scale, num_steps, sampler, strength, n_per_class, resolution, 3, seed, mode,
                         out_dir, root, cache, device, shard_size, progress=not quiet, accelerator=acc if acc.num_processes > 1 else None,
-                        generator_kwargs=ddpm_kwargs(ddpm_size, ddpm_steps) if generator == 'ddpm' else None)
+                        generator_kwargs=ddpm_kwargs(ddpm_size, ddpm_steps) if generator == 'ddpm' else None, size=size)
     if acc.is_main_process:
         man = read_manifest(folder)
         print(f"store {folder}: {man['n_images']} images in {man['n_shards']} shards, {man['synthesis_seconds']:.1f}s of synthesis, key {man['key']}")
