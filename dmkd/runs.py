@@ -336,7 +336,7 @@ def run(spec: RunSpec,                # what to run
                 generator_updates=hook.updates if hook is not None else None, kd_images_per_s=res['images_per_s'], kd_precision=res['precision'],
                 teacher_cache=spec.kd.teacher_cache, teacher_cache_seconds=res['teacher_cache_seconds'], history=res['history'])
     models['student'] = snet
-    if main and res['complete'] and out is not None:
+    if main and res['complete'] and out is not None and not (out / 'model.safetensors').exists():   # a finished student is only read
         save_classifier(snet, out / 'model.safetensors', dict(key=skey, dataset=ds, classes=list(test.classes), accuracy=res['last_acc'],
                                                               teacher_key=tid, config=spec.kd.to_dict(), mean=list(images.mean), std=list(images.std),
                                                               dmkd_version=dmkd.__version__))

@@ -120,7 +120,7 @@ def test_bad_input(tmp_path, store, monkeypatch):
     assert 'temperature must be > 0' in err('--temperature', '0')
     assert 'epochs must be at least 1' in err('--epochs', '0')
     assert "Unknown baseline method 'web'" in err('--method', 'web')
-    assert 'epochs must be at least 1' in err('--teacher_epochs', '0')              # underscores work as hyphens do
+    assert 'teacher_epochs must be at least 1' in err('--teacher_epochs', '0')      # underscores work as hyphens do; the knob named as given
     letters = make_store(DDPMGenerator(build_unet(DDPMConfig(block_out_channels=(32, 32), attention=False), 8, 1, 10),
                                        DDPMConfig().noise_config(), list('abcdefghij'), dict(key='letters'), 'cpu'),
                          tmp_path / 'letters', n_per_class=2, num_steps=2, resolution=32, channels=3, progress=False)

@@ -66,3 +66,54 @@ def test_bad_sweep_file_says_what_to_do(tmp_path):
     with pytest.raises(ValueError, match='has no jobs'): run_sweep(tmp_path / 'bad.yaml')
     (tmp_path / 'bad.yaml').write_text('name: bad\njobs: [{name: a, notebook: missing.ipynb}]\n')
     with pytest.raises(FileNotFoundError, match="Notebook missing.ipynb of job 'a' not found"): run_sweep(tmp_path / 'bad.yaml', reports=tmp_path)
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='children die with the driver through PR_SET_PDEATHSIG, a Linux call')
+def test_driver_killed_alone_takes_its_children_and_counts_once(tmp_path):
+    """kill -9 of the sweep driver alone (not its process group): its papermill child and kernel die with it, and the
+    rerun started at once ends with one record for the run (it ended with two, both listed in run.json)."""
+    cmd = _sweep(tmp_path, [0], x=6.0)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = tmp_path / 'reports/runs/toy/a/x-6_seed0'
+    t0 = time.time()
+    while not list(run.glob('.attempt-*/notebook.ipynb')):            # papermill has started the notebook
+        assert time.time() - t0 < 240 and proc.poll() is None, 'the run did not start'
+        time.sleep(0.2)
+    time.sleep(2.0)                                                    # the kernel is in its sleep
+    proc.kill(); proc.wait(); killed = time.time()
+
+    def children():
+        out = []
+        for p in Path('/proc').iterdir():
+            try: line = (p / 'cmdline').read_bytes().replace(b'\0', b' ').decode()
+            except (OSError, ValueError): continue
+            if str(run) in line and 'papermill' in line: out.append(p.name)
+        return out
+    while children() and time.time() - killed < 10: time.sleep(0.2)
+    assert not children(), 'the papermill child outlived its driver'
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    time.sleep(max(0.0, killed + 8 - time.time()))                    # past the moment an orphaned kernel would have written
+    assert len(list((run / 'results').glob('*.json'))) == 1
+    assert json.loads((run / 'run.json').read_text())['records'] == ['results/toy-0.json']
+    assert not list(run.glob('.attempt-*')), 'an orphaned attempt wrote after the rerun'
+    assert len(collect_records(tmp_path / 'reports', 'toy')) == 1
+
+
+def test_a_misspelt_sweep_parameter_stops_the_sweep(tmp_path):
+    "A parameter the notebook does not declare is an error naming it before anything runs (papermill ran it on the defaults)."
+    _sweep(tmp_path, [0])
+    (tmp_path / 'typo.yaml').write_text(f"name: typo\njobs:\n  - {{name: a, notebook: {tmp_path / 'run.ipynb'}, parameters: {{X: 1.0}}}}\n")
+    p = subprocess.run([sys.executable, '-c', 'from dmkd.experiments import sweep_main; sweep_main()', str(tmp_path / 'typo.yaml'),
+                        '--reports', str(tmp_path / 'reports')], capture_output=True, text=True, timeout=300)
+    assert p.returncode != 0 and "job 'a': X (did you mean x?)" in p.stderr, p.stderr[-2000:]
+    assert not (tmp_path / 'reports').exists()
+
+
+def test_the_committed_sweeps_give_only_declared_parameters():
+    "Every sweep file in sweeps/ passes the check (cifar10_gpu.yaml gave the fidelity job num_steps, which it does not take)."
+    from dmkd.experiments import check_parameters, load_sweep
+    root = Path(__file__).resolve().parent.parent
+    for f in sorted((root / 'sweeps').glob('*.yaml')):
+        declared = check_parameters(load_sweep(f))
+        assert 'report' in declared and len(declared) > 1, f.name

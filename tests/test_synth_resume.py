@@ -62,10 +62,24 @@ def test_synthesize_refuses_mixed_settings(tmp_path, ref, monkeypatch):
     assert other.returncode != 0
     assert 'holds a store made with other settings' in other.stderr and 'num_steps: 10 in the store, 5 now' in other.stderr
     # the same entry point in-process (a shell start costs seconds; the wiring is checked from a shell just above)
-    for argv, msg in [(['--sampler', 'euler'], "Unknown sampler 'euler'"), (['--generator', 'gan'], "Unknown generator 'gan'. Valid keys: ddpm, dit, sd")]:
+    for argv, msg in [(['--sampler', 'euler'], "sampler must be one of ddpm, ddim, dpm++, got 'euler'"), (['--generator', 'gan'], "Unknown generator 'gan'. Valid keys: ddpm, dit, sd")]:
         monkeypatch.setattr(sys, 'argv', ['dmkd_synthesize', *argv, '--out-dir', str(tmp_path / 'b')])
         with pytest.raises(Exception, match=re.escape(msg)): synthesize_main()
     assert not (tmp_path / 'b').exists()
+
+
+@pytest.mark.timeout(1200)
+def test_two_identical_runs_share_the_work(tmp_path, ref):
+    """Two identical dmkd_synthesize runs started together on one store folder: one lock per store, so every shard is made
+    once (it was made by both), and the store equals the one-process store."""
+    procs = [subprocess.Popen([bin_path('dmkd_synthesize'), *ARGS, '--out-dir', str(tmp_path / 's')], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=1000)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    made = [int(m) for out in outs for m in re.findall(r'made (\d+) of 8 shards here', out)]
+    assert sum(made) == 8, outs
+    a, b = load_store(tmp_path / 's'), load_store(ref)
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
 
 
 @pytest.mark.timeout(1500)
