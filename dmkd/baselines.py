@@ -7,12 +7,12 @@ __all__ = ['METHODS', 'REFERENCES', 'USES_REAL', 'PARAM_DOCS', 'GENERATOR_METHOD
            'method_params', 'check_hparams', 'method_table', 'baseline_dir', 'load_bank']
 
 # %% ../nbs/07d_baselines.ipynb #54a89255
-import inspect, time
+import inspect, time, warnings
 from pathlib import Path
 
 import torch
 
-from .core import Registry, cache_root, file_digest, load_weights
+from .core import DamagedError, Registry, cache_root, file_digest, load_weights
 from .data import ImageSet, load_dataset
 from .generators import ddpm_kwargs, get_generator
 from .synth import map_classes
@@ -33,9 +33,14 @@ class Context:
     def grey(self) -> bool:
         x = self.test.images[:64]
         return x.shape[1] == 3 and bool((x[:, 0] == x[:, 1]).all() and (x[:, 1] == x[:, 2]).all())
+    @property
+    def data_kwargs(self) -> dict:
+        "The loader option of the run's `size` (an imagefolder tree decoded at one square size), if set."
+        return dict(size=self.data_size) if getattr(self, 'data_size', None) else {}
     def generator(self, steps: int | None = None, size: int | None = None):
         "The dataset's in-project DDPM (trained on its `corpus` split for `steps`, at resolution `size`; None: `DDPMConfig`'s defaults, those of a diffusion run) and the generator class of each target class."
-        gen = get_generator('ddpm', self.classes, device=self.device, cache=self.cache, dataset=self.dataset, root=self.root, **ddpm_kwargs(size, steps),
+        extra = dict(data_size=self.data_size) if getattr(self, 'data_size', None) else {}
+        gen = get_generator('ddpm', self.classes, device=self.device, cache=self.cache, dataset=self.dataset, root=self.root, **ddpm_kwargs(size, steps), **extra,
                             progress=self.progress)
         return gen, map_classes(self.classes, gen.classes)
 
@@ -123,7 +128,7 @@ def _dda(ctx, n_per_class: int = 10, iterations: int = 30, inversion_lr: float =
 def _d4m(ctx, n_per_class: int = 100, prototypes: int = 10, strength: float = 0.7, encoder: str = 'pixels', guidance_scale: float = 2.0,
          num_steps: int = 25, sampler: str = 'ddim', real_split: str = 'train', ddpm_steps: int | None = None,
          ddpm_size: int | None = None):
-    real = load_dataset(ctx.dataset, real_split, root=ctx.root)
+    real = load_dataset(ctx.dataset, real_split, root=ctx.root, **ctx.data_kwargs)
     gen, ids = ctx.generator(ddpm_steps, ddpm_size)
     out, info = d4m_set(ctx.teacher, real, gen, n_per_class, prototypes, strength, encoder, guidance_scale, num_steps, sampler, ids, ctx.seed, ctx.progress)
     return dict(images=out, hook=None, info=info | dict(generator=gen.kind, generator_key=gen.identity().get('key'), real_split=real_split))
@@ -198,6 +203,7 @@ def load_bank(folder: str | Path, key: str) -> tuple[ImageSet, dict] | None:
     f = folder / 'images.safetensors'
     if not f.exists(): return None
     try: state, meta = load_weights(f, expect=dict(key=key))
+    except DamagedError as e: warnings.warn(f"{e} Making the images again."); return None      # announced, never used
     except (ValueError, KeyError, OSError): return None
     return ImageSet(state['images'], state['labels'], meta['classes'], meta['method'], 'synthetic'), meta
 

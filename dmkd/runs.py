@@ -288,7 +288,7 @@ def _images(spec, test, tnet, tmeta, tid, root, cache, device, progress, acc):
         images = load_dataset(ds, src.split, root=root, **_size(spec))
         return (ImageSet(images.images, images.labels, images.classes, images.name, images.split), None,
                 dict(synthesis_seconds=0.0, real_data=dict(images=f"{ds}/{src.split}")))
-    ctx = Context(teacher=tnet, tmeta=tmeta, test=test, dataset=ds, root=root, cache=cache, device=device, kd_device=acc.device,
+    ctx = Context(teacher=tnet, tmeta=tmeta, test=test, dataset=ds, root=root, data_size=spec.teacher.size, cache=cache, device=device, kd_device=acc.device,
                   seed=src.seed, progress=progress and main, kd=spec.kd)
     return baseline_images(src, ctx, tid, cache, main)
 

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 import dmkd
 from .core import atomic_path, build_lock, cache_root, config_key, file_digest, get_accelerator, knob, read_json, tensor_digest, write_json
 from .data import ImageSet, load_dataset, show_images
-from .generators import Generator, check_knobs, ddpm_kwargs, get_generator
+from .generators import GENERATORS, Generator, check_knobs, ddpm_kwargs, get_generator
 
 # %% ../nbs/05_synth.ipynb #9618a255
 def _norm(name: str) -> str: return name.lower().replace('_', ' ').replace('-', ' ').strip()
@@ -207,7 +207,10 @@ def synthesize(dataset: str = 'digits', generator: str = 'ddpm', model: str | No
                root=None, cache=None, device='auto', shard_size: int = 500, progress: bool = True, accelerator=None,
                gen: Generator | None = None, generator_kwargs: dict | None = None, size: int | None = None) -> Path:
     "Make (or finish) the synthetic store of these settings for `dataset`; returns its folder (`generator_kwargs` go to `get_generator`, `size` decodes an imagefolder tree)."
-    check_knobs(guidance_scale, num_steps, sampler, strength)
+    check_knobs(guidance_scale, num_steps, sampler, strength)     # every knob before the generator is trained or loaded
+    knob('n_per_class', isinstance(n_per_class, int) and n_per_class >= 1, f"must be a whole number >= 1, got {n_per_class!r}.")
+    knob('mode', mode in ('map', 'any'), f"must be map or any, got {mode!r}.")
+    knob('generator', generator in GENERATORS, f"must be one of {', '.join(GENERATORS)}, got {generator!r}.")
     kw = dict(native=True) if dataset == 'digits' else dict(size=size) if size else {}
     target = load_dataset(dataset, 'test', root=root, **kw)
     gkw = (dict(dataset=dataset, root=root) | (dict(data_size=size) if size else {}) if generator == 'ddpm' else {}) | dict(generator_kwargs or {})   # the DDPM of this dataset

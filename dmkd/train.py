@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from fastcore.script import call_parse, Param
 
 import dmkd
-from .core import (atomic_path, build_lock, cache_root, check_finite, check_types, cli_entry, config_key, first_bad, get_accelerator,
+from .core import (KnobError, atomic_path, build_lock, cache_root, check_finite, check_types, cli_entry, config_key, first_bad, get_accelerator,
                        get_device, hardware_info, knob, load_state, load_weights, save_state,
                        lr_factor, read_json, save_weights, seed_everything, tensor_digest, write_json)
 from .data import DATASETS, NO_FLIP, BatchAugment, ImageSet, batch_indices, load_dataset
@@ -280,8 +280,9 @@ def train_teacher_cli(
     quiet: bool = False,              # no progress output
 ):
     "Train (or load from the cache) a teacher and print where it is and how good it is."
-    cfg = TrainConfig(dataset=dataset, arch=teacher, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                      schedule=schedule, augment=augment, size=size, seed=seed)
+    try: cfg = TrainConfig(dataset=dataset, arch=teacher, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                           schedule=schedule, augment=augment, size=size, seed=seed)
+    except KnobError as e: raise e.renamed(dict(arch='teacher').get(e.name, e.name)) from None    # the flag's name
     keep = [int(e) for e in keep_epochs.split(',') if e.strip()]
     extra = dict(download=True) if download else {}
     model, meta = get_teacher(cfg, root=root, cache=cache, device=device, keep_epochs=keep, progress=not quiet, **extra)

@@ -62,7 +62,7 @@ def test_synthesize_refuses_mixed_settings(tmp_path, ref, monkeypatch):
     assert other.returncode != 0
     assert 'holds a store made with other settings' in other.stderr and 'num_steps: 10 in the store, 5 now' in other.stderr
     # the same entry point in-process (a shell start costs seconds; the wiring is checked from a shell just above)
-    for argv, msg in [(['--sampler', 'euler'], "sampler must be one of ddpm, ddim, dpm++, got 'euler'"), (['--generator', 'gan'], "Unknown generator 'gan'. Valid keys: ddpm, dit, sd")]:
+    for argv, msg in [(['--sampler', 'euler'], "sampler must be one of ddpm, ddim, dpm++, got 'euler'"), (['--generator', 'gan'], "generator must be one of ddpm, dit, sd, got 'gan'"), (['--n-per-class', '0'], 'n_per_class must be a whole number >= 1, got 0')]:
         monkeypatch.setattr(sys, 'argv', ['dmkd_synthesize', *argv, '--out-dir', str(tmp_path / 'b')])
         with pytest.raises(Exception, match=re.escape(msg)): synthesize_main()
     assert not (tmp_path / 'b').exists()
