@@ -85,6 +85,7 @@ def run_done(run: dict) -> bool:
     try: return _same_parameters(read_json(f).get('parameters') or {}, run)
     except (ValueError, OSError): return False
 
+# %% ../nbs/10_experiments.ipynb #8d6f550b
 def _die_with_parent():
     "In a child between fork and exec (Linux): be killed when the sweep driver dies, even by kill -9 (PR_SET_PDEATHSIG)."
     if _LIBC is not None: _LIBC.prctl(1, signal.SIGKILL)
@@ -115,6 +116,7 @@ def _notebook(path: str, job: str) -> Path:
     if not nb.exists(): raise FileNotFoundError(f"Notebook {path} of job {job!r} not found.")
     return nb
 
+# %% ../nbs/10_experiments.ipynb #3f118f63
 def check_parameters(sw: dict) -> dict[str, list]:
     """Every parameter sweep `sw` gives a notebook (defaults, job parameters, grid keys, seed, the records folder; the report's) must be
     one the notebook declares: papermill would inject an unknown one and run on the defaults. Returns each job's declared names."""
@@ -134,6 +136,7 @@ def check_parameters(sw: dict) -> dict[str, list]:
                          "nothing has run. Fix the names, or declare them in the notebook's parameters cell:\n  " + '\n  '.join(problems))
     return declared
 
+# %% ../nbs/10_experiments.ipynb #1029d776
 def execute_run(run: dict, threads: int | None = None, timeout: float | None = None, log=print) -> dict:
     """Execute one run's notebook with papermill in a fresh process, writing into a fresh attempt folder; on success claim its
     records into the run folder and write `<folder>/run.json`. One driver at a time per run (a lock); returns the status."""
@@ -175,6 +178,7 @@ def _execute(run, folder, threads, timeout, log, status):
     log(f"done {run['job']}/{run['run']} in {secs}s ({len(records)} records)")
     return status('done', seconds=secs)
 
+# %% ../nbs/10_experiments.ipynb #d1c013ab
 def run_sweep(sweep: str | Path | dict, reports=None, parallel: int | None = None, only: list[str] | None = None,
               report: bool = True, dry_run: bool = False, log=print, seeds: list[int] | None = None) -> pd.DataFrame:
     """Run every unfinished run of `sweep` (`parallel` at once), then its report notebook; returns one status row per run.
