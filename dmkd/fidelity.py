@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import linalg
 
 from .data import ImageSet
 from .models import Classifier
@@ -66,16 +65,15 @@ def feature_stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if feats.ndim != 2 or len(feats) < 2: raise ValueError(f"Need an N×D feature array with N ≥ 2, got shape {feats.shape}.")
     return feats.mean(0), np.cov(feats, rowvar=False)
 
-def frechet_distance(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> float:
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     "Fréchet distance ‖μa−μb‖² + tr(Σa + Σb − 2(ΣaΣb)^½) between Gaussians fitted to feature sets `a` and `b` (FID's formula)."
     (m1, s1), (m2, s2) = feature_stats(a), feature_stats(b)
     if m1.shape != m2.shape: raise ValueError(f"Feature sets differ in dimension: {m1.shape[0]} vs {m2.shape[0]}.")
-    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
-    if not np.isfinite(covmean).all():   # singular product: regularise as pytorch-fid does
-        off = np.eye(len(s1)) * eps
-        covmean = linalg.sqrtm((s1 + off) @ (s2 + off))
-    covmean = covmean.real
-    return float(max(((m1 - m2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean), 0.0))
+    # tr((ΣaΣb)^½) is the sum of √λ over the eigenvalues λ of ΣaΣb (similar to Σa^½ Σb Σa^½, so real and ≥ 0 up to rounding):
+    # no matrix square root, so no scipy.linalg.sqrtm (its disp= is deprecated since SciPy 1.16) and no failure on singular products
+    lam = np.linalg.eigvals(s1 @ s2)
+    tr_covmean = np.sqrt(np.clip(lam.real, 0, None)).sum()
+    return float(max(((m1 - m2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_covmean, 0.0))
 
 # %% ../nbs/08_fidelity.ipynb #6b227913
 def _poly_mmd2(x: np.ndarray, y: np.ndarray, degree: int, gamma: float, coef: float) -> float:

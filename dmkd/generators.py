@@ -342,11 +342,15 @@ def load_pipeline(cls, model: str | Path, device='auto', dtype=None, **kwargs):
     return pipe.to(dev)
 
 class DiTGenerator(Generator):
-    "A diffusers `DiTPipeline` (class-conditional, ImageNet classes) behind the generator interface."
+    """A DiT checkpoint (a diffusers `DiTPipeline` folder: class-conditional, ImageNet classes) sampled as DiT's own code samples
+    it, which DM-KD uses: guidance on the first `guided_channels` latent channels (3 of 4 in DiT's `forward_with_cfg`; None: all,
+    as diffusers' pipeline does) and, for the `ddpm` sampler, the learned variance (`learned_variance`)."""
     kind = 'dit'
-    def __init__(self, model: str | Path = 'facebook/DiT-XL-2-256', device='auto', batch_size: int = 32, pipe=None):
+    def __init__(self, model: str | Path = 'facebook/DiT-XL-2-256', device='auto', batch_size: int = 32, pipe=None,
+                 guided_channels: int | None = 3, learned_variance: bool = True):
         from diffusers import DiTPipeline
         self.model, self.batch_size = str(model), batch_size
+        self.guided_channels, self.learned_variance = guided_channels, learned_variance
         self.pipe = pipe or load_pipeline(DiTPipeline, model, device)
         n = self.pipe.transformer.config.num_embeds_ada_norm
         names = {}
@@ -358,18 +362,35 @@ class DiTGenerator(Generator):
 
     def identity(self) -> dict:
         w = tensor_digest(*[p.detach()[:1].float() for p in list(self.pipe.transformer.parameters())[:4]])
-        return dict(kind=self.kind, model=self.model, weights_sha256=w, classes=None, resolution=self.resolution)
+        return dict(kind=self.kind, model=self.model, weights_sha256=w, classes=None, resolution=self.resolution,
+                    guided_channels=self.guided_channels, learned_variance=self.learned_variance)
 
     @torch.no_grad()
     def _sample(self, ids, guidance_scale, num_steps, sampler, seed, init=None, strength=None):
+        "DiT's sampling loop (its `sample.py`): the conditional half of the guided batch, seeded noise for every random draw."
         if init is not None: raise NotImplementedError("DiT has no image-to-image path here; use generator 'ddpm' (SDEdit) or 'sd' (img2img).")
-        cfg = dict(self.base_scheduler, variance_type='fixed_small') if sampler == 'ddpm' else self.base_scheduler
-        self.pipe.scheduler = make_scheduler(sampler, cfg)
-        labels = [1000] * len(ids) if guidance_scale == 0 else ids.tolist()
+        tr, vae = self.pipe.transformer, self.pipe.vae
+        dev, C, n = tr.device, tr.config.in_channels, len(ids)
+        learned = sampler == 'ddpm' and self.learned_variance and tr.config.out_channels == 2 * C
+        extra = dict(clip_sample=False, variance_type='learned_range' if learned else 'fixed_small') if sampler != 'dpm++' else {}
+        sched = make_scheduler(sampler, self.base_scheduler | extra)   # latents are not clipped (DiT: clip_denoised=False)
+        sched.set_timesteps(int(num_steps), device=dev)
         g = torch.Generator('cpu').manual_seed(seed)
-        out = self.pipe(class_labels=labels, guidance_scale=max(guidance_scale, 1.0), generator=g,
-                        num_inference_steps=int(num_steps), output_type='np').images
-        return torch.from_numpy((out * 255).round().clip(0, 255).astype(np.uint8)).permute(0, 3, 1, 2).contiguous()
+        x = torch.randn(n, C, tr.config.sample_size, tr.config.sample_size, generator=g).to(dev, tr.dtype) * sched.init_noise_sigma
+        null = torch.full((n,), 1000, device=dev)
+        ids = null if guidance_scale == 0 else ids.to(dev)
+        guided = guidance_scale > 1
+        k = self.guided_channels or C
+        for t in sched.timesteps:
+            xin = sched.scale_model_input(torch.cat([x, x]) if guided else x, t)
+            out = tr(xin, timestep=t.expand(len(xin)), class_labels=torch.cat([ids, null]) if guided else ids).sample
+            if guided:   # DiT's forward_with_cfg: guide the first k channels; the rest (and the variance) stay the conditional pass's
+                c, u = out.chunk(2)
+                out = torch.cat([u[:, :k] + guidance_scale * (c[:, :k] - u[:, :k]), c[:, k:]], 1)
+            out = out if learned else out[:, :C]
+            x = sched.step(out, t, x, **(dict(generator=g) if sampler == 'ddpm' else {})).prev_sample
+        img = vae.decode(x / vae.config.scaling_factor).sample.float()
+        return ((img / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).cpu().contiguous()
 
 class StableDiffusionGenerator(Generator):
     "A diffusers Stable Diffusion pipeline with one prompt per class name (text-to-image and img2img)."
