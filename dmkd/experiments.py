@@ -271,7 +271,7 @@ def main_table(df: pd.DataFrame, value: str = 'student_last_acc', digits: int = 
     d['synthesis_s'] = d.get('synthesis_seconds', pd.Series(np.nan, index=d.index))
     d.loc[d.method.isin(['kd_real', 'scratch', 'teacher']), 'synthesis_s'] = 0.0   # real images cost no synthesis
     rows = [d.assign(score=d[value])]
-    firsts = d.drop_duplicates(['pair', 'seed'])   # one teacher row per pair and seed (its records may name its key with or without the epoch)
+    firsts = d.drop_duplicates(['pair', 'teacher_key'])   # one row per teacher: one teacher used for every seed counts once, not once a seed
     rows.append(firsts.assign(method='teacher', score=firsts.teacher_acc, synthesis_s=0.0, kd_seconds=0.0))
     if 'scratch_acc' in d:
         s = d.dropna(subset=['scratch_acc']).drop_duplicates(['pair', 'seed'])
