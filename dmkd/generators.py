@@ -19,7 +19,7 @@ import torch.nn.functional as F
 import dmkd
 from .core import (DamagedError, Registry, atomic_path, build_lock, cache_root, check_finite, check_types, config_key, file_digest,
                        get_accelerator, get_device, knob, load_state, lr_factor, read_json, save_state, seed_everything, tensor_digest, write_json)
-from .data import DATASETS, SPLITS, ImageSet, batch_indices, load_dataset, to_classifier_view
+from .data import CORPUS_FRACTION, CORPUS_SPLIT, DATASETS, SPLITS, ImageSet, batch_indices, load_dataset, to_classifier_view
 
 # %% ../nbs/04_generators.ipynb #a855f65b
 SAMPLERS = ('ddpm', 'ddim', 'dpm++')
@@ -118,6 +118,7 @@ class DDPMConfig:
     seed: int = 0                         # seed
     size: int | None = None               # training resolution for datasets without a native small form (e.g. 16 for a CPU-sized CIFAR-10 model)
     data_size: int | None = None          # imagefolder: the square size its images are decoded at (a mixed-size tree; the run's `size`)
+    corpus_fraction: float = 0.5          # cifar10/cifar100/imagefolder: the share of the train split carved off as `corpus` (0: the whole, shared)
 
     def __post_init__(self):
         if isinstance(self.block_out_channels, list): self.block_out_channels = tuple(self.block_out_channels)
@@ -141,11 +142,13 @@ class DDPMConfig:
         d = self.to_dict()
         for k in ('size', 'data_size'):
             if d[k] is None: del d[k]            # keys of configs made before these fields existed stay valid
+        if d['corpus_fraction'] == CORPUS_FRACTION: del d['corpus_fraction']
         return config_key(dict(d, data=data_digest))
 
     def load_data(self, root=None) -> ImageSet:
         "The images this DDPM trains on: its dataset's `split`, native (digits) or resized to `size`."
         kw = dict(native=True) if self.native and self.dataset == 'digits' else dict(size=self.data_size) if self.data_size else {}
+        if self.dataset in CORPUS_SPLIT: kw['corpus_fraction'] = self.corpus_fraction
         data = load_dataset(self.dataset, self.split, root=root, **kw)
         if self.size and self.size != data.shape[-1]:
             x = F.interpolate(data.images.float(), size=(self.size, self.size), mode='bilinear', antialias=True)

@@ -18,7 +18,7 @@ from fastcore.docments import docments
 import dmkd
 from .core import (KnobError, cache_root, check_types, check_writable, config_key, get_accelerator, knob, reports_root, save_weights,
                        tensor_digest, write_record)
-from .data import ImageSet, load_dataset
+from .data import CORPUS_FRACTION, CORPUS_SPLIT, ImageSet, load_dataset
 from .models import Classifier
 from .train import TrainConfig, get_teacher, save_classifier
 from .generators import DDPMConfig, check_knobs, ddpm_kwargs
@@ -133,9 +133,10 @@ def run_params() -> dict[str, dict]:
     tdoc, kdoc, sdoc = _field_docs(TrainConfig), _field_docs(KDConfig), _field_docs(StoreSource)
     hint = typing.get_type_hints
     for f in dataclasses.fields(TrainConfig):
-        name = dict(dataset='dataset', arch='teacher', size='size').get(f.name, f'teacher_{f.name}')
+        shared = ('dataset', 'size', 'corpus_fraction')      # the dataset's knobs: every part of the run sees the data so
+        name = dict(arch='teacher').get(f.name, f.name if f.name in shared else f'teacher_{f.name}')
         doc = dict(arch='teacher architecture key (see `dmkd.models.MODELS`)').get(f.name, tdoc[f.name])
-        n, e = _entry('teacher', name, f, doc if f.name in ('dataset', 'arch', 'size') else f"teacher: {doc}")
+        n, e = _entry('teacher', name, f, doc if f.name in shared + ('arch',) else f"teacher: {doc}")
         out[n] = e | dict(type=hint(TrainConfig)[f.name])
     for f in dataclasses.fields(KDConfig):
         if f.name == 'seed': continue
@@ -208,21 +209,33 @@ def check_record(rec: dict, where: str = 'this record') -> dict:
     return rec
 
 # %% ../nbs/09_runs.ipynb #27179115
+def _generator_data(gcfg: dict, dataset: str) -> str:
+    "Which real images the in-project DDPM of config `gcfg` was trained on, in words."
+    ds, split = gcfg.get('dataset', dataset), gcfg.get('split')
+    if ds not in CORPUS_SPLIT or split != 'corpus': return f"{ds}/{split}" + (' (disjoint from the teacher\'s train split)' if ds == 'digits' and split == 'corpus' else '')
+    f = gcfg.get('corpus_fraction', 'unknown (made before the corpus was carved: the whole train split)')
+    if f == 0: return f"{ds}/train (the teacher's own train split: shared by choice, corpus_fraction=0)"
+    return f"{ds}/corpus ({f:g} of the train split, disjoint from the teacher's part)" if isinstance(f, float) else f"{ds}/train: {f}"
+
+def _saw_teacher_data(gcfg: dict) -> bool:
+    "Was the in-project DDPM of config `gcfg` trained on the teacher's own train images (a shared corpus, or one made before carving)?"
+    return gcfg.get('dataset') in CORPUS_SPLIT and (gcfg.get('split') != 'corpus' or gcfg.get('corpus_fraction', 0) == 0)
+
 def store_images(src: StoreSource, test: ImageSet, dataset: str, root=None, cache=None, device='auto', progress: bool = True,
-                 accelerator=None, size: int | None = None) -> tuple[ImageSet, dict]:
+                 accelerator=None, size: int | None = None, corpus_fraction: float = CORPUS_FRACTION) -> tuple[ImageSet, dict]:
     "The store of `src` for `dataset` (decoded at `size`: an imagefolder tree) made if needed, as images, and what its manifest says was used."
     folder = Path(src.store) if src.store else synthesize(
         dataset, src.generator, src.model, src.guidance_scale, src.num_steps, src.sampler, src.strength, src.n_per_class, test.shape[-1],
         test.shape[0], src.seed, src.mode, None, root, cache, device, progress=progress, accelerator=accelerator,
-        generator_kwargs=(ddpm_kwargs(src.ddpm_size, src.ddpm_steps) | src.ddpm) or None, size=size)
+        generator_kwargs=(ddpm_kwargs(src.ddpm_size, src.ddpm_steps) | src.ddpm) or None, size=size, corpus_fraction=corpus_fraction)
     man = read_manifest(folder); images = load_store(folder); sp = man['spec']; g = sp['generator']
     gcfg = g.get('config') or {}
     used = dict(generator=g['kind'], generator_key=g.get('key'), model=g.get('model'), guidance_scale=sp['guidance_scale'],
                 num_steps=sp['num_steps'], sampler=sp['sampler'], strength=sp['strength'], n_per_class=sp['n_per_class'], mode=sp['mode'],
                 image_seed=sp['seed'], ddpm_size=gcfg.get('size') if g['kind'] == 'ddpm' else None,
                 ddpm_steps=gcfg.get('steps') if g['kind'] == 'ddpm' else None, ddpm_config=gcfg or None, store_key=man['key'], store=rel_path(folder, cache),
-                synthesis_seconds=man.get('synthesis_seconds'),
-                real_data=dict(generator=f"{gcfg.get('dataset', dataset)}/{gcfg.get('split')}" if g['kind'] == 'ddpm' else f"pretrained ({g.get('model')})",
+                synthesis_seconds=man.get('synthesis_seconds'), generator_saw_teacher_data=_saw_teacher_data(gcfg) if g['kind'] == 'ddpm' else None,
+                real_data=dict(generator=_generator_data(gcfg, dataset) if g['kind'] == 'ddpm' else f"pretrained ({g.get('model')})",
                                images=f"{dataset}/corpus (img2img sources)" if sp['strength'] is not None else None))
     return images, used | dict(_store=folder)
 
@@ -262,8 +275,9 @@ def _record_head(spec, tmeta, teacher_acc, acc) -> dict:
                 real_data=dict(teacher=f"{ds}/{spec.teacher.split}", test=f"{ds}/test"), device=str(acc.device), processes=acc.num_processes)
 
 def _size(spec) -> dict:
-    "The loader option of the run's `size` (an imagefolder tree decoded at one square size), if set."
-    return dict(size=spec.teacher.size) if spec.teacher.size else {}
+    "The loader options of the run's dataset knobs: `size` (an imagefolder tree decoded at one square size), `corpus_fraction`."
+    t = spec.teacher
+    return (dict(size=t.size) if t.size else {}) | (dict(corpus_fraction=t.corpus_fraction) if t.dataset in CORPUS_SPLIT else {})
 
 def _teacher(spec, root, cache, device, keep_epochs, progress, acc):
     test = load_dataset(spec.teacher.dataset, 'test', root=root, **_size(spec))
@@ -282,13 +296,15 @@ def _images(spec, test, tnet, tmeta, tid, root, cache, device, progress, acc):
     "The training images of `spec`'s source (or a generator method's hook) and what was used."
     src, ds, main = spec.source, spec.teacher.dataset, acc.is_main_process
     if src.kind == 'store':
-        images, used = store_images(src, test, ds, root, cache, device, progress, acc if acc.num_processes > 1 else None, spec.teacher.size)
+        images, used = store_images(src, test, ds, root, cache, device, progress, acc if acc.num_processes > 1 else None, spec.teacher.size,
+                                    spec.teacher.corpus_fraction)
         return images, None, used
     if src.kind == 'real':
         images = load_dataset(ds, src.split, root=root, **_size(spec))
         return (ImageSet(images.images, images.labels, images.classes, images.name, images.split), None,
                 dict(synthesis_seconds=0.0, real_data=dict(images=f"{ds}/{src.split}")))
-    ctx = Context(teacher=tnet, tmeta=tmeta, test=test, dataset=ds, root=root, data_size=spec.teacher.size, cache=cache, device=device, kd_device=acc.device,
+    ctx = Context(teacher=tnet, tmeta=tmeta, test=test, dataset=ds, root=root, data_size=spec.teacher.size, corpus_fraction=spec.teacher.corpus_fraction,
+                  cache=cache, device=device, kd_device=acc.device,
                   seed=src.seed, progress=progress and main, kd=spec.kd)
     return baseline_images(src, ctx, tid, cache, main)
 
@@ -319,7 +335,7 @@ def run(spec: RunSpec,                # what to run
     times['synthesis'] = round(time.time() - t0, 2)
     rec['real_data'] |= {k: v for k, v in used.pop('real_data').items() if v}
     store = used.pop('_store', None); rec |= used
-    rec['uses_real_images'] |= rec.get('strength') is not None     # img2img of real corpus images (the store's own strength)
+    rec['uses_real_images'] |= rec.get('strength') is not None or bool(rec.get('generator_saw_teacher_data'))   # img2img of real images; a generator of the teacher's data
     check_compatible(tmeta, images, test, ds, labelled=src.kind != 'store' or used['mode'] == 'map')
     if spec.fidelity and hook is None:
         t0 = time.time(); rec |= fidelity(images, test, tnet, seed=src.seed, device=acc.device, real_features=test_feats)

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 import dmkd
 from .core import atomic_path, build_lock, cache_root, config_key, file_digest, get_accelerator, knob, read_json, tensor_digest, write_json
-from .data import ImageSet, load_dataset, show_images
+from .data import CORPUS_FRACTION, CORPUS_SPLIT, ImageSet, load_dataset, show_images
 from .generators import GENERATORS, Generator, check_knobs, ddpm_kwargs, get_generator
 
 # %% ../nbs/05_synth.ipynb #9618a255
@@ -205,15 +205,18 @@ def synthesize(dataset: str = 'digits', generator: str = 'ddpm', model: str | No
                num_steps: int = 25, sampler: str = 'ddim', strength: float | None = None, n_per_class: int = 100,
                resolution: int | None = 32, channels: int | None = 3, seed: int = 0, mode: str = 'map', out_dir=None,
                root=None, cache=None, device='auto', shard_size: int = 500, progress: bool = True, accelerator=None,
-               gen: Generator | None = None, generator_kwargs: dict | None = None, size: int | None = None) -> Path:
+               gen: Generator | None = None, generator_kwargs: dict | None = None, size: int | None = None,
+               corpus_fraction: float = CORPUS_FRACTION) -> Path:
     "Make (or finish) the synthetic store of these settings for `dataset`; returns its folder (`generator_kwargs` go to `get_generator`, `size` decodes an imagefolder tree)."
     check_knobs(guidance_scale, num_steps, sampler, strength)     # every knob before the generator is trained or loaded
     knob('n_per_class', isinstance(n_per_class, int) and n_per_class >= 1, f"must be a whole number >= 1, got {n_per_class!r}.")
     knob('mode', mode in ('map', 'any'), f"must be map or any, got {mode!r}.")
     knob('generator', generator in GENERATORS, f"must be one of {', '.join(GENERATORS)}, got {generator!r}.")
     kw = dict(native=True) if dataset == 'digits' else dict(size=size) if size else {}
+    if dataset in CORPUS_SPLIT: kw['corpus_fraction'] = corpus_fraction       # the generator's corpus: carved off the teacher's train split
     target = load_dataset(dataset, 'test', root=root, **kw)
-    gkw = (dict(dataset=dataset, root=root) | (dict(data_size=size) if size else {}) if generator == 'ddpm' else {}) | dict(generator_kwargs or {})   # the DDPM of this dataset
+    dkw = (dict(data_size=size) if size else {}) | (dict(corpus_fraction=corpus_fraction) if dataset in CORPUS_SPLIT else {})
+    gkw = (dict(dataset=dataset, root=root) | dkw if generator == 'ddpm' else {}) | dict(generator_kwargs or {})   # the DDPM of this dataset
     gen = gen or get_generator(generator, target.classes, model=model, device=device, cache=cache, **gkw)
     source = None
     if strength is not None:   # SDEdit / img2img of the generator's own corpus images (never the teacher's train split)

@@ -20,7 +20,7 @@ import dmkd
 from .core import (KnobError, atomic_path, build_lock, cache_root, check_finite, check_types, cli_entry, config_key, first_bad, get_accelerator,
                        get_device, hardware_info, knob, load_state, load_weights, save_state,
                        lr_factor, read_json, save_weights, seed_everything, tensor_digest, write_json)
-from .data import DATASETS, NO_FLIP, BatchAugment, ImageSet, batch_indices, load_dataset
+from .data import CORPUS_FRACTION, CORPUS_SPLIT, DATASETS, NO_FLIP, BatchAugment, ImageSet, batch_indices, load_dataset
 from .models import MODELS, Classifier, get_model
 
 # %% ../nbs/03_train.ipynb #e42cebab
@@ -40,6 +40,7 @@ class TrainConfig:
     augment: str = 'auto'           # 'auto', 'crop_flip', 'rrc_flip' or 'none'
     split: str = 'train'            # split trained on
     size: int | None = None         # imagefolder: decode every image at this square size (needed for trees of mixed sizes); None: as stored
+    corpus_fraction: float = 0.5    # cifar10/cifar100/imagefolder: share of each class of the train split carved off as the generator's corpus (0: none, shared)
     seed: int = 0                   # seed for initialisation, order and augmentation
 
     schedules = ('cosine', 'step', 'constant')
@@ -52,6 +53,7 @@ class TrainConfig:
         d = self.to_dict()
         # 'auto' stopped flipping NO_FLIP datasets: their keys differ from the flipped models cached before
         if d['augment'] == 'auto' and self.dataset in NO_FLIP: d['augment'] = 'auto-noflip'
+        if d['corpus_fraction'] == CORPUS_FRACTION: del d['corpus_fraction']   # keys made before the corpus was carved stay (the data digest tells the rest)
         return config_key(dict(d, data=data_digest))
 
 # %% ../nbs/03_train.ipynb #9819e671
@@ -78,6 +80,8 @@ def check_optim_fields(cfg, arch: str = 'arch', splits=()):
     knob('size', cfg.size is None or (cfg.size >= 4 and cfg.dataset == 'imagefolder'),
          f"must be None, or for an imagefolder tree a square size >= 4 pixels; got {cfg.size} for {cfg.dataset!r}.")
     knob('label_smoothing', 0 <= cfg.label_smoothing < 1, f"must lie in [0, 1), got {cfg.label_smoothing}.")
+    knob('corpus_fraction', cfg.corpus_fraction == CORPUS_FRACTION or (cfg.dataset in CORPUS_SPLIT and 0 <= cfg.corpus_fraction < 1),
+         f"must lie in [0, 1) (0: shared), for {', '.join(CORPUS_SPLIT)} only ({cfg.dataset!r} has fixed disjoint splits); got {cfg.corpus_fraction}.")
 
 # %% ../nbs/03_train.ipynb #6facafef
 @torch.no_grad()
@@ -206,6 +210,7 @@ def teacher_dir(cfg: TrainConfig, data_digest: str, cache: str | Path | None = N
 def _load_splits(cfg: TrainConfig, root=None, **data_kwargs):
     kw = dict(data_kwargs)
     if cfg.size is not None: kw['size'] = cfg.size
+    if cfg.dataset in CORPUS_SPLIT: kw['corpus_fraction'] = cfg.corpus_fraction
     train = load_dataset(cfg.dataset, cfg.split, root=root, **kw)
     test = load_dataset(cfg.dataset, 'test', root=root, **kw)
     return train, test
