@@ -439,17 +439,22 @@ def run_cli(argv: list[str] | None = None, method: str = 'diffusion', prog: str 
     return rec
 
 # %% ../nbs/09_runs.ipynb #e055aac5
+def _console(**kw):
+    "Run `run_cli`; a bad knob ends the command with one line naming it (exit status 2, as argparse's own errors), not a traceback."
+    try: return run_cli(**kw)
+    except KnobError as e: print(f"{kw.get('prog', 'dmkd_run')}: error: {e}", file=sys.stderr); sys.exit(2)
+
 def run_main():
     "`dmkd_run`: run one spec from the command line."
-    run_cli()
+    _console()
 
 def distill_main():
     "`dmkd_distill`: `dmkd_run` under the name of the main job."
-    run_cli(prog='dmkd_distill')
+    _console(prog='dmkd_distill')
 
 def baseline_main():
     "`dmkd_baseline`: `dmkd_run` with `--method` defaulting to deepinversion."
-    run_cli(method='deepinversion', prog='dmkd_baseline')
+    _console(method='deepinversion', prog='dmkd_baseline')
 
 # %% ../nbs/09_runs.ipynb #d533b729
 #| eval: false

@@ -251,6 +251,7 @@ def synthesize_cli(
     out_dir: str = None,            # store folder (default: data/cache/stores/<settings>)
     shard_size: int = 500,          # images per shard (the unit of resume and of multi-process splitting)
     size: int = None,               # imagefolder: decode the tree's images at this square size (a tree of mixed sizes)
+    corpus_fraction: float = 0.5,   # cifar10/cifar100/imagefolder: share of the train split carved off as the DDPM's corpus (0: shared with the teacher)
     ddpm_size: int = None,          # in-project DDPM: train at this resolution (e.g. 16 for CIFAR-10 on a CPU); unset = native/dataset size
     ddpm_steps: int = None,         # in-project DDPM: optimiser steps (unset: its default, 500)
     root: str = None,               # data root
@@ -262,7 +263,8 @@ def synthesize_cli(
     acc = get_accelerator(device)
     folder = synthesize(dataset, generator, model, guidance_scale, num_steps, sampler, strength, n_per_class, resolution, 3, seed, mode,
                         out_dir, root, cache, device, shard_size, progress=not quiet, accelerator=acc if acc.num_processes > 1 else None,
-                        generator_kwargs=ddpm_kwargs(ddpm_size, ddpm_steps) if generator == 'ddpm' else None, size=size)
+                        generator_kwargs=ddpm_kwargs(ddpm_size, ddpm_steps) if generator == 'ddpm' else None, size=size,
+                        corpus_fraction=corpus_fraction)
     if acc.is_main_process:
         man = read_manifest(folder)
         print(f"store {folder}: {man['n_images']} images in {man['n_shards']} shards, {man['synthesis_seconds']:.1f}s of synthesis, key {man['key']}")

@@ -104,7 +104,7 @@ def test_two_processes(tmp_path, store):
     assert abs(acc - rec['student_last_acc']) < 1e-6, (acc, rec['student_last_acc'])
 
 
-def test_bad_input(tmp_path, store, monkeypatch):
+def test_bad_input(tmp_path, store, monkeypatch, capsys):
     "Each mistake stops with a message that says what to do: the first from a shell, the rest through the same entry point in-process."
     tiny_teacher(into=tmp_path / 'cache')
     monkeypatch.setenv('DMKD_CACHE', str(tmp_path / 'cache'))
@@ -114,8 +114,8 @@ def test_bad_input(tmp_path, store, monkeypatch):
 
     def err(*extra, use_store=True):
         monkeypatch.setattr(sys, 'argv', ['dmkd_distill', *ARGS, *(['--store', str(store)] if use_store else []), *extra, '--quiet'])
-        with pytest.raises(Exception) as e: distill_main()
-        return str(e.value)
+        with pytest.raises((Exception, SystemExit)) as e: distill_main()
+        return str(e.value) + capsys.readouterr().err        # a bad knob: one line on stderr and exit status 2
     assert 'Valid keys' in err('--teacher', 'vgg99')
     assert 'temperature must be > 0' in err('--temperature', '0')
     assert 'epochs must be at least 1' in err('--epochs', '0')
