@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['VOLATILE', 'METHOD_LABELS', 'SYNTHESIS', 'sweep_main', 'run_name', 'load_sweep', 'expand_sweep', 'run_done',
            'check_parameters', 'execute_run', 'run_sweep', 'record_identity', 'collect_records', 'mean_std',
-           'write_table', 'main_table', 'settings', 'compare', 'overall', 'subset_imagefolder', 'sweep_cli']
+           'write_table', 'main_table', 'settings', 'compare', 'overall', 'fidelity_comparable', 'subset_imagefolder',
+           'sweep_cli']
 
 # %% ../nbs/10_experiments.ipynb #52bee723
 import ctypes, itertools, json, os, re, shutil, signal, subprocess, sys, time, uuid
@@ -315,6 +316,18 @@ def overall(verdicts) -> str:
     if all(v == 'yes' for v in verdicts): return 'yes'
     if all(v == 'within noise' for v in verdicts): return 'within noise'
     return 'partly' if 'yes' in verdicts else 'no'
+
+# %% ../nbs/10_experiments.ipynb #69819f47
+def fidelity_comparable(d: pd.DataFrame) -> tuple[bool, str]:
+    "Whether the fidelity measures of records `d` compare: one feature space and one N across them; otherwise why not."
+    if 'n_fidelity' not in d or d.n_fidelity.isna().all(): return False, 'no fidelity measured'
+    ns = sorted(int(n) for n in d.n_fidelity.dropna().unique())
+    if len(ns) > 1: return False, f"N differs across rows ({', '.join(map(str, ns))} images; FD is biased by N)"
+    space = d.fidelity_features.dropna().unique() if 'fidelity_features' in d else []
+    if 'teacher' in set(space) and d.teacher_key.nunique() > 1:
+        return False, f"each row's teacher is its own feature space ({d.teacher_key.nunique()} teachers)"
+    if len(space) > 1: return False, f"feature spaces differ ({', '.join(map(str, space))})"
+    return True, f"N = {ns[0]} in the {space[0] if len(space) else '?'} feature space"
 
 # %% ../nbs/10_experiments.ipynb #3420f5da
 def subset_imagefolder(src: str | Path, dst: str | Path, train: int = 300, test: int = 100) -> Path:
