@@ -270,7 +270,7 @@ def _record_head(spec, tmeta, teacher_acc, acc) -> dict:
     return dict(schema=SCHEMA, spec=spec.to_dict(), dataset=ds, method=spec.method, source=src.kind,
                 uses_real_images=spec.method in USES_REAL,
                 teacher=tmeta['arch'], teacher_epochs=tmeta['epochs'], teacher_epoch=tmeta['epoch'], teacher_seed=tmeta['seed'],
-                teacher_key=teacher_id(tmeta), teacher_acc=teacher_acc, student=spec.kd.student, seed=spec.kd.seed, epochs=spec.kd.epochs,
+                teacher_key=teacher_id(tmeta), teacher_acc=teacher_acc, num_classes=tmeta['num_classes'], student=spec.kd.student, seed=spec.kd.seed, epochs=spec.kd.epochs,
                 batch_size=spec.kd.batch_size, lr=spec.kd.lr, temperature=spec.kd.temperature,
                 real_data=dict(teacher=f"{ds}/{spec.teacher.split}", test=f"{ds}/test"), device=str(acc.device), processes=acc.num_processes)
 
