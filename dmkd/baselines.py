@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from .core import DamagedError, Registry, cache_root, file_digest, load_weights
-from .data import CORPUS_FRACTION, CORPUS_SPLIT, ImageSet, load_dataset
+from .data import CORPUS_FRACTION, ImageSet, data_options, load_dataset
 from .generators import ddpm_kwargs, get_generator
 from .synth import map_classes
 from .distill import KDConfig, distill_student
@@ -36,8 +36,7 @@ class Context:
     @property
     def data_kwargs(self) -> dict:
         "The loader option of the run's `size` (an imagefolder tree decoded at one square size), if set."
-        f = dict(corpus_fraction=getattr(self, 'corpus_fraction', CORPUS_FRACTION)) if self.dataset in CORPUS_SPLIT else {}
-        return (dict(size=self.data_size) if getattr(self, 'data_size', None) else {}) | f
+        return data_options(self.dataset, getattr(self, 'data_size', None), getattr(self, 'corpus_fraction', CORPUS_FRACTION))
     def generator(self, steps: int | None = None, size: int | None = None):
         "The dataset's in-project DDPM (trained on its `corpus` split for `steps`, at resolution `size`; None: `DDPMConfig`'s defaults, those of a diffusion run) and the generator class of each target class."
         extra = {dict(size='data_size').get(k, k): v for k, v in self.data_kwargs.items()}   # the DDPM loads its corpus as the run loads the data

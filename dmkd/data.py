@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['DATASETS', 'NORM_STATS', 'SPLITS', 'DIGITS_FRACTIONS', 'CORPUS_SPLIT', 'CORPUS_FRACTION', 'IMAGE_EXTENSIONS',
            'NO_FLIP', 'ImageSet', 'channel_stats', 'load_dataset', 'digits_split_indices', 'to_classifier_view',
-           'load_digits_set', 'show_images', 'carve_corpus', 'load_cifar10', 'load_cifar100', 'load_imagefolder',
-           'batch_indices', 'BatchAugment']
+           'load_digits_set', 'show_images', 'carve_corpus', 'data_options', 'load_cifar10', 'load_cifar100',
+           'load_imagefolder', 'batch_indices', 'BatchAugment']
 
 # %% ../nbs/01_data.ipynb #10ebd7fe
 import os, time, warnings
@@ -176,6 +176,10 @@ def carve_corpus(labels, split: str, fraction: float = CORPUS_FRACTION, seed: in
                              f"corpus_fraction={fraction}. Add images, change corpus_fraction, or pass corpus_fraction=0 (shared).")
         parts.append(idx[:k] if split == 'corpus' else idx[k:])
     return torch.cat(parts).sort().values
+
+def data_options(dataset: str, size: int | None = None, corpus_fraction: float = CORPUS_FRACTION) -> dict:
+    "`load_dataset` options of a run's dataset knobs: `size` when set, `corpus_fraction` where `dataset` carves its train split."
+    return (dict(size=size) if size else {}) | (dict(corpus_fraction=corpus_fraction) if dataset in CORPUS_SPLIT else {})
 
 # %% ../nbs/01_data.ipynb #efa6542f
 def _load_cifar(name, split, root, download, corpus_fraction=CORPUS_FRACTION):

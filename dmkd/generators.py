@@ -19,7 +19,7 @@ import torch.nn.functional as F
 import dmkd
 from .core import (DamagedError, Registry, atomic_path, build_lock, cache_root, check_finite, check_types, config_key, file_digest,
                        get_accelerator, get_device, knob, load_state, lr_factor, read_json, save_state, seed_everything, tensor_digest, write_json)
-from .data import CORPUS_FRACTION, CORPUS_SPLIT, DATASETS, SPLITS, ImageSet, batch_indices, load_dataset, to_classifier_view
+from .data import CORPUS_FRACTION, CORPUS_SPLIT, DATASETS, SPLITS, ImageSet, batch_indices, data_options, load_dataset, to_classifier_view
 
 # %% ../nbs/04_generators.ipynb #a855f65b
 SAMPLERS = ('ddpm', 'ddim', 'dpm++')
@@ -147,8 +147,7 @@ class DDPMConfig:
 
     def load_data(self, root=None) -> ImageSet:
         "The images this DDPM trains on: its dataset's `split`, native (digits) or resized to `size`."
-        kw = dict(native=True) if self.native and self.dataset == 'digits' else dict(size=self.data_size) if self.data_size else {}
-        if self.dataset in CORPUS_SPLIT: kw['corpus_fraction'] = self.corpus_fraction
+        kw = dict(native=True) if self.native and self.dataset == 'digits' else data_options(self.dataset, self.data_size, self.corpus_fraction)
         data = load_dataset(self.dataset, self.split, root=root, **kw)
         if self.size and self.size != data.shape[-1]:
             x = F.interpolate(data.images.float(), size=(self.size, self.size), mode='bilinear', antialias=True)

@@ -18,7 +18,7 @@ from fastcore.docments import docments
 import dmkd
 from .core import (KnobError, cache_root, check_types, check_writable, config_key, get_accelerator, knob, reports_root, save_weights,
                        tensor_digest, write_record)
-from .data import CORPUS_FRACTION, CORPUS_SPLIT, ImageSet, load_dataset
+from .data import CORPUS_FRACTION, CORPUS_SPLIT, ImageSet, data_options, load_dataset
 from .models import Classifier
 from .train import TrainConfig, get_teacher, save_classifier
 from .generators import DDPMConfig, check_knobs, ddpm_kwargs
@@ -276,8 +276,7 @@ def _record_head(spec, tmeta, teacher_acc, acc) -> dict:
 
 def _size(spec) -> dict:
     "The loader options of the run's dataset knobs: `size` (an imagefolder tree decoded at one square size), `corpus_fraction`."
-    t = spec.teacher
-    return (dict(size=t.size) if t.size else {}) | (dict(corpus_fraction=t.corpus_fraction) if t.dataset in CORPUS_SPLIT else {})
+    return data_options(spec.teacher.dataset, spec.teacher.size, spec.teacher.corpus_fraction)
 
 def _teacher(spec, root, cache, device, keep_epochs, progress, acc):
     test = load_dataset(spec.teacher.dataset, 'test', root=root, **_size(spec))

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 import dmkd
 from .core import atomic_path, build_lock, cache_root, config_key, file_digest, get_accelerator, knob, read_json, tensor_digest, write_json
-from .data import CORPUS_FRACTION, CORPUS_SPLIT, ImageSet, load_dataset, show_images
+from .data import CORPUS_FRACTION, ImageSet, data_options, load_dataset, show_images
 from .generators import GENERATORS, Generator, check_knobs, ddpm_kwargs, get_generator
 
 # %% ../nbs/05_synth.ipynb #9618a255
@@ -212,10 +212,9 @@ def synthesize(dataset: str = 'digits', generator: str = 'ddpm', model: str | No
     knob('n_per_class', isinstance(n_per_class, int) and n_per_class >= 1, f"must be a whole number >= 1, got {n_per_class!r}.")
     knob('mode', mode in ('map', 'any'), f"must be map or any, got {mode!r}.")
     knob('generator', generator in GENERATORS, f"must be one of {', '.join(GENERATORS)}, got {generator!r}.")
-    kw = dict(native=True) if dataset == 'digits' else dict(size=size) if size else {}
-    if dataset in CORPUS_SPLIT: kw['corpus_fraction'] = corpus_fraction       # the generator's corpus: carved off the teacher's train split
+    kw = dict(native=True) if dataset == 'digits' else data_options(dataset, size, corpus_fraction)   # a corpus carved off the teacher's train split
     target = load_dataset(dataset, 'test', root=root, **kw)
-    dkw = (dict(data_size=size) if size else {}) | (dict(corpus_fraction=corpus_fraction) if dataset in CORPUS_SPLIT else {})
+    dkw = {dict(size='data_size').get(k, k): v for k, v in data_options(dataset, size, corpus_fraction).items()}   # as DDPMConfig names them
     gkw = (dict(dataset=dataset, root=root) | dkw if generator == 'ddpm' else {}) | dict(generator_kwargs or {})   # the DDPM of this dataset
     gen = gen or get_generator(generator, target.classes, model=model, device=device, cache=cache, **gkw)
     source = None

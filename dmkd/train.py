@@ -20,7 +20,7 @@ import dmkd
 from .core import (KnobError, atomic_path, build_lock, cache_root, check_finite, check_types, cli_entry, config_key, first_bad, get_accelerator,
                        get_device, hardware_info, knob, load_state, load_weights, save_state,
                        lr_factor, read_json, save_weights, seed_everything, tensor_digest, write_json)
-from .data import CORPUS_FRACTION, CORPUS_SPLIT, DATASETS, NO_FLIP, BatchAugment, ImageSet, batch_indices, load_dataset
+from .data import CORPUS_FRACTION, CORPUS_SPLIT, DATASETS, NO_FLIP, BatchAugment, ImageSet, batch_indices, data_options, load_dataset
 from .models import MODELS, Classifier, get_model
 
 # %% ../nbs/03_train.ipynb #e42cebab
@@ -208,9 +208,7 @@ def teacher_dir(cfg: TrainConfig, data_digest: str, cache: str | Path | None = N
     return cache_root(cache) / 'teachers' / f'{cfg.dataset}-{cfg.arch}-{cfg.key(data_digest)}'
 
 def _load_splits(cfg: TrainConfig, root=None, **data_kwargs):
-    kw = dict(data_kwargs)
-    if cfg.size is not None: kw['size'] = cfg.size
-    if cfg.dataset in CORPUS_SPLIT: kw['corpus_fraction'] = cfg.corpus_fraction
+    kw = dict(data_kwargs) | data_options(cfg.dataset, cfg.size, cfg.corpus_fraction)
     train = load_dataset(cfg.dataset, cfg.split, root=root, **kw)
     test = load_dataset(cfg.dataset, 'test', root=root, **kw)
     return train, test
