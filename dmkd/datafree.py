@@ -108,7 +108,9 @@ class GeneratorHook:
     def __call__(self, x: torch.Tensor, step: int, student: Classifier, teacher: Classifier) -> torch.Tensor:
         t0 = time.perf_counter(); n = len(x)
         if step % self.student_steps == 0:
-            made = self.update(teacher, student, n)
+            was = student.training; student.eval()     # the generator is trained against the student's inference behaviour (BN running stats), as the references do
+            try: made = self.update(teacher, student, n)
+            finally: student.train(was)
             if made is not None:     # Fast-DFKD keeps what it made in a memory bank the student samples from
                 made = to_uint8(made).to(self.dev)
                 self.bank = made if self.bank is None else torch.cat([self.bank, made])[-self.bank_size:] if self.bank_size else torch.cat([self.bank, made])

@@ -138,10 +138,10 @@ class TeacherCache:
 # %% ../nbs/06_distill.ipynb #14bbc344
 def _epoch_seed(seed: int, epoch: int) -> int: return seed * 1_000_003 + epoch + 17
 
-def distill_student(cfg: KDConfig, teacher: Classifier, images: ImageSet, test: ImageSet | None = None, device='auto',
+def distill_student(cfg: KDConfig, teacher: Classifier, images: ImageSet, val: ImageSet | None = None, device='auto',
                     run_dir: str | Path | None = None, progress: bool = True, meta: dict | None = None,
-                    stop_after: int | None = None, on_batch=None) -> tuple[Classifier, dict]:
-    "Distil `teacher` into a fresh `cfg.student` on `images`, evaluating on `test` each epoch; resumable through `run_dir`."
+                    stop_after: int | None = None, on_batch=None, test: ImageSet | None = None) -> tuple[Classifier, dict]:
+    "Distil `teacher` into a fresh `cfg.student` on `images`; the epoch best on `val` is the student, scored once on `test`; resumable through `run_dir`."
     from tqdm.auto import tqdm
     if len(images) == 0: raise ValueError("No training images: the image source is empty.")
     if on_batch is not None and cfg.teacher_cache: raise ValueError("on_batch changes the images, so it cannot be combined with teacher_cache; set teacher_cache=0.")
@@ -155,12 +155,12 @@ def distill_student(cfg: KDConfig, teacher: Classifier, images: ImageSet, test: 
     opt, sched, steps = sgd_schedule(student, cfg, len(images), world)
     student, opt = acc.prepare(student, opt)
     forward = torch.compile(student) if cfg.compile else student
-    aug = BatchAugment.for_images(images.shape, (test if test is not None else images).name) if cfg.augment == 'auto' else BatchAugment(cfg.augment)
-    train_d, test_d = images.to(dev), (test.to(dev) if test is not None else None)
+    aug = BatchAugment.for_images(images.shape, (val if val is not None else images).name) if cfg.augment == 'auto' else BatchAugment(cfg.augment)
+    train_d, val_d = images.to(dev), (val.to(dev) if val is not None else None)
     run_dir = Path(run_dir) if run_dir else None
     state_path = run_dir / 'state.pt' if run_dir else None
     key = (meta or {}).get('key')
-    start, history = resume(state_path, key, student, opt, sched, acc)
+    start, history, best = resume(state_path, key, student, opt, sched, acc, extra=('best',))
     if start and progress and acc.is_main_process:
             print(f"Found the finished student in {run_dir}." if start >= cfg.epochs else f"Resuming {cfg.student} from epoch {start} of {cfg.epochs} ({state_path}).")
     cache = None
@@ -195,23 +195,28 @@ def distill_student(cfg: KDConfig, teacher: Classifier, images: ImageSet, test: 
         secs = time.time() - t0
         rec = dict(epoch=epoch + 1, images=seen, kd_loss=tot_loss.item() / max(seen, 1), train_agreement=100 * agree.item() / max(seen, 1),
                    lr=sched.get_last_lr()[0], seconds=round(secs, 3), images_per_s=round(seen / secs, 1))
-        if test_d is not None:
-            ev = evaluate(student, test_d, accelerator=acc); rec.update(test_acc=ev['acc'], test_loss=ev['loss'])
+        if val_d is not None:
+            ev = evaluate(student, val_d, accelerator=acc); rec.update(val_acc=ev['acc'], val_loss=ev['loss'])
+        if best is None or rec.get('val_acc', 0) > best['val_acc'] or val_d is None:   # ties keep the earlier epoch; no val: the last
+            best = dict(epoch=epoch + 1, val_acc=rec.get('val_acc', 0),
+                        model={k: v.detach().clone() for k, v in acc.unwrap_model(student).state_dict().items()} if val_d is not None else None)
         history.append(rec)
         if progress and acc.is_main_process:
             print(f"epoch {epoch + 1:3d}/{cfg.epochs}  kd loss {rec['kd_loss']:.4f}  agreement {rec['train_agreement']:.1f}%  "
-                  + (f"test acc {rec['test_acc']:.2f}%  " if test_d is not None else '') + f"{rec['images_per_s']:.0f} img/s  {secs:.1f}s")
+                  + (f"val acc {rec['val_acc']:.2f}%  " if val_d is not None else '') + f"{rec['images_per_s']:.0f} img/s  {secs:.1f}s")
         if run_dir and acc.is_main_process:
             save_state(dict(model=acc.unwrap_model(student).state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                            epoch=epoch + 1, history=history, key=key), state_path)
+                            epoch=epoch + 1, history=history, key=key, best=best), state_path)
         acc.wait_for_everyone()
     net = acc.unwrap_model(student).eval()
-    accs = [h['test_acc'] for h in history if 'test_acc' in h]
+    if best is not None and best['model'] is not None: net.load_state_dict(best['model'])   # the student is the epoch chosen on val
+    done = len(history) == cfg.epochs
     res = dict(history=history, kd_seconds=round(sum(h['seconds'] for h in history), 2),
                images_per_s=round(sum(h['images_per_s'] for h in history) / max(len(history), 1), 1),
-               best_acc=max(accs) if accs else None, last_acc=accs[-1] if accs else None,
+               selected_epoch=best['epoch'] if best else None, val_acc=best['val_acc'] if best and val_d is not None else None,
+               test_acc=evaluate(net, test.to(dev), accelerator=acc)['acc'] if test is not None and done else None,   # scored once
                teacher_cache=cfg.teacher_cache, teacher_cache_seconds=round(cache.seconds, 2) if cache else 0.0, precision=precision,
-               complete=len(history) == cfg.epochs)
+               complete=done)
     return net, res
 
 # %% ../nbs/06_distill.ipynb #f8613d15

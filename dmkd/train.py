@@ -112,25 +112,26 @@ def sgd_schedule(model: torch.nn.Module, cfg, n_images: int, world: int = 1):
     total, warm = cfg.epochs * steps, round(cfg.warmup_epochs * steps)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warm, cfg.schedule)), steps
 
-def resume(state_path: Path | None, key: str | None, model, opt, sched, acc) -> tuple[int, list]:
-    "Load the checkpoint at `state_path` into `model`, `opt`, `sched`; returns its (epoch, history), or (0, []) when there is none."
-    if not state_path or not state_path.exists(): return 0, []
+def resume(state_path: Path | None, key: str | None, model, opt, sched, acc, extra: tuple = ()) -> tuple:
+    "Load the checkpoint at `state_path` into `model`, `opt`, `sched`; returns its (epoch, history, *its `extra` fields), or (0, [], None...) when there is none."
+    if not state_path or not state_path.exists(): return (0, [], *(None for _ in extra))
     st = load_state(state_path, acc.device)
     if st.get('key') != key: raise ValueError(f"{state_path} belongs to run {st['key']}, not {key}; delete {state_path.parent} to start fresh.")
     try: acc.unwrap_model(model).load_state_dict(st['model']); opt.load_state_dict(st['optimizer']); sched.load_state_dict(st['scheduler'])
     except (RuntimeError, ValueError, KeyError) as e:
         raise ValueError(f"{state_path} does not fit this run's model ({str(e)[:200]}); delete {state_path.parent} to start fresh.") from e
-    return st['epoch'], st['history']
+    return (st['epoch'], st['history'], *(st.get(k) for k in extra))
 
 # %% ../nbs/03_train.ipynb #a9cff709
 def _epoch_seed(seed: int, epoch: int) -> int: return seed * 1_000_003 + epoch
 
-def fit_classifier(cfg: TrainConfig, train: ImageSet, test: ImageSet | None = None, device='auto',
+def fit_classifier(cfg: TrainConfig, train: ImageSet, val: ImageSet | None = None, device='auto',
                    run_dir: str | Path | None = None, keep_epochs=(), progress: bool = True,
-                   meta: dict | None = None, stop_after: int | None = None) -> tuple[Classifier, dict]:
-    "Train `cfg.arch` on `train` with SGD, evaluating on `test` every epoch; checkpoints in `run_dir` make it resumable."
+                   meta: dict | None = None, stop_after: int | None = None, accelerator=None) -> tuple[Classifier, dict]:
+    "Train `cfg.arch` on `train` with SGD, evaluating on `val` every epoch; checkpoints in `run_dir` make it resumable; `accelerator`: e.g. a `Solo` (default: the process's)."
+
     from tqdm.auto import tqdm
-    acc = get_accelerator(device); dev = acc.device
+    acc = accelerator or get_accelerator(device); dev = acc.device
     seed_everything(cfg.seed)
     model = get_model(cfg.arch, train.num_classes, train.mean, train.std)
     model = model.to(dev, memory_format=torch.channels_last)
@@ -138,7 +139,7 @@ def fit_classifier(cfg: TrainConfig, train: ImageSet, test: ImageSet | None = No
     opt, sched, steps = sgd_schedule(model, cfg, len(train), world)
     model, opt = acc.prepare(model, opt)
     aug = BatchAugment.for_images(train.shape, cfg.dataset) if cfg.augment == 'auto' else BatchAugment(cfg.augment)
-    train_d, test_d = train.to(dev), (test.to(dev) if test is not None else None)
+    train_d, val_d = train.to(dev), (val.to(dev) if val is not None else None)
     run_dir = Path(run_dir) if run_dir else None
     state_path = run_dir / 'state.pt' if run_dir else None
     start, history = resume(state_path, (meta or {}).get('key'), model, opt, sched, acc)
@@ -161,11 +162,11 @@ def fit_classifier(cfg: TrainConfig, train: ImageSet, test: ImageSet | None = No
         secs = time.time() - t0; t_train += secs
         rec = dict(epoch=epoch + 1, train_loss=tot_loss.item() / max(seen, 1), lr=sched.get_last_lr()[0], seconds=round(secs, 3),
                    images_per_s=round(seen * world / secs, 1))
-        if test_d is not None:
-            ev = evaluate(model, test_d, accelerator=acc); rec.update(test_acc=ev['acc'], test_loss=ev['loss'])
+        if val_d is not None:
+            ev = evaluate(model, val_d, accelerator=acc); rec.update(val_acc=ev['acc'], val_loss=ev['loss'])
         history.append(rec)
         if progress and acc.is_main_process:
-            print(f"epoch {epoch + 1:3d}/{cfg.epochs}  loss {rec['train_loss']:.4f}  " + (f"test acc {rec['test_acc']:.2f}%  " if test_d is not None else '')
+            print(f"epoch {epoch + 1:3d}/{cfg.epochs}  loss {rec['train_loss']:.4f}  " + (f"val acc {rec['val_acc']:.2f}%  " if val_d is not None else '')
                   + f"{rec['images_per_s']:.0f} img/s  {secs:.1f}s")
         if run_dir and acc.is_main_process:
             net = acc.unwrap_model(model)
@@ -181,7 +182,7 @@ def _sidecar(cfg, net, train, history, meta):
     last = history[-1]
     return dict(meta or {}, arch=cfg.arch, dataset=cfg.dataset, split=cfg.split, classes=list(train.classes),
                 num_classes=train.num_classes, epoch=last['epoch'], epochs=cfg.epochs, seed=cfg.seed,
-                accuracy=last.get('test_acc'), mean=list(train.mean), std=list(train.std), config=cfg.to_dict(),
+                val_acc=last.get('val_acc'), mean=list(train.mean), std=list(train.std), config=cfg.to_dict(),
                 dmkd_version=dmkd.__version__)
 
 # %% ../nbs/03_train.ipynb #17cf4f3a
@@ -208,49 +209,50 @@ def teacher_dir(cfg: TrainConfig, data_digest: str, cache: str | Path | None = N
     return cache_root(cache) / 'teachers' / f'{cfg.dataset}-{cfg.arch}-{cfg.key(data_digest)}'
 
 def _load_splits(cfg: TrainConfig, root=None, **data_kwargs):
+    "The teacher's train split (`cfg.split`), the validation split it is watched on, and the test split it is scored on once."
     kw = dict(data_kwargs) | data_options(cfg.dataset, cfg.size, cfg.corpus_fraction)
-    train = load_dataset(cfg.dataset, cfg.split, root=root, **kw)
-    test = load_dataset(cfg.dataset, 'test', root=root, **kw)
-    return train, test
+    return tuple(load_dataset(cfg.dataset, s, root=root, **kw) for s in (cfg.split, 'val', 'test'))
 
 def train_teacher(cfg: TrainConfig, root=None, cache=None, device='auto', keep_epochs=(), progress: bool = True,
-                  data: tuple[ImageSet, ImageSet] | None = None, **data_kwargs) -> tuple[Classifier, dict]:
+                  data: tuple[ImageSet, ImageSet, ImageSet] | None = None, accelerator=None, **data_kwargs) -> tuple[Classifier, dict]:
     "Train (or resume) the teacher of `cfg` into its cache folder; returns `(model, sidecar)`."
-    train, test = data or _load_splits(cfg, root, **data_kwargs)
+    train, val, test = data or _load_splits(cfg, root, **data_kwargs)
     digest = tensor_digest(train.images, train.labels)
     out = teacher_dir(cfg, digest, cache); out.mkdir(parents=True, exist_ok=True)
     key = cfg.key(digest)
     write_json(dict(key=key, config=cfg.to_dict(), data_digest=digest, status='training'), out / 'run.json')
     t0 = time.time()
-    model, res = fit_classifier(cfg, train, test, device, out, keep_epochs, progress, meta=dict(key=key, data_digest=digest))
+    acc = accelerator or get_accelerator(device)
+    model, res = fit_classifier(cfg, train, val, device, out, keep_epochs, progress, meta=dict(key=key, data_digest=digest), accelerator=acc)
     hist = res['history']
     meta = _sidecar(cfg, model, train, hist, dict(key=key, data_digest=digest))
+    meta['accuracy'] = evaluate(model, test, device=acc.device)['acc']   # the test split, scored once, after training
     meta.update(history=hist, train_seconds=res['train_seconds'], images_per_s=round(sum(h['images_per_s'] for h in hist) / len(hist), 1),
                 wall_seconds=round(time.time() - t0, 2), kept_epochs=sorted(set(keep_epochs) | {cfg.epochs}),
                 hardware=hardware_info())
-    if get_accelerator(device).is_main_process:
+    if acc.is_main_process:
         save_classifier(model, out / 'model.safetensors', meta)
         write_json(dict(key=key, config=cfg.to_dict(), data_digest=digest, status='done', accuracy=meta['accuracy']), out / 'run.json')
         (out / 'state.pt').unlink(missing_ok=True)
     return model, meta
 
 def get_teacher(cfg: TrainConfig | None = None, epoch: int | None = None, root=None, cache=None, device='auto',
-                keep_epochs=(), progress: bool = True, data: tuple[ImageSet, ImageSet] | None = None, **kwargs) -> tuple[Classifier, dict]:
+                keep_epochs=(), progress: bool = True, data: tuple[ImageSet, ImageSet, ImageSet] | None = None, accelerator=None, **kwargs) -> tuple[Classifier, dict]:
     "The teacher of `cfg` (or of `TrainConfig(**kwargs)`) from the cache, training it first if needed; `epoch` picks a kept earlier epoch."
     data_kw = {k: kwargs.pop(k) for k in ('download',) if k in kwargs}
     cfg = cfg or TrainConfig(**kwargs)
     if epoch is not None and not 1 <= epoch <= cfg.epochs:
         raise ValueError(f"epoch must lie in [1, {cfg.epochs}] for a {cfg.epochs}-epoch teacher, got {epoch}.")
-    train, test = data or _load_splits(cfg, root, **data_kw)
+    train, val, test = data or _load_splits(cfg, root, **data_kw)
     digest = tensor_digest(train.images, train.labels)
     out = teacher_dir(cfg, digest, cache)
     done = out / ('model.safetensors' if epoch in (None, cfg.epochs) else f'epoch_{epoch:03d}.safetensors')
     if done.exists(): return load_classifier(done, get_device(device), key=cfg.key(digest))   # read only: no lock (a read-only cache works)
     out.parent.mkdir(parents=True, exist_ok=True)
     with build_lock(out):   # two processes asking for one teacher: one trains, the other then loads it
-        return _get_teacher(cfg, epoch, out, digest, train, test, cache, device, keep_epochs, progress)
+        return _get_teacher(cfg, epoch, out, digest, train, val, test, cache, device, keep_epochs, progress, accelerator)
 
-def _get_teacher(cfg, epoch, out, digest, train, test, cache, device, keep_epochs, progress):
+def _get_teacher(cfg, epoch, out, digest, train, val, test, cache, device, keep_epochs, progress, accelerator=None):
     want = out / ('model.safetensors' if epoch in (None, cfg.epochs) else f'epoch_{epoch:03d}.safetensors')
     if want.exists():
         model, meta = load_classifier(want, get_device(device), key=cfg.key(digest))
@@ -258,7 +260,7 @@ def _get_teacher(cfg, epoch, out, digest, train, test, cache, device, keep_epoch
     if epoch is not None and (out / 'model.safetensors').exists():
         warnings.warn(f"Epoch {epoch} of teacher {out.name} was not kept; training it again (deterministic) to keep it.")
     keep = sorted(set(keep_epochs) | ({epoch} if epoch else set()))
-    model, meta = train_teacher(cfg, device=device, keep_epochs=keep, progress=progress, data=(train, test), cache=cache)
+    model, meta = train_teacher(cfg, device=device, keep_epochs=keep, progress=progress, data=(train, val, test), cache=cache, accelerator=accelerator)
     if epoch in (None, cfg.epochs): return model, meta
     return load_classifier(want, get_device(device), key=cfg.key(digest))
 

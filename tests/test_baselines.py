@@ -66,9 +66,9 @@ def test_cli_writes_a_baseline_record(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     (f,) = (tmp_path / 'reports' / 'results').glob('*.json')
     rec = json.loads(f.read_text())
-    assert rec['schema'] == 1 and rec['method'] == 'dfad' and rec['complete'] and not rec['uses_real_images']
+    assert rec['schema'] == 2 and rec['method'] == 'dfad' and rec['complete'] and not rec['uses_real_images']
     assert rec['n_images'] == 100 and rec['generator_updates'] == 1 and rec['synthesis_seconds'] > 0 and rec['kd_seconds'] > 0
-    assert rec['student_last_acc'] is not None and rec['teacher_acc'] > 30 and rec['params']['ngf'] == 16
+    assert rec['student_acc'] is not None and rec['teacher_acc'] > 30 and rec['params']['ngf'] == 16
     assert 'dfad:' in p.stdout and str(f) in p.stdout
 
 

@@ -18,9 +18,9 @@ def _nb(path: Path, body: str):
 
 # plain json, no dmkd/torch import: the kernels start fast (write_record and collect_records are tested in nbs/10_experiments.ipynb)
 RUN = ('import json, pathlib, time\ntime.sleep(float(x))\nout = pathlib.Path(reports, "results"); out.mkdir(parents=True, exist_ok=True)\n'
-       'out.joinpath(f"toy-{seed}.json").write_text(json.dumps(dict(schema=1, kind="run", method="toy", x=x, seed=seed, student_last_acc=10 * x + seed)))')
+       'out.joinpath(f"toy-{seed}.json").write_text(json.dumps(dict(schema=2, kind="run", real_data=dict(teacher="toy", student="toy", test="toy"), method="toy", x=x, seed=seed, student_acc=10 * x + seed)))')
 REPORT = ('import json, pathlib\n'
-          'accs = [json.loads(p.read_text())["student_last_acc"] for p in pathlib.Path(reports).glob("runs/toy/*/*/results/*.json")]\n'
+          'accs = [json.loads(p.read_text())["student_acc"] for p in pathlib.Path(reports).glob("runs/toy/*/*/results/*.json")]\n'
           'pathlib.Path(reports, "report.json").write_text(json.dumps(sorted(accs)))')
 
 

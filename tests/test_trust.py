@@ -94,7 +94,7 @@ def test_a_finished_run_only_reads_the_cache(tmp_path, store):
     before = _snapshot(tmp_path / 'cache')
     again = run(spec, cache=tmp_path / 'cache', device='cpu', progress=False, record=False)
     assert _snapshot(tmp_path / 'cache') == before
-    assert again['student_last_acc'] == first['student_last_acc'] and again['student_key'] == first['student_key']
+    assert again['student_acc'] == first['student_acc'] and again['student_key'] == first['student_key']
 
 
 def _tree(root: Path):

@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SKIP_FLAGS = ('notest', 'slow', 'cuda')  # as settings.ini `tst_flags`: cells nbdev_test does not run
 RECORD_COLS = ('kind', 'method', 'dataset', 'teacher', 'student', 'source', 'generator', 'guidance_scale', 'num_steps', 'sampler',
-               'strength', 'n_per_class', 'temperature', 'seed', 'teacher_acc', 'student_best_acc', 'student_last_acc')
+               'strength', 'n_per_class', 'temperature', 'seed', 'teacher_acc', 'student_val_acc', 'student_acc')
 IMG_EXT = ('.png', '.svg', '.jpg', '.jpeg', '.gif', '.webp')
 
 
