@@ -88,10 +88,12 @@ def check_optim_fields(cfg, arch: str = 'arch', splits=()):
 def evaluate(model: torch.nn.Module, data: ImageSet, batch_size: int = 500, device=None, accelerator=None) -> dict:
     "Top-1 accuracy (%) and mean cross-entropy of `model` on `data`; shards and gathers across Accelerate processes."
     dev = device or next(model.parameters()).device
+    if accelerator: model = accelerator.unwrap_model(model)   # a DDP forward is a collective: ranks with fewer batches would deadlock it
     was = model.training; model.eval()
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     correct = torch.zeros((), device=dev); loss = torch.zeros((), device=dev)
-    for idx in batch_indices(len(data), batch_size, shuffle=False)[rank::world]:
+    mine = torch.arange(rank, len(data), world)                # this process's images (any number, none included)
+    for idx in (mine[i:i + batch_size] for i in range(0, len(mine), batch_size)):
         x, y = data.images[idx].to(dev, non_blocking=True), data.labels[idx].to(dev)
         out = model(x).float()
         correct += (out.argmax(1) == y).sum(); loss += F.cross_entropy(out, y, reduction='sum')
