@@ -16,7 +16,7 @@ import torch
 from fastcore.docments import docments
 
 import dmkd
-from .core import (REPRODUCIBILITY, KnobError, cache_root, check_types, check_writable, config_key, get_accelerator, knob, reports_root, save_weights,
+from .core import (REPRODUCIBILITY, KnobError, cache_root, deterministic_kernels, check_types, check_writable, config_key, get_accelerator, knob, reports_root, save_weights,
                        tensor_digest, write_record)
 from .data import CORPUS_FRACTION, CORPUS_SPLIT, ImageSet, data_options, load_dataset
 from .models import Classifier
@@ -334,6 +334,7 @@ def run(spec: RunSpec,                # what to run
        ) -> dict:
     "Teacher → images → (fidelity) → KD → the real test split → one record; returns it, with the models under `_models`."
     acc = get_accelerator(device); times = {}; t0 = time.time(); main = acc.is_main_process
+    deterministic_kernels()   # before anything trains (every trainer also seeds with them on), so the record states what the run used
     if record and main: check_writable(Path(reports) / 'results' if reports else reports_root() / 'results', 'results records',
                                        "Pass reports=<a writable folder> (or set $DMKD_REPORTS); nothing has run yet.")
     test, tnet, tmeta, teacher_acc = _teacher(spec, root, cache, device, keep_epochs, progress, acc)
