@@ -147,6 +147,8 @@ def run_params() -> dict[str, dict]:
         if f.name == 'seed': continue
         n, e = _entry('store', f.name, f, sdoc[f.name]); out[n] = e | dict(type=hint(StoreSource)[f.name])
     out['params'] = dict(target='baseline', field='params', type=dict, default={}, doc="the baseline method's parameters (method_params(method) lists them)")
+    out['budget'] = dict(target='baseline', field='budget', type=typing.Optional[float], default=None,
+                         doc="a baseline's synthesis work as a multiple of its reference's (dmkd.baselines.BUDGET_KNOB); None: the method's default")
     rdoc = _field_docs(RunSpec)
     for name in RUN_FIELDS: out[name] = dict(target='run', field=name, type=hint(RunSpec)[name], default=getattr(RunSpec, name), doc=rdoc[name])
     out['seed'] = dict(target='run', field='seed', type=int, default=0, doc='seed of the images and the student (the teacher has teacher_seed)')
@@ -179,6 +181,10 @@ def run_spec(**params) -> RunSpec:
             if k not in takes: raise ValueError(f"{method} does not take {k}; it takes: {', '.join(takes) or 'no parameters'}.")
             if pp.get(k, v) != v: raise ValueError(f"{k}={v} and params {k}={pp[k]} disagree: give one.")
             pp[k] = v
+        if 'budget' in given:       # the flat budget is the method's `budget` parameter
+            if 'budget' not in takes: raise ValueError(f"{method} has no synthesis budget; it takes: {', '.join(takes) or 'no parameters'}.")
+            if pp.get('budget', given['budget']) != given['budget']: raise ValueError(f"budget={given['budget']} and params budget={pp['budget']} disagree: give one.")
+            pp['budget'] = given['budget']
         source = RealSource() if method == 'kd_real' else BaselineSource(method, pp, seed)
     if given.get('params') and source.kind != 'baseline': raise ValueError(f"params= configures a baseline method; {method} takes none.")
     teacher = _made('teacher', TrainConfig, **part('teacher'))
