@@ -82,3 +82,22 @@ def test_cli_bad_input(tmp_path):
     p = run(*TINY, '--method', 'one_image', '--image', str(tmp_path / 'missing.jpg'), tmp=tmp_path)
     assert p.returncode != 0 and 'One-Image source image not found' in p.stderr
     assert not (tmp_path / 'cache').exists()    # nothing was trained before the error
+
+
+@pytest.mark.timeout(900)
+def test_cli_budget_is_stated_and_collapse_flagged(tmp_path):
+    """`--budget` sets a joint-training method's length from its reference's generator updates (ZSKT: 80,000), and the
+    record states what the images cost in teacher passes and whether the run collapsed."""
+    tiny_teacher()
+    p = run(*TINY, '--method', 'zskt', '--budget', '5e-05', '--ngf', '16', tmp=tmp_path, cache=shared_cache())
+    assert p.returncode == 0, p.stderr[-3000:]
+    (f,) = (tmp_path / 'reports' / 'results').glob('*.json')
+    rec = json.loads(f.read_text())
+    b = rec['synthesis_budget']
+    # 80,000 x 5e-5 = 4 generator updates, each followed by ZSKT's 10 student steps: 40 KD steps of 64 images in one epoch
+    assert rec['params']['budget'] == 5e-05 and rec['params']['student_steps'] == 10 and rec['n_images'] == 2560
+    assert b['generator_updates'] == 4 == rec['generator_updates'] and b['budget'] == 5e-05 and b['device'] == 'cpu'
+    assert b['teacher_backward'] == b['teacher_forward'] == 4 * 64     # one generator step of 64 images per update
+    assert rec['collapsed'] == (rec['collapse'] is not None) and 0 < rec['image_top_class_share'] <= 1
+    p = run(*TINY, '--method', 'zskt', '--budget', '0.1', '--n-per-class', '10', tmp=tmp_path, cache=shared_cache())
+    assert p.returncode != 0 and 'not both' in p.stderr
