@@ -186,6 +186,9 @@ def check_hparams(method: str, hparams: dict) -> dict:
     if bad: raise ValueError(f"{method} has no hyper-parameter {', '.join(bad)}; it takes: {', '.join(full) or 'none'}.")
     if method == 'one_image' and hparams.get('image') and not Path(hparams['image']).is_file():
         raise FileNotFoundError(f"One-Image source image not found at {hparams['image']}: pass image= an existing image file (default: matplotlib's sample photograph).")
+    if method in REFERENCE_UPDATES and hparams.get('n_per_class') is not None and hparams.get('budget') is not None:
+        raise ValueError(f"{method}: give n_per_class (the images per KD epoch) or budget (the generator updates as a multiple of the "
+                         f"reference's {REFERENCE_UPDATES[method]:,}), not both: each sets the length of its joint training.")
     return full | hparams
 
 # %% ../nbs/07d_baselines.ipynb #a512a86a
@@ -310,7 +313,8 @@ DEVIATIONS = dict(
     zskt=[("no attention-transfer term and no gradient clipping in the student's loss", "ZSKT adds β = 250 attention transfer and clips the "
            "student at 5 (solver.py:113-115, 231-240); the student's loss is the shared one"),
           ("the KL is averaged over the batch", "ZSKT's F.kl_div default also averages over classes (solver.py:218): a constant factor"),
-          ("the generator's Adam uses betas (0.5, 0.999)", "ZSKT: Adam's defaults (solver.py:39)")],
+          ("the generator's Adam uses betas (0.5, 0.999) at a constant learning rate", "ZSKT: Adam's defaults, and both the generator's and "
+           "the student's rates follow a cosine over the run (solver.py:39-42)")],
     dfad=[("the student's loss is the shared KD loss", "DFAD trains the student on the L1 distance of logits (DFAD_cifar.py:30)"),
           ("the generator's Adam uses betas (0.5, 0.999)", "DFAD: Adam's defaults (DFAD_cifar.py:151)")],
     dfq=[("the adversarial term compares the teacher with the student being trained", "Fast-Datafree passes the teacher as the student to "

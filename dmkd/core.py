@@ -50,7 +50,7 @@ def reports_root(path: str | Path | None = None) -> Path:
 
 # %% ../nbs/00_core.ipynb #84a1e902
 def deterministic_kernels() -> bool:
-    "Ask torch for deterministic kernels in this process (a warning names any op that has none); touches no random state. Returns True."
+    "Ask torch for deterministic kernels in this process (a warning names any op that has none); touches no random state. Returns whether torch now has them on."
     os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')     # cuBLAS's condition for deterministic matrix products
     torch.use_deterministic_algorithms(True, warn_only=True); torch.backends.cudnn.benchmark = False
     return torch.are_deterministic_algorithms_enabled()

@@ -77,8 +77,8 @@ def generator_loss(teacher: Classifier, x: torch.Tensor, student: Classifier | N
 
 # %% ../nbs/07b_datafree.ipynb #fc7cd5d4
 def _reset_l0(gen):
-    "Fast-DFKD's re-initialisation of the generator's input layer (Fast-Datafree `fast_meta.py:163-167`)."
-    nn.init.normal_(gen.l1.weight, 0.0, 0.02); nn.init.constant_(gen.l1.bias, 0)
+    "Fast-DFKD's re-initialisation of the generator's input layer and first BatchNorm (`l1.0` and `conv_blocks.0` in Fast-Datafree `fast_meta.py:163-167`)."
+    for m in (gen.l1, gen.body[0]): nn.init.normal_(m.weight, 0.0, 0.02); nn.init.constant_(m.bias, 0)
 
 class GeneratorHook:
     "The `on_batch` hook of the generator-based methods for `dmkd.distill.distill_student`: every `student_steps` KD steps it updates the generator (`generator_steps` steps, or Fast-DFKD's inner steps and meta step), then hands the student its batches."
@@ -124,7 +124,7 @@ class GeneratorHook:
     def update(self, teacher: Classifier, student: Classifier | None, n: int):
         "One generator update on `n` images; returns the images the student is to keep (Fast-DFKD: the lowest-loss inner step's), or None."
         w, kw = self.weights_now(), dict(divergence=self.divergence, ie_base=self.ie_base)
-        if self.reset_l0 and self.updates == self.reset_l0: _reset_l0(self.gen)
+        if self.reset_l0 and self.updates + 1 == self.reset_l0: _reset_l0(self.gen)     # at the reset_l0-th round, as fast_meta.py:238-244
         if self.meta is None:
             z = self.z(n)
             for _ in range(self.generator_steps):
