@@ -74,6 +74,8 @@ def selections(sw: dict, df: pd.DataFrame) -> pd.DataFrame:
     for s in check_selections(sw):
         d = df[df.job == s['job']] if len(df) and 'job' in df else df.iloc[:0]
         if not len(d): continue
+        d = d.assign(**{k: [(x or {}).get(k) if isinstance(x, dict) else None for x in d.get('params', pd.Series([None] * len(d), index=d.index))]
+                        for k in s['sets'] if k not in d})       # a baseline's own parameter (e.g. budget) lives in its record's params
         g = d.groupby(s['sets'])[s['by']].agg(['mean', 'std', 'count']).reset_index()
         best = g.loc[g['mean'].idxmax()]
         default = {k: (sw.get('defaults') or {}).get(k) for k in s['sets']}
@@ -398,9 +400,10 @@ def budget_table(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     return out.sort_values(['_method', 'budget'], key=lambda c: c.map(order).fillna(99) if c.name == '_method' else c.fillna(-1)).reset_index(drop=True)
 
 def best_budgets(bt: pd.DataFrame) -> pd.DataFrame:
-    "Per method, the budget row of `budget_table` with the best mean validation accuracy (ties: the cheaper): chosen on validation, never on test."
+    "Per method, the budget row of `budget_table` with the best mean validation accuracy over its runs that did not collapse (ties: the cheaper), chosen on validation, never on test; a method whose every run collapsed keeps its largest budget, so its row still reports the collapse."
     b = bt.dropna(subset=['_val']).sort_values(['_method', '_val', 'budget'], ascending=[True, False, True], na_position='first')
-    return b.drop_duplicates('_method').reset_index(drop=True)
+    gone = bt[~bt._method.isin(b._method)].sort_values('budget').drop_duplicates('_method', keep='last')
+    return pd.concat([b.drop_duplicates('_method'), gone]).reset_index(drop=True)
 
 # %% ../nbs/10_experiments.ipynb #9067d384
 def budget_figure(bt: pd.DataFrame, x: str = 'teacher passes (fwd+bwd, images)', ax=None, title: str = ''):
@@ -411,15 +414,17 @@ def budget_figure(bt: pd.DataFrame, x: str = 'teacher passes (fwd+bwd, images)',
         g = g.sort_values('budget'); label = METHOD_LABELS.get(m, m)
         std = [float(t.split('±')[1].split('(')[0]) if '±' in t else np.nan for t in g['test, final']]
         if g[x].fillna(0).gt(0).any():
-            ax.errorbar(g[x], g._test, yerr=std, marker='o', capsize=3, label=label)
+            line = ax.errorbar(g[x], g._test, yerr=std, marker='o', capsize=3, label=label)
             for _, r in g[g.collapsed.str.split(' ').str[0].astype(int) > 0].iterrows():
-                ax.annotate(f"{r.collapsed} collapsed", (r[x], r._test if pd.notna(r._test) else 0), fontsize=7, textcoords='offset points', xytext=(4, -10))
+                if pd.isna(r._test): ax.scatter([r[x]], [3], marker='x', color=line[0].get_color())     # every run collapsed: an x at the bottom
+                else: ax.annotate(f"{r.collapsed} collapsed", (r[x], r._test), fontsize=7, textcoords='offset points', xytext=(4, -10))
         elif g._test.notna().any():
             cost = '; '.join(f"{BUDGET_UNITS[k]} {g[v].mean():,.0f}" for k, v in BUDGET_UNITS.items() if v in g and g[v].notna().any() and g[v].mean() > 0)
             ax.axhline(g._test.mean(), ls='--', color='k', label=f"{label} (no teacher pass; {cost or 'see its row'})")
-    ax.set_xscale('log'); ax.set_xlabel(x); ax.set_ylabel('student test accuracy (%)')
+    ax.set_xscale('log'); ax.set_xlabel(x + '   (x at the bottom: every run collapsed)'); ax.set_ylabel('student test accuracy (%)')
     if title: ax.set_title(title)
-    ax.legend(fontsize=7); return ax
+    ax.set_ylim(0, 100); ax.legend(fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.15), ncol=2)
+    return ax
 
 # %% ../nbs/10_experiments.ipynb #7ead6e8a
 def settings(d: pd.DataFrame, keys) -> str:

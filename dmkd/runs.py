@@ -310,10 +310,11 @@ def collapse_reason(student_acc: float | None, num_classes: int, train_agreement
 
 def diffusion_budget(rec: dict) -> dict:
     "A diffusion store's synthesis cost in the units of the baselines': no teacher pass (unless the teacher labelled the images), the denoiser's passes (two per step with guidance), the DDPM's training steps."
-    n, T, s = rec.get('n_images') or 0, rec.get('num_steps') or 0, rec.get('guidance_scale') or 1.0
-    steps = T * (rec.get('strength') if rec.get('strength') is not None else 1.0)
+    get = lambda k: None if rec.get(k) is None or rec.get(k) != rec.get(k) else rec[k]      # None or NaN (a table's empty cell): unset
+    n, T, s = get('n_images') or 0, get('num_steps') or 0, get('guidance_scale') or 1.0
+    steps = T * (get('strength') if get('strength') is not None else 1.0)
     return dict(teacher_forward=n if rec.get('mode') not in (None, 'map') else 0, teacher_backward=0, generator_updates=0,
-                denoiser_passes=int(round(n * steps * (2 if s != 1 else 1))), ddpm_steps=rec.get('ddpm_steps'), device=rec.get('device'))
+                denoiser_passes=int(round(n * steps * (2 if s != 1 else 1))), ddpm_steps=get('ddpm_steps'), device=get('device'))
 
 # %% ../nbs/09_runs.ipynb #57ad0ba5
 def _record_head(spec, tmeta, teacher_acc, acc) -> dict:
