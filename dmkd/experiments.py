@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['VALIDATION_METRICS', 'VARY', 'VOLATILE', 'METHOD_LABELS', 'SYNTHESIS', 'BUDGET_UNITS', 'DISTANCES', 'NUM_CLASSES',
-           'sweep_main', 'run_name', 'load_sweep', 'check_selections', 'selections', 'expand_sweep', 'run_done',
-           'check_parameters', 'execute_run', 'run_sweep', 'record_identity', 'collect_records', 'mean_std',
+           'sweep_main', 'run_name', 'load_sweep', 'check_selections', 'selections', 'job_defaults', 'expand_sweep',
+           'run_done', 'check_parameters', 'execute_run', 'run_sweep', 'record_identity', 'collect_records', 'mean_std',
            'write_table', 'budget_field', 'collapsed_mask', 'main_table', 'budget_table', 'best_budgets',
            'budget_figure', 'settings', 'variation', 'compare', 'overall', 'matched_fidelity', 'fidelity_comparable',
            'above_chance', 'subset_imagefolder', 'sweep_cli']
@@ -45,9 +45,11 @@ def load_sweep(path: str | Path) -> dict:
     if None in names or len(set(names)) != len(names): raise ValueError(f"Every job of {path} needs a unique `name`; got {names}.")
     for j in sw['jobs']:
         if 'notebook' not in j: raise ValueError(f"Job {j['name']!r} of {path} has no `notebook`.")
-        bad = set(j) - {'name', 'notebook', 'parameters', 'grid', 'seeds', 'reports_param', 'vary'}
+        bad = set(j) - {'name', 'notebook', 'parameters', 'grid', 'seeds', 'reports_param', 'vary', 'inherit'}
         if bad: raise ValueError(f"Unknown keys in job {j['name']!r} of {path}: {', '.join(sorted(bad))}.")
         wrong = set(j.get('vary') or []) - set(VARY)
+        lost = set(j.get('inherit') or []) - set(sw.get('defaults') or {})
+        if lost: raise ValueError(f"Job {j['name']!r} of {path} inherits {', '.join(sorted(lost))}, which `defaults:` does not set; it has: {', '.join(sw.get('defaults') or {}) or 'nothing'}.")
         if wrong: raise ValueError(f"Job {j['name']!r} of {path} varies {', '.join(sorted(wrong))}: `vary` takes {', '.join(VARY)} (images and student always vary with the seed).")
     check_selections(sw, path)
     return sw
@@ -90,6 +92,11 @@ def selections(sw: dict, df: pd.DataFrame) -> pd.DataFrame:
 #: What a job's `vary:` list can add to what a seed changes (always: the images and the student), and the run parameters it sets to the seed.
 VARY = dict(teacher='teacher_seed', generator='ddpm.seed')
 
+def job_defaults(sw: dict, job: dict) -> dict:
+    "The sweep's `defaults:` job `job` takes: all of them, or only those its `inherit:` list names (a notebook of another study, e.g. `continual`, takes the dataset but not the KD knobs)."
+    d = dict(sw.get('defaults') or {})
+    return d if job.get('inherit') is None else {k: v for k, v in d.items() if k in job['inherit']}
+
 def expand_sweep(sw: dict, reports=None) -> list[dict]:
     "Every run of sweep `sw`: job, notebook, parameters (defaults ← job parameters ← grid point ← seed) and run folder."
     runs, root = [], Path(reports) if reports else reports_root(sw.get('reports'))
@@ -99,7 +106,7 @@ def expand_sweep(sw: dict, reports=None) -> list[dict]:
             if not isinstance(v, list): raise ValueError(f"Grid values of job {j['name']!r} must be lists, got {v!r}.")
         for combo in itertools.product(*grid.values()):
             for seed in j.get('seeds', sw['seeds']):
-                p = dict(sw.get('defaults') or {}) | dict(j.get('parameters') or {}) | dict(zip(grid, combo)) | dict(seed=seed)
+                p = job_defaults(sw, j) | dict(j.get('parameters') or {}) | dict(zip(grid, combo)) | dict(seed=seed)
                 if 'teacher' in (j.get('vary') or []): p['teacher_seed'] = seed           # each seed its own teacher ...
                 if 'generator' in (j.get('vary') or []): p['ddpm'] = dict(p.get('ddpm') or {}) | dict(seed=seed)   # ... and its own DDPM
                 name = run_name(p, list(grid))
@@ -167,7 +174,7 @@ def check_parameters(sw: dict) -> dict[str, list]:
     """Every parameter sweep `sw` gives a notebook (defaults, job parameters, grid keys, seed, the records folder; the report's) must be
     one the notebook declares: papermill would inject an unknown one and run on the defaults. Returns each job's declared names."""
     import difflib, papermill as pm
-    jobs = [(j['name'], j['notebook'], set(sw.get('defaults') or {}) | set(j.get('parameters') or {}) | set(j.get('grid') or {})
+    jobs = [(j['name'], j['notebook'], set(job_defaults(sw, j)) | set(j.get('parameters') or {}) | set(j.get('grid') or {})
              | {'seed', j.get('reports_param', 'reports')}) for j in sw['jobs']]
     if sw.get('report'): jobs.append(('report', sw['report'], set(sw.get('report_parameters') or {}) | {'reports'}))
     declared, problems = {}, []

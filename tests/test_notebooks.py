@@ -27,6 +27,7 @@ SMOKE = {  # tiny parameters per experiment notebook; the slow tier runs the not
     'baselines': TEACHER | KD | dict(method='deepinversion', n_per_class=5, params=dict(iterations=20)),
     'ablation_fidelity': TEACHER | DDPM | KD | dict(guidance_scales=[1.0, 4.0], num_steps_grid=[2, 5], n_per_class=5),
     'ablation_strength': TEACHER | DDPM | KD | dict(axis='strength', values=[0.5, 1.0], n_per_class=5, num_steps=5),
+    'continual': dict(methods=['finetune', 'er', 'task_arithmetic'], data=['real', 'ddpm'], n_tasks=2, epochs=2, n_per_class=5, memory=20, ddpm_steps=20, num_steps=5),
     'report': dict(sweep='digits', reports=str(ROOT / 'reports')),
 }
 
@@ -158,6 +159,21 @@ def test_ablation_notebooks(name, n):
     assert len(recs) == n and all(r['complete'] for r in recs), [r.get('complete') for r in recs]
     assert len({r['teacher_key'] for r in recs if 'teacher_key' in r}) <= 1      # one teacher across the grid
     assert len(outputs(nb, 'image/png')) >= 1
+
+
+def test_continual_notebook():
+    "Every method of the SMOKE list on real and synthetic images: one continual record each, its matrix, its provenance, the tables and figures."
+    nb = nbformat.read(executed('continual'), as_version=4)
+    recs = records('continual')
+    assert sorted((r['method'], r['data']) for r in recs) == sorted((m, d) for m in SMOKE['continual']['methods'] for d in SMOKE['continual']['data'])
+    for r in recs:
+        assert r['kind'] == 'continual' and r['schema'] == 2 and len(r['acc_matrix']) == 2 and len(r['acc_matrix'][1]) == 2
+        assert r['real_data']['model'] == ('digits/train' if r['data'] == 'real' else r['real_data']['model']) and r['real_data']['test']
+    syn = [r for r in recs if r['data'] == 'ddpm']
+    assert all(r['n_images'] == 50 and r['real_data']['model'].startswith('none directly') and not r['uses_real_images'] for r in syn)
+    assert {tuple(r['lambdas_chosen']) != (None,) for r in recs if r['method'] == 'task_arithmetic'} == {True}
+    text = ''.join(outputs(nb, 'stream'))
+    assert 'average accuracy' in text and len(outputs(nb, 'image/png')) >= 2 and not outputs(nb, 'error')
 
 
 def test_report_notebook():
