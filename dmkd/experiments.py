@@ -71,20 +71,25 @@ def check_selections(sw: dict, path='the sweep') -> list[dict]:
     return out
 
 def selections(sw: dict, df: pd.DataFrame) -> pd.DataFrame:
-    "For each `select:` entry of sweep `sw`, the job's settings with their mean validation metric (over seeds), the choice, and whether the sweep's defaults hold it."
+    """For each `select:` entry of sweep `sw`, the job's settings with their mean validation metric over the seeds whose run did not
+    collapse (collapsed runs are counted, never averaged in, as `best_budgets` does), the choice, and whether the sweep's defaults hold it."""
     rows = []
     for s in check_selections(sw):
         d = df[df.job == s['job']] if len(df) and 'job' in df else df.iloc[:0]
         if not len(d): continue
         d = d.assign(**{k: [(x or {}).get(k) if isinstance(x, dict) else None for x in d.get('params', pd.Series([None] * len(d), index=d.index))]
                         for k in s['sets'] if k not in d})       # a baseline's own parameter (e.g. budget) lives in its record's params
-        g = d.groupby(s['sets'])[s['by']].agg(['mean', 'std', 'count']).reset_index()
-        best = g.loc[g['mean'].idxmax()]
+        c = d['collapse'] if 'collapse' in d else pd.Series([None] * len(d), index=d.index, dtype=object)
+        flag = (c.notna() & ~c.astype(str).isin(['nan', 'None'])).to_numpy()      # flagged runs (as `collapsed_mask`)
+        g = d.assign(_v=d[s['by']].where(~flag), _c=flag).groupby(s['sets']).agg(mean=('_v', 'mean'), std=('_v', 'std'), count=('_v', 'count'),
+                                                                               collapsed=('_c', 'sum')).reset_index()
+        best = g.loc[g['mean'].idxmax()] if g['mean'].notna().any() else g.iloc[-1]
         default = {k: (sw.get('defaults') or {}).get(k) for k in s['sets']}
         for _, r in g.iterrows():
             setting = {k: r[k] for k in s['sets']}
             rows.append(dict(job=s['job'], setting=', '.join(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}' for k, v in setting.items()),
-                             by=s['by'], value=f"{r['mean']:.2f} ± {0 if pd.isna(r['std']) else r['std']:.2f} ({int(r['count'])})",
+                             by=s['by'], value=f"{r['mean']:.2f} ± {0 if pd.isna(r['std']) else r['std']:.2f} ({int(r['count'])})" if r['count'] else '—',
+                             collapsed=int(r['collapsed']),
                              chosen='yes' if all(r[k] == best[k] for k in s['sets']) else '',
                              sweep_default='yes' if all(r[k] == default[k] for k in s['sets']) else ''))
     return pd.DataFrame(rows)
