@@ -4,11 +4,11 @@
 
 # %% auto #0
 __all__ = ['REPRODUCIBILITY', 'project_root', 'data_root', 'cache_root', 'reports_root', 'deterministic_kernels',
-           'seed_everything', 'get_device', 'config_key', 'file_digest', 'tensor_digest', 'lr_factor',
-           'get_accelerator', 'Solo', 'atomic_path', 'write_json', 'read_json', 'build_lock', 'DamagedError',
-           'save_weights', 'load_weights', 'save_state', 'load_state', 'first_bad', 'check_finite', 'Registry',
-           'KnobError', 'knob', 'check_types', 'check_writable', 'hyphen_args', 'cli_entry', 'run_id', 'git_revision',
-           'hardware_info', 'write_record', 'read_records']
+           'seed_everything', 'get_device', 'config_key', 'file_digest', 'tensor_digest', 'lr_factor', 'check_launch',
+           'get_accelerator', 'world_size', 'Solo', 'atomic_path', 'write_json', 'read_json', 'build_lock',
+           'DamagedError', 'map_device', 'save_weights', 'load_weights', 'save_state', 'load_state', 'first_bad',
+           'check_finite', 'Registry', 'KnobError', 'knob', 'check_types', 'check_writable', 'hyphen_args', 'cli_entry',
+           'run_id', 'git_revision', 'hardware_info', 'write_record', 'read_records']
 
 # %% ../nbs/00_core.ipynb #b38876e6
 import contextlib, dataclasses, datetime, hashlib, io, json, math, os, platform, random, subprocess, tempfile, types, typing, uuid
@@ -126,15 +126,32 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
 # %% ../nbs/00_core.ipynb #37f55d78
 _ACCELERATOR = None
 
+def check_launch(env: dict | None = None):
+    """Stop a launch that would silently run fewer processes than it asked for: `accelerate launch --cpu --num_processes N`
+    (or a config file of `distributed_type: MULTI_CPU`) starts one process, since Accelerate runs several CPU processes only through MPI."""
+    env = os.environ if env is None else env
+    launched_cpu = str(env.get('ACCELERATE_USE_CPU', '')).lower() == 'true' and 'MASTER_ADDR' in env
+    joined = any(k in env for k in ('WORLD_SIZE', 'LOCAL_RANK', 'PMI_SIZE', 'OMPI_COMM_WORLD_SIZE'))
+    if launched_cpu and not joined:
+        raise RuntimeError("accelerate launch --cpu --num_processes N started ONE process (Accelerate's CPU launcher runs several only "
+                           "through MPI, --mpirun_hostfile), so the run would silently use one. For N processes on the CPU use "
+                           "`accelerate launch --multi_gpu --num_processes N --num_machines 1 --mixed_precision no -m dmkd.runs ... --device cpu` "
+                           "(torchrun; the processes join over gloo); for one process, drop --num_processes.")
+
 def get_accelerator(device='auto'):
-    "The process's `accelerate.Accelerator` (made once; CPU when `device` is 'cpu' or no GPU is present)."
+    "The process's `accelerate.Accelerator` (made once; CPU when `device` is 'cpu' or no GPU is present); a launch that would run fewer processes than asked stops (`check_launch`)."
     global _ACCELERATOR
     dev = get_device(device)
     if _ACCELERATOR is None:
+        check_launch()
         _ACCELERATOR = Accelerator(cpu=dev.type == 'cpu', mixed_precision='bf16' if dev.type == 'cuda' else 'no')
     elif _ACCELERATOR.device.type != dev.type:
         raise RuntimeError(f"This process already runs Accelerate on {_ACCELERATOR.device}; start a new process for device={device!r}.")
     return _ACCELERATOR
+
+def world_size(accelerator=None) -> int:
+    "The processes a loop runs on: `accelerator`'s, else the launch's (`WORLD_SIZE`, set by `accelerate launch` and torchrun; 1 alone). Cache keys hold it: it sets the effective batch."
+    return accelerator.num_processes if accelerator is not None else int(os.environ.get('WORLD_SIZE', '1'))
 
 # %% ../nbs/00_core.ipynb #b9ea7970
 class Solo:
@@ -186,6 +203,11 @@ class DamagedError(ValueError):
     "A cached file that is truncated or changed since dmkd wrote it; the message names the file and says what to do."
 
 # %% ../nbs/00_core.ipynb #fe9b5ec0
+def map_device(device) -> torch.device:
+    "Where to load tensors for `device`: its type alone for the CPU (an accelerator's `cpu:0` is no place `torch.load` or safetensors know), as is otherwise."
+    d = torch.device(device)
+    return torch.device('cpu') if d.type == 'cpu' else d
+
 def save_weights(state: dict[str, torch.Tensor], path: str | Path, meta: dict | None = None) -> Path:
     "Save a state dict to `path` (safetensors) and `meta` to `path` with suffix `.json`, both atomically."
     path = Path(path)
@@ -207,7 +229,7 @@ def load_weights(path: str | Path, expect: dict | None = None, device='cpu', ver
         if k not in meta: raise ValueError(f"{path.name}: sidecar {side.name} has no field {k!r} (expected {v!r}).")
         if _jsonable(meta[k]) != _jsonable(v):
             raise ValueError(f"{path.name} does not match: field {k!r} is {meta[k]!r} in the checkpoint but {v!r} was requested.")
-    try: return load_file(str(path), device=str(device)), meta
+    try: return load_file(str(path), device=str(map_device(device))), meta
     except Exception as e: raise DamagedError(f"{path} cannot be read as safetensors ({type(e).__name__}: {e}); {fix}.") from e
 
 # %% ../nbs/00_core.ipynb #56c4482a
@@ -226,7 +248,7 @@ def load_state(path: str | Path, device='cpu') -> dict:
     fix = f"delete it to restart that run from its first epoch (or delete {path.parent} to rebuild it entirely)"
     if len(raw) < 40 or raw[-40:-32] != _STATE_MAGIC or hashlib.sha256(memoryview(raw)[:-40]).digest() != raw[-32:]:
         raise DamagedError(f"The checkpoint {path} is damaged (truncated, changed, or not written by this dmkd); {fix}.")
-    try: return torch.load(io.BytesIO(memoryview(raw)[:-40]), map_location=device, weights_only=True)
+    try: return torch.load(io.BytesIO(memoryview(raw)[:-40]), map_location=map_device(device), weights_only=True)
     except Exception as e: raise DamagedError(f"The checkpoint {path} cannot be loaded ({type(e).__name__}: {str(e)[:200]}); {fix}.") from e
 
 # %% ../nbs/00_core.ipynb #58e62a43

@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['SOURCES', 'RUN_FIELDS', 'SCHEMA', 'PROVENANCE', 'CHANCE_FACTOR', 'StoreSource', 'RealSource', 'BaselineSource',
            'RunSpec', 'run_params', 'run_spec', 'spec_params', 'teacher_id', 'rel_path', 'check_record', 'store_images',
-           'baseline_images', 'top_class_share', 'collapse_reason', 'diffusion_budget', 'run', 'run_parser', 'run_cli',
-           'run_main', 'distill_main', 'baseline_main']
+           'baseline_images', 'top_class_share', 'collapse_reason', 'diffusion_budget', 'run', 'out_file',
+           'load_student', 'run_parser', 'run_cli', 'run_main', 'distill_main', 'baseline_main']
 
 # %% ../nbs/09_runs.ipynb #430ea289
 import dataclasses, importlib, time, typing
@@ -17,14 +17,14 @@ import torch
 from fastcore.docments import docments
 
 import dmkd
-from .core import (REPRODUCIBILITY, KnobError, cache_root, deterministic_kernels, check_types, check_writable, config_key, get_accelerator, knob, reports_root, save_weights,
-                       tensor_digest, write_record)
+from .core import (REPRODUCIBILITY, KnobError, cache_root, deterministic_kernels, check_types, check_writable, config_key, get_accelerator, knob, read_json, reports_root,
+                       save_weights, tensor_digest, world_size, write_record)
 from .data import CORPUS_FRACTION, CORPUS_SPLIT, ImageSet, data_options, load_dataset
 from .models import Classifier
-from .train import TrainConfig, get_teacher, save_classifier
+from .train import TrainConfig, get_teacher, load_classifier, save_classifier, teacher_dir
 from .generators import DDPMConfig, check_knobs, ddpm_kwargs
 from .synth import load_store, read_manifest, synthesize
-from .distill import KDConfig, check_compatible, distill_dir, distill_student
+from .distill import TRACKERS, KDConfig, check_compatible, distill_dir, distill_student, make_tracker
 from .baselines import GENERATOR_METHODS, METHODS, REFERENCES, USES_REAL, Context, baseline_dir, check_hparams, load_bank, method_params
 from .fidelity import feature_network, fidelity, teacher_outputs
 from .inversion import count_passes
@@ -323,7 +323,7 @@ def _record_head(spec, tmeta, teacher_acc, acc) -> dict:
     return dict(schema=SCHEMA, spec=spec.to_dict(), dataset=ds, method=spec.method, source=src.kind,
                 uses_real_images=spec.method in USES_REAL,
                 teacher=tmeta['arch'], teacher_epochs=tmeta['epochs'], teacher_epoch=tmeta['epoch'], teacher_seed=tmeta['seed'],
-                teacher_key=teacher_id(tmeta), teacher_acc=teacher_acc, teacher_val_acc=tmeta.get('val_acc'), num_classes=tmeta['num_classes'], student=spec.kd.student, seed=spec.kd.seed, epochs=spec.kd.epochs,
+                teacher_key=teacher_id(tmeta), teacher_weights=tmeta.get('weights'), teacher_acc=teacher_acc, teacher_val_acc=tmeta.get('val_acc'), num_classes=tmeta['num_classes'], student=spec.kd.student, seed=spec.kd.seed, epochs=spec.kd.epochs,
                 batch_size=spec.kd.batch_size, lr=spec.kd.lr, temperature=spec.kd.temperature,
                 real_data=dict(teacher=f"{ds}/{spec.teacher.split} (trained on; watched on {ds}/val)", test=f"{ds}/test (scored once per run)",
                                student=f"{ds}/val (labels used only to choose the student's epoch; never trained on)"),
@@ -338,6 +338,8 @@ def _teacher(spec, root, cache, device, keep_epochs, progress, acc):
     test = load_dataset(spec.teacher.dataset, 'test', root=root, **_size(spec))   # scored once: the teacher's accuracy here, the student's at the end
     tnet, tmeta = get_teacher(spec.teacher, epoch=spec.teacher_epoch, root=root, cache=cache, device=device, keep_epochs=keep_epochs, progress=progress)
     tnet = tnet.to(acc.device)
+    e = spec.teacher_epoch if spec.teacher_epoch not in (None, spec.teacher.epochs) else None
+    tmeta = dict(tmeta, weights=rel_path(teacher_dir(spec.teacher, tmeta['data_digest'], cache, world_size()) / (f'epoch_{e:03d}.safetensors' if e else 'model.safetensors'), cache))
     logits, _ = teacher_outputs(tnet, test, device=acc.device)
     return test, tnet, tmeta, round((logits.argmax(1) == test.labels).double().mean().item() * 100, 2)
 
@@ -373,9 +375,12 @@ def run(spec: RunSpec,                # what to run
         record: bool = True,          # write the record
         keep_epochs=(),               # teacher epochs to keep as checkpoints (for later teacher_epoch runs)
         labels: dict | None = None,   # extra record fields naming the run in its study (e.g. ablation, axis, value)
-        stop_after: int | None = None # stop KD after this many epochs (a resumable partial run; no record)
+        stop_after: int | None = None,# stop KD after this many epochs (a resumable partial run; no record)
+        out: str | Path | None = None, # also save the student here: a .safetensors file, or a folder (its student.safetensors); the record says where
+        track: str | None = None       # log the KD curves to an experiment tracker: tensorboard (under <reports>/tracking), wandb or mlflow; None: off
        ) -> dict:
     "Teacher → images → (fidelity) → KD → the real test split → one record; returns it, with the models under `_models`."
+    knob('track', track is None or track in TRACKERS, f"must be one of {', '.join(TRACKERS)} (or None: no tracking), got {track!r}.")   # before any work
     acc = get_accelerator(device); times = {}; t0 = time.time(); main = acc.is_main_process
     deterministic_kernels()   # before anything trains (every trainer also seeds with them on), so the record states what the run used
     if record and main: check_writable(Path(reports) / 'results' if reports else reports_root() / 'results', 'results records',
@@ -399,11 +404,17 @@ def run(spec: RunSpec,                # what to run
         rec |= fidelity(images, test, tnet, features=fnet.to(acc.device), features_name=fname, seed=src.seed, device=acc.device)
         times['fidelity'] = round(time.time() - t0, 2)
     data = tensor_digest(images.images) if hook is None else f"{method}-{used['images_key']}"
-    out = distill_dir(spec.kd, tid, data, cache) if hook is None else None       # a generator's state is not checkpointed
-    if out is not None: out.mkdir(parents=True, exist_ok=True)
-    skey = spec.kd.key(tid, data); t0 = time.time()
+    sdir = distill_dir(spec.kd, tid, data, cache, acc.num_processes) if hook is None else None       # a generator's state is not checkpointed
+    if sdir is not None: sdir.mkdir(parents=True, exist_ok=True)
+    skey = spec.kd.key(tid, data, acc.num_processes); t0 = time.time()
     val = load_dataset(ds, 'val', root=root, **_size(spec))       # chooses the student's epoch; test scores that student once
-    snet, res = distill_student(spec.kd, tnet, images, val, device, out, progress, meta=dict(key=skey), stop_after=stop_after, on_batch=hook, test=test)
+    tname = f"{method}-{skey}"; tfolder = (Path(reports) if reports else reports_root()) / 'tracking'
+    tracker = make_tracker(track, tname, tfolder) if main else None
+    snet, res = distill_student(spec.kd, tnet, images, val, device, sdir, progress, meta=dict(key=skey), stop_after=stop_after, on_batch=hook, test=test,
+                                tracker=tracker)
+    if tracker is not None:
+        if res['complete']: tracker.log({'test/student_acc': res['test_acc'], 'test/teacher_acc': teacher_acc, 'val/selected_epoch': res['selected_epoch']}, step=len(res['history']))
+        tracker.finish(); rec['tracking'] = dict(kind=track, run=tname, folder=str(tfolder))
     times['distill'] = round(time.time() - t0, 2)
     hook_s = hook.seconds if hook is not None else 0.0
     if hook is not None: rec['synthesis_budget'] = hook.budget() | dict(budget=used['params'].get('budget'), device=str(acc.device))
@@ -420,10 +431,15 @@ def run(spec: RunSpec,                # what to run
         agree = res['history'][-1]['train_agreement'] if res['history'] else None
         reason = collapse_reason(res['test_acc'], tmeta['num_classes'], agree, top)
         rec |= dict(image_top_class_share=top, collapse=reason, collapsed=reason is not None)
-    if main and res['complete'] and out is not None and not (out / 'model.safetensors').exists():   # a finished student is only read
-        save_classifier(snet, out / 'model.safetensors', dict(key=skey, dataset=ds, classes=list(test.classes), accuracy=res['test_acc'], val_acc=res['val_acc'],
+    if main and res['complete'] and sdir is not None and not (sdir / 'model.safetensors').exists():   # a finished student is only read
+        save_classifier(snet, sdir / 'model.safetensors', dict(key=skey, dataset=ds, classes=list(test.classes), accuracy=res['test_acc'], val_acc=res['val_acc'],
                                                               teacher_key=tid, config=spec.kd.to_dict(), mean=list(images.mean), std=list(images.std),
                                                               dmkd_version=dmkd.__version__))
+    if sdir is not None and (sdir / 'model.safetensors').exists(): rec['student_weights'] = rel_path(sdir / 'model.safetensors', cache)   # under the cache root
+    if out is not None and main and res['complete']:
+        rec['student_out'] = str(save_classifier(snet, out_file(out), dict(key=skey, dataset=ds, classes=list(test.classes), accuracy=res['test_acc'], val_acc=res['val_acc'],
+                                                                     teacher_key=tid, config=spec.kd.to_dict(), mean=list(images.mean), std=list(images.std), method=method,
+                                                                     dmkd_version=dmkd.__version__)).resolve())
     if spec.scratch:
         t0 = time.time(); _, smeta = _scratch(spec, root, cache, device, progress)
         rec |= dict(scratch_acc=smeta['accuracy'], scratch_val_acc=smeta.get('val_acc')); times['scratch'] = round(time.time() - t0, 2)
@@ -453,6 +469,25 @@ def _finish(rec, record, reports, models, images=None, store=None) -> dict:
         rec['record'] = str(write_record(rec, Path(reports) / 'results' if reports else None, kind='run'))
     return rec | dict(_models=models, _images=images, _store=store)
 
+# %% ../nbs/09_runs.ipynb #7ed314d8
+def out_file(out: str | Path) -> Path:
+    "Where `run(..., out=out)` writes the student: `out` itself when it names a .safetensors file, else `<out>/student.safetensors`."
+    out = Path(out)
+    return out if out.suffix == '.safetensors' else out / 'student.safetensors'
+
+def load_student(source: dict | str | Path,   # a record (a dict, or its JSON file), or a student's .safetensors file or folder
+                 cache=None,                  # cache root that a record's `student_weights` is relative to (None: $DMKD_CACHE or data/cache)
+                 device='cpu') -> Classifier:
+    "The student a run trained, in eval mode on `device`: from its record (`student_out`, else `student_weights` under the cache root) or its weights."
+    if isinstance(source, (str, Path)) and Path(source).suffix == '.json': source = read_json(source)
+    if isinstance(source, dict):
+        path = source.get('student_out') or (cache_root(cache) / source['student_weights'] if source.get('student_weights') else None)
+        if path is None: raise ValueError(f"The record of this {source.get('method', '?')} run names no student weights (a generator method keeps no student "
+                                          "checkpoint; records before this field lack it): run it again with out=<file>.safetensors (--out).")
+        source = path
+    if not Path(source).exists(): raise FileNotFoundError(f"No student weights at {source}: a record's student_weights lies under the cache root it ran with; pass cache=<that root>.")
+    return load_classifier(source, device)[0]
+
 # %% ../nbs/09_runs.ipynb #e94a68f4
 import argparse, sys
 import yaml
@@ -475,6 +510,8 @@ def run_parser(method: str = 'diffusion', prog: str = 'dmkd_run') -> argparse.Ar
     for name, doc in (('root', 'data root'), ('cache', 'cache root'), ('reports', 'reports root (records go to <reports>/results)')):
         ap.add_argument('--' + name, default=None, help=doc)
     ap.add_argument('--device', default='auto', help='auto, cpu or cuda')
+    ap.add_argument('--out', default=None, help='also save the student here: a .safetensors file or a folder (its student.safetensors)')
+    ap.add_argument('--track', default=None, help='log the KD curves to tensorboard (under <reports>/tracking), wandb or mlflow (default: off)')
     ap.add_argument('--quiet', action='store_true', help='no progress output')
     return ap
 
@@ -500,9 +537,9 @@ def _method_flags(method: str, rest: list[str]) -> dict:
 def run_cli(argv: list[str] | None = None, method: str = 'diffusion', prog: str = 'dmkd_run') -> dict:
     "Parse `argv` (default: the command line), run the spec, print a one-line summary; returns the record."
     args, rest = run_parser(method, prog).parse_known_args(sys.argv[1:] if argv is None else argv)
-    a = vars(args); where = {k: a.pop(k) for k in ('root', 'cache', 'reports', 'device', 'quiet')}
+    a = vars(args); where = {k: a.pop(k) for k in ('root', 'cache', 'reports', 'device', 'quiet', 'out', 'track')}
     if rest: a['params'] = dict(a.get('params') or {}) | _method_flags(a['method'], rest)
-    rec = run(run_spec(**a), where['root'], where['cache'], where['reports'], where['device'], progress=not where['quiet'])
+    rec = run(run_spec(**a), where['root'], where['cache'], where['reports'], where['device'], progress=not where['quiet'], out=where['out'], track=where['track'])
     if get_accelerator(where['device']).is_main_process:
         print(f"{rec['method']}: {rec['student']} from {rec['teacher']} on {rec['dataset']} ({rec.get('n_images')} images): student "
               f"{rec['student_acc']:.2f}% on test (epoch {rec['selected_epoch']}, chosen on val: {rec['student_val_acc']:.2f}%), teacher {rec['teacher_acc']:.2f}%; synthesis "

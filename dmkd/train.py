@@ -19,7 +19,7 @@ from fastcore.script import call_parse, Param
 import dmkd
 from .core import (KnobError, atomic_path, build_lock, cache_root, check_finite, check_types, cli_entry, config_key, first_bad, get_accelerator,
                        get_device, hardware_info, knob, load_state, load_weights, save_state,
-                       lr_factor, read_json, save_weights, seed_everything, tensor_digest, write_json)
+                       lr_factor, read_json, save_weights, seed_everything, tensor_digest, world_size, write_json)
 from .data import CORPUS_FRACTION, CORPUS_SPLIT, DATASETS, NO_FLIP, BatchAugment, ImageSet, batch_indices, data_options, load_dataset
 from .models import MODELS, Classifier, get_model
 
@@ -48,13 +48,13 @@ class TrainConfig:
 
     def to_dict(self) -> dict: return asdict(self)
 
-    def key(self, data_digest: str = '') -> str:
-        "Content key: every field plus the digest of the training images."
+    def key(self, data_digest: str = '', world: int = 1) -> str:
+        "Content key: every field plus the digest of the training images, and the number of processes when several (the effective batch is `batch_size` × `world`)."
         d = self.to_dict()
         # 'auto' stopped flipping NO_FLIP datasets: their keys differ from the flipped models cached before
         if d['augment'] == 'auto' and self.dataset in NO_FLIP: d['augment'] = 'auto-noflip'
         if d['corpus_fraction'] == CORPUS_FRACTION: del d['corpus_fraction']   # keys made before the corpus was carved stay (the data digest tells the rest)
-        return config_key(dict(d, data=data_digest))
+        return config_key(dict(d, data=data_digest) | (dict(world=world) if world > 1 else {}))   # one process: the keys made before stay
 
 # %% ../nbs/03_train.ipynb #9819e671
 def check_optim(cfg):
@@ -206,9 +206,9 @@ def load_classifier(path: str | Path, device='cpu', **expect) -> tuple[Classifie
     return model.to(device).eval(), meta
 
 # %% ../nbs/03_train.ipynb #7615fdf7
-def teacher_dir(cfg: TrainConfig, data_digest: str, cache: str | Path | None = None) -> Path:
-    "Cache folder of the teacher trained with `cfg` on images with `data_digest`."
-    return cache_root(cache) / 'teachers' / f'{cfg.dataset}-{cfg.arch}-{cfg.key(data_digest)}'
+def teacher_dir(cfg: TrainConfig, data_digest: str, cache: str | Path | None = None, world: int = 1) -> Path:
+    "Cache folder of the teacher trained with `cfg` on images with `data_digest` by `world` processes."
+    return cache_root(cache) / 'teachers' / f'{cfg.dataset}-{cfg.arch}-{cfg.key(data_digest, world)}'
 
 def _load_splits(cfg: TrainConfig, root=None, **data_kwargs):
     "The teacher's train split (`cfg.split`), the validation split it is watched on, and the test split it is scored on once."
@@ -220,11 +220,11 @@ def train_teacher(cfg: TrainConfig, root=None, cache=None, device='auto', keep_e
     "Train (or resume) the teacher of `cfg` into its cache folder; returns `(model, sidecar)`."
     train, val, test = data or _load_splits(cfg, root, **data_kwargs)
     digest = tensor_digest(train.images, train.labels)
-    out = teacher_dir(cfg, digest, cache); out.mkdir(parents=True, exist_ok=True)
-    key = cfg.key(digest)
-    write_json(dict(key=key, config=cfg.to_dict(), data_digest=digest, status='training'), out / 'run.json')
+    acc = accelerator or get_accelerator(device); world = acc.num_processes
+    out = teacher_dir(cfg, digest, cache, world); out.mkdir(parents=True, exist_ok=True)
+    key = cfg.key(digest, world)
+    write_json(dict(key=key, config=cfg.to_dict(), data_digest=digest, status='training', processes=world), out / 'run.json')
     t0 = time.time()
-    acc = accelerator or get_accelerator(device)
     model, res = fit_classifier(cfg, train, val, device, out, keep_epochs, progress, meta=dict(key=key, data_digest=digest), accelerator=acc)
     hist = res['history']
     meta = _sidecar(cfg, model, train, hist, dict(key=key, data_digest=digest))
@@ -234,7 +234,7 @@ def train_teacher(cfg: TrainConfig, root=None, cache=None, device='auto', keep_e
                 hardware=hardware_info())
     if acc.is_main_process:
         save_classifier(model, out / 'model.safetensors', meta)
-        write_json(dict(key=key, config=cfg.to_dict(), data_digest=digest, status='done', accuracy=meta['accuracy']), out / 'run.json')
+        write_json(dict(key=key, config=cfg.to_dict(), data_digest=digest, status='done', accuracy=meta['accuracy'], processes=world), out / 'run.json')
         (out / 'state.pt').unlink(missing_ok=True)
     return model, meta
 
@@ -246,25 +246,25 @@ def get_teacher(cfg: TrainConfig | None = None, epoch: int | None = None, root=N
     if epoch is not None and not 1 <= epoch <= cfg.epochs:
         raise ValueError(f"epoch must lie in [1, {cfg.epochs}] for a {cfg.epochs}-epoch teacher, got {epoch}.")
     train, val, test = data or _load_splits(cfg, root, **data_kw)
-    digest = tensor_digest(train.images, train.labels)
-    out = teacher_dir(cfg, digest, cache)
+    digest, world = tensor_digest(train.images, train.labels), world_size(accelerator)
+    out = teacher_dir(cfg, digest, cache, world)
     done = out / ('model.safetensors' if epoch in (None, cfg.epochs) else f'epoch_{epoch:03d}.safetensors')
-    if done.exists(): return load_classifier(done, get_device(device), key=cfg.key(digest))   # read only: no lock (a read-only cache works)
+    if done.exists(): return load_classifier(done, get_device(device), key=cfg.key(digest, world))   # read only: no lock (a read-only cache works)
     out.parent.mkdir(parents=True, exist_ok=True)
     with build_lock(out):   # two processes asking for one teacher: one trains, the other then loads it
         return _get_teacher(cfg, epoch, out, digest, train, val, test, cache, device, keep_epochs, progress, accelerator)
 
 def _get_teacher(cfg, epoch, out, digest, train, val, test, cache, device, keep_epochs, progress, accelerator=None):
-    want = out / ('model.safetensors' if epoch in (None, cfg.epochs) else f'epoch_{epoch:03d}.safetensors')
+    want, key = out / ('model.safetensors' if epoch in (None, cfg.epochs) else f'epoch_{epoch:03d}.safetensors'), cfg.key(digest, world_size(accelerator))
     if want.exists():
-        model, meta = load_classifier(want, get_device(device), key=cfg.key(digest))
+        model, meta = load_classifier(want, get_device(device), key=key)
         return model, meta
     if epoch is not None and (out / 'model.safetensors').exists():
         warnings.warn(f"Epoch {epoch} of teacher {out.name} was not kept; training it again (deterministic) to keep it.")
     keep = sorted(set(keep_epochs) | ({epoch} if epoch else set()))
     model, meta = train_teacher(cfg, device=device, keep_epochs=keep, progress=progress, data=(train, val, test), cache=cache, accelerator=accelerator)
     if epoch in (None, cfg.epochs): return model, meta
-    return load_classifier(want, get_device(device), key=cfg.key(digest))
+    return load_classifier(want, get_device(device), key=key)
 
 # %% ../nbs/03_train.ipynb #50b57ebe
 @call_parse
@@ -293,7 +293,7 @@ def train_teacher_cli(
     keep = [int(e) for e in keep_epochs.split(',') if e.strip()]
     extra = dict(download=True) if download else {}
     model, meta = get_teacher(cfg, root=root, cache=cache, device=device, keep_epochs=keep, progress=not quiet, **extra)
-    path = teacher_dir(cfg, meta['data_digest'], cache) / 'model.safetensors'
+    path = teacher_dir(cfg, meta['data_digest'], cache, world_size()) / 'model.safetensors'
     print(f"teacher {teacher} on {dataset}: test accuracy {meta['accuracy']:.2f}%  key {meta['key']}  -> {path}")
 
 train_teacher_main = cli_entry(train_teacher_cli)

@@ -84,24 +84,45 @@ def test_kill_then_resume(tmp_path, store):
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
-@pytest.mark.timeout(1200)
+def launch(*cmd, env, timeout=1100, cpu_flag=False):
+    "`accelerate launch` of `python -m dmkd.runs` with 2 CPU processes: --multi_gpu launches through torchrun, and with --device cpu the processes join over gloo."
+    form = ['--cpu'] if cpu_flag else ['--multi_gpu', '--num_machines', '1', '--mixed_precision', 'no', '--dynamo_backend', 'no']
+    return subprocess.run([bin_path('accelerate'), 'launch', *form, '--num_processes', '2', '-m', 'dmkd.runs', *cmd], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.timeout(1500)
 def test_two_processes(tmp_path, store):
-    "`accelerate launch` with 2 CPU processes: one record, written once, whose test accuracy covers the whole test split."
+    """`accelerate launch` with 2 CPU processes: one record, written once, whose test accuracy covers the whole test split; the
+    teacher and student are keyed by the process count (another effective batch: a 1-process cache entry is not reused); run again,
+    the finished run loads its student (it crashed on `cpu:0`); `--cpu --num_processes 2`, which starts one process, stops with the form to use."""
     tiny_teacher(into=tmp_path / 'cache')
     env = dict(os.environ, DMKD_CACHE=str(tmp_path / 'cache'), OMP_NUM_THREADS='1')
-    # --multi_gpu launches through torchrun; with --device cpu Accelerate joins the processes over gloo
-    p = subprocess.run([bin_path('accelerate'), 'launch', '--multi_gpu', '--num_processes', '2', '--num_machines', '1', '--mixed_precision', 'no',
-                        '--dynamo_backend', 'no', '-m', 'dmkd.runs', *hyphen_args(ARGS), '--epochs', '3', '--store', str(store),
-                        '--reports', str(tmp_path / 'reports'), '--quiet'], env=env, capture_output=True, text=True, timeout=1100)
+    cmd = [*hyphen_args(ARGS), '--epochs', '3', '--store', str(store), '--reports', str(tmp_path / 'reports'), '--quiet']
+    p = launch(*cmd, env=env)
     assert p.returncode == 0, p.stderr[-3000:]
     (rec,) = records(tmp_path)
     assert rec['processes'] == 2 and rec['complete'] and len(rec['history']) == 3
     assert all(h['images'] == 300 for h in rec['history'])             # every process's images counted, each once
-    (teachers,) = [d for d in (tmp_path / 'cache' / 'teachers').iterdir() if d.is_dir()]
-    assert json.loads((teachers / 'model.json').read_text())['hardware']['cpu_count'] == os.cpu_count()
-    student, _ = load_classifier(next((tmp_path / 'cache' / 'students').glob('*/model.safetensors')))
+    teachers = {read_json(d / 'run.json').get('processes', 1): d for d in (tmp_path / 'cache' / 'teachers').iterdir() if d.is_dir()}
+    assert sorted(teachers) == [1, 2], teachers                         # the 1-process teacher was not reused: a 2-process one was trained
+    assert rec['teacher_weights'] == f"teachers/{teachers[2].name}/model.safetensors"
+    assert json.loads((teachers[2] / 'model.json').read_text())['hardware']['cpu_count'] == os.cpu_count()
+    from dmkd.core import tensor_digest
+    from dmkd.runs import RunSpec, load_student
+    from dmkd.synth import load_store
+    kd, data = RunSpec.from_dict(rec['spec']).kd, tensor_digest(load_store(store).images)
+    assert rec['student_key'] == kd.key(rec['teacher_key'], data, 2) != kd.key(rec['teacher_key'], data, 1)   # 1 vs 2 processes: two keys
+    student = load_student(rec, cache=tmp_path / 'cache')
     acc = evaluate(student, load_dataset('digits', 'test'))['acc']
     assert abs(acc - rec['student_acc']) < 1e-6, (acc, rec['student_acc'])
+    again = launch(*cmd, env=env)                                       # the finished run again: loads (it crashed with "cpu:0"), trains nothing
+    assert again.returncode == 0, again.stderr[-3000:]
+    rec2 = records(tmp_path)[-1]
+    assert rec2['student_key'] == rec['student_key'] and rec2['student_acc'] == rec['student_acc'] and rec2['processes'] == 2
+    one = launch(*cmd, env=env, timeout=300, cpu_flag=True)            # the form that silently ran one process
+    assert one.returncode != 0 and '--multi_gpu --num_processes N' in one.stderr, one.stderr[-2000:]
+    assert len(records(tmp_path)) == 2
 
 
 def test_bad_input(tmp_path, store, monkeypatch, capsys):

@@ -117,3 +117,69 @@ def test_the_committed_sweeps_give_only_declared_parameters():
     for f in sorted((root / 'sweeps').glob('*.yaml')):
         declared = check_parameters(load_sweep(f))
         assert 'report' in declared and len(declared) > 1, f.name
+
+
+def _toy4(tmp: Path, executor: str = '', body: str = RUN, seeds=(0, 1, 2, 3), x: float = 0.0):
+    "A 4-run toy sweep (no report) on `executor` (a sweep-file line), as a shell command."
+    tmp.mkdir(parents=True, exist_ok=True); _nb(tmp / 'run.ipynb', body)
+    (tmp / 'toy.yaml').write_text(f"name: toy\nseeds: {list(seeds)}\nparallel: 2\n{executor}jobs:\n  - {{name: a, notebook: {tmp / 'run.ipynb'}, grid: {{x: [{x}]}}}}\n")
+    return [sys.executable, '-c', 'from dmkd.experiments import sweep_main; sweep_main()', str(tmp / 'toy.yaml'), '--reports', str(tmp / 'reports'), '--no_report']
+
+
+def _contents(tmp: Path) -> list[str]:
+    "Every record of the toy sweep, as sorted JSON text (what was measured; the run ids are the toy's own)."
+    return sorted(json.dumps(json.loads(p.read_text()), sort_keys=True) for p in (tmp / 'reports').glob('runs/toy/*/*/results/*.json'))
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+
+@pytest.mark.timeout(900)
+def test_sweep_on_ray_and_submitit_gives_the_local_records(tmp_path):
+    """The same 4-run sweep through the local executor, a real local Ray instance (`ray start --head`, 2 CPUs, stopped after) and
+    submitit's local executor: the same records, each run once; run again, each executor finds every run finished."""
+    from shutil import which
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED='0')
+    local = subprocess.run(_toy4(tmp_path / 'local'), capture_output=True, text=True, timeout=300, env=env)
+    assert local.returncode == 0, local.stdout + local.stderr
+    want = _contents(tmp_path / 'local'); assert len(want) == 4
+    ray_bin = str(Path(sys.executable).parent / 'ray') if (Path(sys.executable).parent / 'ray').exists() else which('ray')
+    port = _free_port()
+    up = subprocess.run([ray_bin, 'start', '--head', '--node-ip-address', '127.0.0.1', '--port', str(port), '--num-cpus', '2', '--num-gpus', '0',
+                         '--include-dashboard', 'false', '--disable-usage-stats'], capture_output=True, text=True, timeout=180, env=env)
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        cmd = _toy4(tmp_path / 'ray', f"executor: {{kind: ray, address: '127.0.0.1:{port}', cpus_per_run: 1}}\n")
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert _contents(tmp_path / 'ray') == want
+        again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+        assert again.returncode == 0 and '4 finished, 0 to run' in again.stdout, again.stdout + again.stderr
+    finally:
+        subprocess.run([ray_bin, 'stop', '--force'], capture_output=True, text=True, timeout=120, env=env)
+    cmd = _toy4(tmp_path / 'slurm', "executor: {kind: slurm, cluster: local, timeout_min: 10}\n")
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert _contents(tmp_path / 'slurm') == want and 'submitted 4 jobs' in p.stdout
+    assert len(list((tmp_path / 'slurm/reports/runs/toy/_submitit').glob('*_result.pkl'))) == 4
+    again = subprocess.run(cmd + ['--executor', 'slurm'], capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 0 and '4 finished, 0 to run' in again.stdout, again.stdout + again.stderr
+
+
+def test_local_executor_gives_each_concurrent_run_its_own_gpu(tmp_path):
+    "With two GPUs visible, the two runs that execute at once each see one of them (`CUDA_VISIBLE_DEVICES` of its kernel)."
+    body = RUN.replace('student_acc=10 * x + seed)', 'student_acc=10 * x + seed, gpu=__import__("os").environ.get("CUDA_VISIBLE_DEVICES"))')
+    p = subprocess.run(_toy4(tmp_path, body=body, seeds=(0, 1, 2), x=1.0), capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, CUDA_VISIBLE_DEVICES='0,1'))
+    assert p.returncode == 0, p.stdout + p.stderr
+    gpus = [json.loads(c)['gpu'] for c in _contents(tmp_path)]
+    assert sorted(gpus) == ['0', '0', '1'], gpus          # the first run alone on GPU 0, then the two concurrent runs on GPU 0 and GPU 1
+
+
+def test_bad_executor_says_what_to_do(tmp_path):
+    p = subprocess.run(_toy4(tmp_path, "executor: {kind: ray, partition: gpu}\n"), capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0 and 'takes address, cpus_per_run, gpus_per_run, not partition' in p.stderr, p.stderr[-2000:]
+    p = subprocess.run(_toy4(tmp_path, "") + ['--executor', 'kubernetes'], capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0 and 'use one of local, ray, slurm' in p.stderr, p.stderr[-2000:]
