@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['MODELS', 'MODEL_INPUT', 'BasicBlock', 'CifarResNet', 'VGG', 'WideResNet', 'TorchvisionNet',
-           'load_torchvision_weights', 'Classifier', 'get_model', 'count_params', 'tap_inputs']
+           'load_torchvision_weights', 'Classifier', 'get_model', 'count_params', 'OwnNet', 'as_classifier',
+           'tap_inputs']
 
 # %% ../nbs/02_models.ipynb #26c1a6c6
 import contextlib, math
@@ -219,6 +220,29 @@ def get_model(key: str,              # architecture key of the zoo, e.g. 'resnet
 def count_params(model: nn.Module) -> int:
     "Number of trainable parameters."
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+# %% ../nbs/02_models.ipynb #e0fb4a44
+class OwnNet(nn.Module):
+    "A user's `nn.Module` (images → logits) under the zoo's interface: `forward_features` and `fc` (timm models: their pooled features and classifier; else the logits and an identity head)."
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module, self.timm = module, hasattr(module, 'forward_head') and hasattr(module, 'get_classifier')
+        self.fc = module.get_classifier() if self.timm else nn.Identity()
+    def forward_features(self, x):
+        m = self.module
+        return m.forward_head(m.forward_features(x), pre_logits=True) if self.timm else m(x)
+
+def as_classifier(module: nn.Module,      # images (normalised by mean/std) → logits: torchvision, timm or your own
+                  num_classes: int,       # the size of its label space
+                  mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616),   # its input normalisation (0–1 scale)
+                  name: str = 'own') -> Classifier:
+    "`module` as a dmkd `Classifier` (uint8 images in, logits out), e.g. a pretrained teacher of your own for `dmkd.distill.distill_student`."
+    net = OwnNet(module)
+    with torch.no_grad():
+        out = module.eval()(torch.zeros(2, len(mean), 32, 32))
+    if out.ndim != 2 or out.shape[1] != num_classes:
+        raise ValueError(f"{name} gives outputs of shape {tuple(out.shape)} on a 2×{len(mean)}×32×32 batch; a classifier of {num_classes} classes gives (2, {num_classes}).")
+    return Classifier(net, name, num_classes, mean, std)
 
 # %% ../nbs/02_models.ipynb #165708eb
 @contextlib.contextmanager
