@@ -5,13 +5,13 @@
 # %% auto #0
 __all__ = ['REPRODUCIBILITY', 'project_root', 'data_root', 'cache_root', 'reports_root', 'deterministic_kernels',
            'seed_everything', 'get_device', 'config_key', 'file_digest', 'tensor_digest', 'lr_factor', 'check_launch',
-           'get_accelerator', 'world_size', 'Solo', 'atomic_path', 'write_json', 'read_json', 'build_lock',
-           'DamagedError', 'map_device', 'save_weights', 'load_weights', 'save_state', 'load_state', 'first_bad',
-           'check_finite', 'Registry', 'KnobError', 'knob', 'check_types', 'check_writable', 'hyphen_args', 'cli_entry',
-           'run_id', 'git_revision', 'hardware_info', 'write_record', 'read_records']
+           'die_with_launcher', 'get_accelerator', 'world_size', 'Solo', 'atomic_path', 'write_json', 'read_json',
+           'build_lock', 'DamagedError', 'map_device', 'save_weights', 'load_weights', 'save_state', 'load_state',
+           'first_bad', 'check_finite', 'Registry', 'KnobError', 'knob', 'check_types', 'check_writable', 'hyphen_args',
+           'cli_entry', 'run_id', 'git_revision', 'hardware_info', 'write_record', 'read_records']
 
 # %% ../nbs/00_core.ipynb #b38876e6
-import contextlib, dataclasses, datetime, hashlib, io, json, math, os, platform, random, subprocess, tempfile, types, typing, uuid
+import contextlib, ctypes, dataclasses, datetime, hashlib, io, json, math, os, platform, random, signal, subprocess, sys, tempfile, types, typing, uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -138,12 +138,22 @@ def check_launch(env: dict | None = None):
                            "`accelerate launch --multi_gpu --num_processes N --num_machines 1 --mixed_precision no -m dmkd.runs ... --device cpu` "
                            "(torchrun; the processes join over gloo); for one process, drop --num_processes.")
 
+def die_with_launcher() -> bool:
+    """Make this process, a worker of a multi-process launch (torchrun's `LOCAL_RANK` is set), die when its launcher dies:
+    torchrun starts workers in sessions of their own, so a launcher killed with SIGKILL would leave them running on
+    (writing checkpoints a relaunch then races). Linux only (`PR_SET_PDEATHSIG`); returns whether it was set."""
+    if 'LOCAL_RANK' not in os.environ or not sys.platform.startswith('linux'): return False
+    try: ok = ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL) == 0      # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError): return False
+    if ok and os.getppid() == 1: os.kill(os.getpid(), signal.SIGKILL)              # the launcher died before we asked
+    return ok
+
 def get_accelerator(device='auto'):
     "The process's `accelerate.Accelerator` (made once; CPU when `device` is 'cpu' or no GPU is present); a launch that would run fewer processes than asked stops (`check_launch`)."
     global _ACCELERATOR
     dev = get_device(device)
     if _ACCELERATOR is None:
-        check_launch()
+        check_launch(); die_with_launcher()
         _ACCELERATOR = Accelerator(cpu=dev.type == 'cpu', mixed_precision='bf16' if dev.type == 'cuda' else 'no')
     elif _ACCELERATOR.device.type != dev.type:
         raise RuntimeError(f"This process already runs Accelerate on {_ACCELERATOR.device}; start a new process for device={device!r}.")

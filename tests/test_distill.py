@@ -125,6 +125,33 @@ def test_two_processes(tmp_path, store):
     assert len(records(tmp_path)) == 2
 
 
+@pytest.mark.timeout(1500)
+def test_two_processes_killed_then_resumed(tmp_path, store):
+    "A 2-process run killed with SIGKILL (the launcher, torchrun and both workers) after a checkpoint resumes from it when launched again, and ends complete."
+    tiny_teacher(into=tmp_path / 'cache')
+    env = dict(os.environ, DMKD_CACHE=str(tmp_path / 'cache'), OMP_NUM_THREADS='1')
+    cmd = [*hyphen_args(ARGS), '--store', str(store), '--reports', str(tmp_path / 'reports')]       # 6 epochs, progress on
+    form = ['--multi_gpu', '--num_machines', '1', '--mixed_precision', 'no', '--dynamo_backend', 'no', '--num_processes', '2']
+    p = subprocess.Popen([bin_path('accelerate'), 'launch', *form, '-m', 'dmkd.runs', *cmd], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, start_new_session=True)
+    t0, state = time.time(), None
+    while time.time() - t0 < 900 and p.poll() is None and state is None:
+        students = tmp_path / 'cache' / 'students'
+        state = next((s for s in students.glob('*/state.pt') if torch.load(s, weights_only=True)['history'][-1:]), None) if students.exists() else None
+        time.sleep(0.02)
+    os.killpg(p.pid, signal.SIGKILL); p.wait()
+    assert state is not None, "the run never wrote a checkpoint"
+    done = torch.load(state, weights_only=True)['epoch']
+    assert 1 <= done < 6, f"the kill came too late (epoch {done})"
+    assert not records(tmp_path) and not (state.parent / 'model.safetensors').exists()
+    again = launch(*cmd, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert 'Resuming resnet8 from epoch' in again.stdout + again.stderr
+    (rec,) = records(tmp_path)
+    assert rec['processes'] == 2 and rec['complete'] and [h['epoch'] for h in rec['history']] == list(range(1, 7))
+    assert (state.parent / 'model.safetensors').exists() and rec['student_weights'] == f"students/{state.parent.name}/model.safetensors"
+
+
 def test_bad_input(tmp_path, store, monkeypatch, capsys):
     "Each mistake stops with a message that says what to do: the first from a shell, the rest through the same entry point in-process."
     tiny_teacher(into=tmp_path / 'cache')
