@@ -24,6 +24,9 @@ from .core import (REPRODUCIBILITY, KnobError, check_types, check_writable, conf
 from .data import CORPUS_FRACTION, BatchAugment, ImageSet, batch_indices, data_options, load_dataset
 from .models import get_model
 from .train import evaluate, sgd_schedule
+from .baselines import Context, baseline_dir, load_bank
+from .imagebased import d4m_set
+from .runs import SCHEMA, StoreSource, _generator_data, store_images
 
 # %% ../nbs/11_continual.ipynb #bca96e9a
 def task_split(num_classes: int,                  # classes of the dataset
@@ -183,9 +186,6 @@ class ContinualConfig:
 # %% ../nbs/11_continual.ipynb #e9ae20fa
 def _d4m_images(cfg: ContinualConfig, test: ImageSet, cache, device, progress) -> tuple[ImageSet, dict]:
     "D4M's prototype-guided images of the train split, made with the in-project DDPM (cached by content)."
-    from dmkd.baselines import Context, baseline_dir, load_bank
-    from dmkd.imagebased import d4m_set
-    from dmkd.runs import _generator_data
     ds = cfg.dataset; real = load_dataset(ds, 'train', root=cfg.root, **data_options(ds))
     ctx = Context(test=test, dataset=ds, root=cfg.root, cache=cache, device=device, progress=progress, corpus_fraction=CORPUS_FRACTION)
     gen, ids = ctx.generator(cfg.ddpm_steps, cfg.ddpm_size)
@@ -209,7 +209,6 @@ def continual_images(cfg: ContinualConfig,       # the run (its dataset, root an
                      cache=None,                  # cache root (None: $DMKD_CACHE or data/cache)
                      device='auto', progress: bool = False) -> tuple[ImageSet, dict]:
     "The training images of source `which` for run `cfg`, and what was used (`real_data`: which real images they came from)."
-    from dmkd.runs import StoreSource, store_images
     knob('data', which in CL_DATA, f"must be one of {', '.join(CL_DATA)}, got {which!r}.")
     ds = cfg.dataset
     if which == 'real':
@@ -291,7 +290,6 @@ def run_continual(cfg: ContinualConfig,        # the run
                   labels: dict | None = None    # extra record fields naming the run in its study
                  ) -> dict:
     "Images → tasks → the method, task after task → the accuracy matrix and its summaries → one `continual` record; the model under `_model`."
-    from dmkd.runs import SCHEMA
     dev = get_device(device); deterministic_kernels(); t_start = time.time()
     if record: check_writable(Path(reports) / 'results' if reports else reports_root() / 'results', 'results records',
                               "Pass reports=<a writable folder> (or set $DMKD_REPORTS); nothing has run yet.")

@@ -127,7 +127,8 @@ def test_two_processes(tmp_path, store):
 
 @pytest.mark.timeout(1500)
 def test_two_processes_killed_then_resumed(tmp_path, store):
-    "A 2-process run killed with SIGKILL (the launcher, torchrun and both workers) after a checkpoint resumes from it when launched again, and ends complete."
+    """A 2-process run killed with SIGKILL (the launcher; its workers die with it) after a checkpoint resumes from it when launched
+    again (here through an `accelerate` config file, the third launch form), and ends complete on 2 processes."""
     tiny_teacher(into=tmp_path / 'cache')
     env = dict(os.environ, DMKD_CACHE=str(tmp_path / 'cache'), OMP_NUM_THREADS='1')
     cmd = [*hyphen_args(ARGS), '--store', str(store), '--reports', str(tmp_path / 'reports')]       # 6 epochs, progress on
@@ -144,7 +145,11 @@ def test_two_processes_killed_then_resumed(tmp_path, store):
     done = torch.load(state, weights_only=True)['epoch']
     assert 1 <= done < 6, f"the kill came too late (epoch {done})"
     assert not records(tmp_path) and not (state.parent / 'model.safetensors').exists()
-    again = launch(*cmd, env=env)
+    config = tmp_path / 'two_cpu.yaml'       # the config-file form of the same launch
+    config.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\nnum_machines: 1\nnum_processes: 2\nmachine_rank: 0\n"
+                      "mixed_precision: 'no'\ndynamo_config: {}\nuse_cpu: false\n")
+    again = subprocess.run([bin_path('accelerate'), 'launch', '--config_file', str(config), '-m', 'dmkd.runs', *cmd], env=env, capture_output=True,
+                           text=True, timeout=1100)
     assert again.returncode == 0, again.stderr[-3000:]
     assert 'Resuming resnet8 from epoch' in again.stdout + again.stderr
     (rec,) = records(tmp_path)

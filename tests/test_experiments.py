@@ -183,3 +183,32 @@ def test_bad_executor_says_what_to_do(tmp_path):
     assert p.returncode != 0 and 'takes address, cpus_per_run, gpus_per_run, not partition' in p.stderr, p.stderr[-2000:]
     p = subprocess.run(_toy4(tmp_path, "") + ['--executor', 'kubernetes'], capture_output=True, text=True, timeout=120)
     assert p.returncode != 0 and 'use one of local, ray, slurm' in p.stderr, p.stderr[-2000:]
+
+
+@pytest.mark.timeout(900)
+def test_ray_driver_killed_mid_sweep_finishes_without_duplicates(tmp_path):
+    "Kill the driver of a Ray sweep (SIGKILL, its process group) while runs sleep; started again it finishes every run, one record per seed."
+    from shutil import which
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED='0')
+    ray_bin = str(Path(sys.executable).parent / 'ray') if (Path(sys.executable).parent / 'ray').exists() else which('ray')
+    port = _free_port()
+    up = subprocess.run([ray_bin, 'start', '--head', '--node-ip-address', '127.0.0.1', '--port', str(port), '--num-cpus', '2', '--num-gpus', '0',
+                         '--include-dashboard', 'false', '--disable-usage-stats'], capture_output=True, text=True, timeout=180, env=env)
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        cmd = _toy4(tmp_path, f"executor: {{kind: ray, address: '127.0.0.1:{port}', cpus_per_run: 1}}\n", x=4.0)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env)
+        runs, t0 = tmp_path / 'reports/runs/toy/a', time.time()
+        while not list(runs.glob('*/run.json')):
+            assert time.time() - t0 < 300 and proc.poll() is None, 'no run finished'
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGKILL); proc.wait()
+        first = len(list(runs.glob('*/run.json'))); assert first < 4
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert not list(runs.glob('*/.attempt-*'))                          # no half-written attempt left behind
+        recs = [json.loads(c) for c in _contents(tmp_path)]
+        assert sorted(r['seed'] for r in recs) == [0, 1, 2, 3]            # every run, each once
+        for s in range(4): assert len(list((runs / f'x-4_seed{s}/results').glob('*.json'))) == 1
+    finally:
+        subprocess.run([ray_bin, 'stop', '--force'], capture_output=True, text=True, timeout=120, env=env)
