@@ -387,7 +387,7 @@ def accuracy_over_tasks(records, ax=None, dataset: str | None = None):
         with np.errstate(all='ignore'), warnings.catch_warnings():
             warnings.simplefilter('ignore', RuntimeWarning); y = np.nanmean(curves, 0)     # joint: only its last point
         ax.plot(np.arange(1, len(y) + 1), y, marker='o' if m != 'joint' else '*', ms=4 if m != 'joint' else 10,
-                ls='-' if d == 'real' else '--', color=f"C{_ORDER.get(m, 9)}", label=f"{m} ({d})")
+                ls=dict(real='-', ddpm='--', d4m=':').get(d, '-.'), color=f"C{_ORDER.get(m, 9)}", label=f"{m} ({d})")
     T = max(len(R) for R in df['acc_matrix'])
     ax.set(xlabel='tasks learnt', ylabel='accuracy on tasks seen (%)', ylim=(0, 101), xticks=range(1, T + 1)); ax.legend(fontsize=6, ncol=2); ax.grid(alpha=.3)
     return ax
