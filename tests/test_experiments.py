@@ -1,5 +1,5 @@
 "The sweep runner from a shell: a tiny throwaway notebook, parallel runs, a killed sweep resumes, a finished sweep only rebuilds its report."
-import json, os, signal, subprocess, sys, time
+import contextlib, json, os, signal, subprocess, sys, time
 from pathlib import Path
 
 import nbformat
@@ -136,29 +136,34 @@ def _free_port() -> int:
     with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 
-@pytest.mark.timeout(900)
-def test_sweep_on_ray_and_submitit_gives_the_local_records(tmp_path):
-    """The same 4-run sweep through the local executor, a real local Ray instance (`ray start --head`, 2 CPUs, stopped after) and
-    submitit's local executor: the same records, each run once; run again, each executor finds every run finished."""
+@contextlib.contextmanager
+def ray_head(env: dict):
+    "A real local Ray instance (`ray start --head` on 127.0.0.1, 2 CPUs), stopped on exit; yields its address."
     from shutil import which
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED='0')
-    local = subprocess.run(_toy4(tmp_path / 'local'), capture_output=True, text=True, timeout=300, env=env)
-    assert local.returncode == 0, local.stdout + local.stderr
-    want = _contents(tmp_path / 'local'); assert len(want) == 4
     ray_bin = str(Path(sys.executable).parent / 'ray') if (Path(sys.executable).parent / 'ray').exists() else which('ray')
     port = _free_port()
     up = subprocess.run([ray_bin, 'start', '--head', '--node-ip-address', '127.0.0.1', '--port', str(port), '--num-cpus', '2', '--num-gpus', '0',
                          '--include-dashboard', 'false', '--disable-usage-stats'], capture_output=True, text=True, timeout=180, env=env)
     assert up.returncode == 0, up.stdout + up.stderr
-    try:
-        cmd = _toy4(tmp_path / 'ray', f"executor: {{kind: ray, address: '127.0.0.1:{port}', cpus_per_run: 1}}\n")
+    try: yield f'127.0.0.1:{port}'
+    finally: subprocess.run([ray_bin, 'stop', '--force'], capture_output=True, text=True, timeout=120, env=env)
+
+
+@pytest.mark.timeout(900)
+def test_sweep_on_ray_and_submitit_gives_the_local_records(tmp_path):
+    """The same 4-run sweep through the local executor, a real local Ray instance (`ray start --head`, 2 CPUs, stopped after) and
+    submitit's local executor: the same records, each run once; run again, each executor finds every run finished."""
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED='0')
+    local = subprocess.run(_toy4(tmp_path / 'local'), capture_output=True, text=True, timeout=300, env=env)
+    assert local.returncode == 0, local.stdout + local.stderr
+    want = _contents(tmp_path / 'local'); assert len(want) == 4
+    with ray_head(env) as address:
+        cmd = _toy4(tmp_path / 'ray', f"executor: {{kind: ray, address: '{address}', cpus_per_run: 1}}\n")
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env)
         assert p.returncode == 0, p.stdout + p.stderr
         assert _contents(tmp_path / 'ray') == want
         again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
         assert again.returncode == 0 and '4 finished, 0 to run' in again.stdout, again.stdout + again.stderr
-    finally:
-        subprocess.run([ray_bin, 'stop', '--force'], capture_output=True, text=True, timeout=120, env=env)
     cmd = _toy4(tmp_path / 'slurm', "executor: {kind: slurm, cluster: local, timeout_min: 10}\n")
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env)
     assert p.returncode == 0, p.stdout + p.stderr
@@ -188,15 +193,9 @@ def test_bad_executor_says_what_to_do(tmp_path):
 @pytest.mark.timeout(900)
 def test_ray_driver_killed_mid_sweep_finishes_without_duplicates(tmp_path):
     "Kill the driver of a Ray sweep (SIGKILL, its process group) while runs sleep; started again it finishes every run, one record per seed."
-    from shutil import which
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED='0')
-    ray_bin = str(Path(sys.executable).parent / 'ray') if (Path(sys.executable).parent / 'ray').exists() else which('ray')
-    port = _free_port()
-    up = subprocess.run([ray_bin, 'start', '--head', '--node-ip-address', '127.0.0.1', '--port', str(port), '--num-cpus', '2', '--num-gpus', '0',
-                         '--include-dashboard', 'false', '--disable-usage-stats'], capture_output=True, text=True, timeout=180, env=env)
-    assert up.returncode == 0, up.stdout + up.stderr
-    try:
-        cmd = _toy4(tmp_path, f"executor: {{kind: ray, address: '127.0.0.1:{port}', cpus_per_run: 1}}\n", x=4.0)
+    with ray_head(env) as address:
+        cmd = _toy4(tmp_path, f"executor: {{kind: ray, address: '{address}', cpus_per_run: 1}}\n", x=4.0)
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env)
         runs, t0 = tmp_path / 'reports/runs/toy/a', time.time()
         while not list(runs.glob('*/run.json')):
@@ -210,5 +209,3 @@ def test_ray_driver_killed_mid_sweep_finishes_without_duplicates(tmp_path):
         recs = [json.loads(c) for c in _contents(tmp_path)]
         assert sorted(r['seed'] for r in recs) == [0, 1, 2, 3]            # every run, each once
         for s in range(4): assert len(list((runs / f'x-4_seed{s}/results').glob('*.json'))) == 1
-    finally:
-        subprocess.run([ray_bin, 'stop', '--force'], capture_output=True, text=True, timeout=120, env=env)
