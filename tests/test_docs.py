@@ -5,12 +5,21 @@ headless Chromium (Debian's `chromium`, driven by Playwright; no browser is ever
 - every page loads without console errors, page errors or failed requests;
 - every internal link resolves (pages, files and `#anchors`);
 - every image loads, and every experiment notebook that draws has its figures on its page;
-- every library page documents each public function and class of its module (a `show_doc` heading);
+- every library page documents each public function and class of its module (a `show_doc` heading) with a parameter
+  table (name, type, default, one-line doc: `tools/api_docs.py`);
+- no page shows a figure twice (the same figure as PNG and SVG, or the same image bytes twice);
+- every link that leaves the site points into the repository settings.ini names (`git_url`) or at the site's own
+  published address (no placeholder, no other repository), besides the theme's credit link;
+- the results pages have one page per study with its contents, and each table its settings line and its sweep;
 - the search box finds `get_model` and links to the models page.
+
+The checks are plain functions (`page_problems`), and `test_checks_catch_bad_pages` shows each failing on a page made to
+break it, so the crawl cannot pass by checking nothing.
 
 The site is built from the experiment notebooks this test run has already executed with papermill
 (`tests/test_notebooks.py`, tiny parameters), so no notebook is executed twice: `build_docs.py --executed`.
-Screenshots of the home page, one tutorial and one API page go to `tests/artifacts/` (git-ignored).
+Screenshots go to `tests/artifacts/` (git-ignored): the home page, a tutorial, API pages (`run`'s parameter
+table; the model zoo's example output), the results page of the digits study.
 Set `DMKD_DOCS_SITE=<folder>` to check an already built site instead of building one (and `DMKD_DOCS_NBS=<folder>`
 when it was built from notebooks other than `nbs/`; `DMKD_DOCS_ARGS` adds arguments to the build).
 """
@@ -23,6 +32,10 @@ import pytest
 from conftest import once_per_run
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'tools'))
+import api_docs  # noqa: E402  (settings.ini's repository and site address, as the build uses them)
+
+THEME_LINKS = ('https://squidfunk.github.io/mkdocs-material/',)   # the theme's "Made with Material" credit
 NBS = Path(os.environ.get('DMKD_DOCS_NBS', ROOT / 'nbs'))
 ART = ROOT / 'tests' / 'artifacts'
 CHROMIUM = os.environ.get('DMKD_CHROMIUM', shutil.which('chromium') or '/usr/bin/chromium')
@@ -80,6 +93,31 @@ def _public_defs(f: Path) -> list:
         if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == '__all__' for t in n.targets):
             names = set(ast.literal_eval(n.value))
     return sorted(n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name in names)
+
+
+def page_problems(path: str, info: dict, defs: list, server: str, repo: str, site: str, digests: dict | None = None) -> list:
+    """What is wrong with one crawled page. `info`: what the browser read from it (`links`, `imgs` with `src`, `tables`:
+    the `data-symbol` of every parameter table); `defs`: the public functions and classes its module must document;
+    `repo`/`site`: settings.ini's repository and published address; `digests`: image URL -> content hash."""
+    out = []
+    tables = set(info.get('tables', []))
+    out += [f'{path}: {d} has no parameter table' for d in defs if d not in tables]
+    stems = {}
+    for i in info.get('imgs', []):
+        u = urlparse(i['src']).path
+        stems.setdefault(Path(u).stem, set()).add(u)
+    out += [f'{path}: figure {k!r} shown {len(v)} times ({", ".join(sorted(Path(x).name for x in v))})' for k, v in stems.items() if len(v) > 1]
+    if digests:
+        same = {}
+        for i in info.get('imgs', []):
+            if i['src'] in digests: same.setdefault(digests[i['src']], set()).add(urlparse(i['src']).path)
+        out += [f'{path}: the same figure shown {len(v)} times ({", ".join(sorted(Path(x).name for x in v))})' for v in same.values() if len(v) > 1
+                and len({Path(x).stem for x in v}) > 1]
+    for h in info.get('links', []):
+        if not h.startswith(('http://', 'https://')) or h.startswith(server): continue
+        if h.startswith(repo + '/') or h == repo or h.startswith(site) or h.startswith(THEME_LINKS): continue
+        out.append(f'{path}: link outside the configured repository ({repo}) and site ({site}): {h}')
+    return out
 
 
 def _build(tmp: Path):
@@ -141,7 +179,8 @@ def test_site(browser, server):
     from playwright.sync_api import Error as PWError
     ART.mkdir(parents=True, exist_ok=True)
     exp = expected_pages()
-    seen, todo, errors, links, anchors, imgs, status = set(), ['/'], [], {}, {}, {}, {}
+    repo, site_url = api_docs.repo_url(), api_docs.site_url()
+    seen, todo, errors, links, anchors, imgs, status, infos = set(), ['/'], [], {}, {}, {}, {}, {}
     nav = set()
     while todo:
         path = todo.pop(0)
@@ -156,8 +195,10 @@ def test_site(browser, server):
             nav: [...document.querySelectorAll('nav.md-nav--primary a[href]')].map(a => a.href),
             ids: [...document.querySelectorAll('[id]')].map(e => e.id),
             imgs: [...document.querySelectorAll('article img')].map(i => ({src: i.currentSrc || i.src, ok: i.complete && i.naturalWidth > 0})),
+            tables: [...document.querySelectorAll('.dmkd-params[data-symbol]')].map(t => t.dataset.symbol),
             title: document.title})''')
         anchors[path] = set(info['ids'])
+        infos[path] = info
         imgs[path] = info['imgs']
         errors += [f'{path}: image did not load: {i["src"]}' for i in info['imgs'] if not i['ok']]
         nav |= {urlparse(h).path for h in info['nav'] if h.startswith(server)}
@@ -192,16 +233,86 @@ def test_site(browser, server):
         if defs:
             missing = [d for d in defs if d not in anchors[path] and d.lower() not in anchors[path]]
             if missing: errors.append(f'{path}: no show_doc entry for {missing}')
+            errors += page_problems(path, dict(tables=infos[path]['tables']), defs, server, repo, site_url)
         elif nb != 'index.ipynb' and draws_unconditionally(f) and not any(i['ok'] for i in imgs[path]):
             errors.append(f'{path}: {nb} draws figures but its page shows none')
-    # screenshots: home, one tutorial, one API page
-    for name, path in [('home', '/'), ('tutorial_distill', exp.get('distill.ipynb')), ('api_models', exp.get('02_models.ipynb'))]:
+    # every page: each figure once (by name, and by content), links only into the configured repository and site
+    digests = {}
+    for path, info in infos.items():
+        for i in info['imgs']:
+            if i['src'] not in digests and i['src'].startswith(server):
+                import hashlib
+                digests[i['src']] = hashlib.sha256(browser.request.get(i['src']).body()).hexdigest()
+        errors += page_problems(path, dict(imgs=info['imgs'], links=info['links']), [], server, repo, site_url, digests)
+    # the results: one page per study with its contents; each table says its settings and its sweep
+    studies = [p for p in anchors if p.startswith('/results/') and p != '/results/']
+    if not studies: errors.append('no results page per study under /results/')
+    for path in studies:
+        page, _ = _visit(browser, server + path)
+        t = page.evaluate('''() => ({contents: [...document.querySelectorAll('article h3')].length,
+            settings: document.querySelectorAll('article .admonition.note').length,
+            sweeps: [...document.querySelectorAll('article a[href*="/sweeps/"]')].length})''')
+        page.close()
+        if path in ('/results/digits/', '/results/cifar10/') and not (t['contents'] and t['settings'] and t['sweeps']):
+            errors.append(f'{path}: tables without settings line or sweep link ({t})')
+    # screenshots: home, one tutorial, an API page (a parameter table and an example's output), a results page
+    shots = [('home', '/', None), ('tutorial_distill', exp.get('distill.ipynb'), None), ('api_models', exp.get('02_models.ipynb'), '#model_zoo'),
+             ('api_runs_run', exp.get('09_runs.ipynb'), '#run'), ('results_digits', '/results/digits/', None)]
+    for name, path, anchor in shots:
         if path and path in anchors:
-            page, _ = _visit(browser, server + path)
-            page.screenshot(path=str(ART / f'docs_{name}.png'), full_page=name != 'api_models')
+            page, _ = _visit(browser, server + path + (anchor or ''))
+            if anchor: page.wait_for_timeout(300)
+            page.screenshot(path=str(ART / f'docs_{name}.png'), full_page=name in ('home', 'tutorial_distill'))
             page.close()
     assert not errors, f'{len(errors)} problems in the docs site ({len(seen)} pages crawled):\n' + '\n'.join(errors[:60])
     assert len(seen) >= len(exp)
+
+
+def test_checks_catch_bad_pages():
+    """Each check of the crawl fails on a page made to break it, then passes on the fixed page: a public function without
+    its parameter table, a figure shown twice (PNG and SVG of one figure; the same image under two names), a link to a
+    repository other than settings.ini's."""
+    server, repo, site = 'http://127.0.0.1:8000', api_docs.repo_url(), api_docs.site_url()
+    good = dict(tables=['get_model', 'Classifier'], links=[server + '/api/models/', f'{repo}/blob/main/dmkd/models.py#L204', site + 'api/',
+                                                            THEME_LINKS[0]],
+                imgs=[dict(src=server + '/results/figures/digits_budget.svg'), dict(src=server + '/tutorials/distill_files/distill_5_0.png')])
+    digests = {good['imgs'][0]['src']: 'a', good['imgs'][1]['src']: 'b'}
+    assert page_problems('/api/models/', good, ['get_model', 'Classifier'], server, repo, site, digests) == []
+    no_table = dict(good, tables=['Classifier'])
+    assert page_problems('/api/models/', no_table, ['get_model', 'Classifier'], server, repo, site) == ['/api/models/: get_model has no parameter table']
+    twice = dict(good, imgs=good['imgs'] + [dict(src=server + '/results/figures/digits_budget.png')])
+    (p,) = page_problems('/results/digits/', twice, [], server, repo, site, digests)
+    assert "figure 'digits_budget' shown 2 times (digits_budget.png, digits_budget.svg)" in p
+    copy = dict(good, imgs=good['imgs'] + [dict(src=server + '/tutorials/distill_files/distill_9_0.png')])
+    (p,) = page_problems('/tutorials/distill/', copy, [], server, repo, site, digests | {copy['imgs'][-1]['src']: 'b'})
+    assert 'the same figure shown 2 times (distill_5_0.png, distill_9_0.png)' in p
+    for bad in ('https://github.com/fastai/nbdev/blob/main/nbdev/showdoc.py', 'https://github.com/placeholder/dmkd', 'https://example.org/dmkd'):
+        (p,) = page_problems('/api/models/', dict(good, links=good['links'] + [bad]), [], server, repo, site)
+        assert p.endswith(bad) and 'outside the configured repository' in p
+    # the repository is settings.ini's: the build and this test read the same `git_url`
+    import configparser
+    cp = configparser.ConfigParser(); cp.read(ROOT / 'settings.ini')
+    assert repo == cp['DEFAULT']['git_url'].rstrip('/') and repo.startswith('https://github.com/')
+
+
+def test_api_renderer_tables():
+    """The API renderer (tools/api_docs.py) on real dmkd symbols: `run`'s and `synthesize`'s tables have a row per parameter, each doc
+    from its comment or its config field; classes render as `class`, with their own methods; source links carry the
+    defining line in settings.ini's repository."""
+    import inspect
+    from dmkd.models import BasicBlock, get_model
+    from dmkd.runs import run
+    from dmkd.synth import synthesize
+    for f in (run, synthesize):
+        rows = api_docs.params(f)
+        assert [r['name'] for r in rows] == list(inspect.signature(f).parameters)
+        assert sum(bool(r['doc']) for r in rows) >= 0.8 * len(rows), [r['name'] for r in rows if not r['doc']]
+    md = api_docs.render(BasicBlock)
+    assert '```python\nclass BasicBlock(cin, cout, stride=1)\n```' in md and '#### BasicBlock.forward' in md
+    line = inspect.getsourcelines(get_model)[1]
+    assert api_docs.source_url(get_model) == f"{api_docs.repo_url()}/blob/main/dmkd/models.py#L{line}"
+    t = api_docs.param_table(get_model, 'get_model')
+    assert t.count('<tr>') == len(inspect.signature(get_model).parameters) + 1 and 'architecture key of the zoo' in t
 
 
 def test_config_pages_document_every_field(site):
@@ -220,7 +331,8 @@ def test_config_pages_document_every_field(site):
         for o in objs:
             docs = {k: d for k, d in docments(o).items() if k != 'return'}
             assert docs and all(docs.values()), f"{o.__name__} has a field without a comment: {[k for k, d in docs.items() if not d]}"
-            missing += [f"api/{page}: {o.__name__}.{k} ({d!r})" for k, d in docs.items() if re.sub(r'\s+', ' ', d) not in text]
+            # the table shows `code` spans as code: compare without the backticks
+            missing += [f"api/{page}: {o.__name__}.{k} ({d!r})" for k, d in docs.items() if re.sub(r'\s+', ' ', d).replace('`', '') not in text]
     assert not missing, 'fields whose one-line doc is not on their page:\n' + '\n'.join(missing)
 
 

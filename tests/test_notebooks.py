@@ -72,6 +72,19 @@ def test_experiment_parameters_are_the_run_parameters():
                 assert got == base(P[name]['type']), f"{f.name}: {name} is {p['inferred_type_name']}, the run parameter is {P[name]['type']}"
 
 
+@pytest.mark.parametrize('name', ['distill', 'synthesis', 'baselines', 'report'])
+def test_tutorial_outputs_are_committed(name):
+    """The tutorials keep one run's outputs in `nbs/` (`python tools/run_tutorials.py`), so the repository page shows results:
+    outputs present with at least one figure, no error, no progress bar, no widget view, no absolute path of a machine."""
+    sys.path.insert(0, str(ROOT / 'tools'))
+    from run_tutorials import problems
+    nb = json.loads((NBS / f'{name}.ipynb').read_text(encoding='utf-8'))
+    assert problems(nb) == [], f"nbs/{name}.ipynb: run python tools/run_tutorials.py {name}"
+    figs = [o for c in nb['cells'] for o in c.get('outputs', []) if 'image/png' in o.get('data', {}) or 'image/svg+xml' in o.get('data', {})]
+    assert figs, f"nbs/{name}.ipynb shows no figure"
+    assert not re.search(r'/(?:tmp|root|home)/[\w.-]+/', json.dumps([c.get('outputs', []) for c in nb['cells']])), 'a machine path in the outputs'
+
+
 def nbdev_test(nb: Path, *flags: str) -> subprocess.CompletedProcess:
     cmd = [bin_path('nbdev_test'), '--path', str(nb)] + (['--flags', ' '.join(flags)] if flags else [])
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)

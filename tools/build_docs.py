@@ -145,6 +145,9 @@ def _exec_show_docs_cls():
             if m: self.module = m.group(1)
             src = _show_doc_source(cell)
             if src is None: return
+            if not getattr(self, '_renderer', False):  # parameter tables, classes as classes, source links (tools/api_docs.py)
+                self.k.run(f'import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import api_docs; api_docs.install()')
+                self._renderer = True
             if src == cell.source: self.k.cell(cell)
             else: self.k.run(src)
             if self.k.exc: raise Exception(f"Error in cell {cell.idx_} while rendering show_doc:\n{src}") from self.k.exc
@@ -267,15 +270,28 @@ def to_markdown(nb, dest: Path, syms: dict | None = None, here: str = '') -> Pat
     return dest
 
 
-def _library(f: str) -> dict:
-    "Process one library notebook (in a fresh process: show_doc runs imports)."
-    from execnb.nbio import read_nb
+def _library(f: str, execute: bool = True, cache_dir: str | None = None, executed: str | None = None) -> dict:
+    """Process one library notebook (in a fresh process: show_doc runs imports). Its examples are executed as `nbdev_test`
+    executes them (or taken from `executed/<name>.ipynb`, or from the content-keyed cache), so the page shows their
+    output (tables, figures, printed values) under each function's entry."""
+    from execnb.nbio import read_nb, write_nb
     os.environ['IN_TEST'] = '1'
-    t0 = time.time()
-    nb = read_nb(f)
+    t0 = time.time(); f = Path(f); reused = False
+    given = Path(executed) / f.name if executed else None
+    cached = Path(cache_dir) / f'{f.stem}-{exec_key(f)}.ipynb' if (execute and cache_dir) else None
+    if given is not None and given.exists(): nb = read_nb(given); reused = True
+    elif cached is not None and cached.exists(): nb = read_nb(cached); reused = True
+    elif execute:
+        nb = _execute(f)['nb']
+        if cached is not None:
+            from dmkd.core import atomic_path
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(cached) as tmp: write_nb(nb, tmp)
+            nb = read_nb(cached)
+    else: nb = read_nb(f)
     title = title_of(nb)
     nb = _process(nb, api=True)
-    return dict(nb=nb, title=title, seconds=round(time.time() - t0, 1))
+    return dict(nb=nb, title=title, seconds=round(time.time() - t0, 1), reused=reused)
 
 
 def exec_key(f: Path, reports: Path | None = None, params: dict | None = None) -> str:
@@ -329,72 +345,162 @@ def _md_section(text: str, base: Path, reports: Path, out: Path, demote: int) ->
         if p.is_file() and p.is_relative_to(rep) and p.suffix != '.md':
             rel = p.relative_to(rep).as_posix()
             d = out / rel; d.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(p, d)
-            return f'{alt}(results/{rel})'
+            return f'{alt}({rel})'   # pages of results/ link their copies beside them
         return f'{alt[1:] if alt.startswith("!") else alt} (`{href}`)'.replace('[', '').replace(']', '')
     return re.sub(r'(!?\[[^\]]*\])\(([^)\s]+)\)', link, text)
 
 
-def results_page(reports: Path, docs: Path) -> str:
-    """Write `results.md` (and copy its assets) from `reports/`: `reports/README.md`, then every other Markdown file,
-    `.csv` table and figure under it, the results records as one table, and the executed sweep notebooks it keeps.
-    Works when `reports/` is absent or empty."""
+def _repo_link(rel: str, tree: bool = False) -> str:
+    "URL of `rel` (a path of this repository) in the repository settings.ini names (`git_url`, `branch`)."
+    import api_docs
+    return f"{api_docs.repo_url()}/{'tree' if tree else 'blob'}/{api_docs.settings().get('branch', 'main')}/{rel}"
+
+
+def studies(reports: Path) -> dict:
+    """The studies of the results pages, `{key: title}`: one per sweep file (`sweeps/<key>.yaml`) and one per folder of
+    `reports/` that is not a build output (`gpu`, `bench`, ...), the GPU ones shown together."""
+    out = {}
+    known = {'digits': 'digits', 'cifar10': 'CIFAR-10', 'cifar10_gpu': 'GPU'}   # the page order: CPU studies, then the GPU one
+    found = [f.stem for f in (ROOT / 'sweeps').glob('*.yaml')]
+    return {k: known.get(k, k) for k in sorted(found, key=lambda k: (list(known).index(k) if k in known else len(known), k))}
+
+
+def _study_of(rel: str, keys: list) -> str:
+    "The study a file of `reports/` belongs to: its folder (`gpu/`, `bench/` -> the GPU study), else the longest sweep key it starts with."
+    top = rel.split('/')[0]
+    if top in ('gpu', 'bench'): return 'cifar10_gpu' if 'cifar10_gpu' in keys else top
+    name = rel.split('/')[-1]
+    for k in sorted(keys, key=len, reverse=True):
+        if re.match(rf'(\w+_)?{re.escape(k)}(_|\.|$)', name) and not (k != 'cifar10_gpu' and name.startswith('cifar10_gpu')): return k
+    return ''
+
+
+def _table_section(p: Path, reports: Path, out: Path, keys: list) -> list:
+    """Markdown of one table of `reports/` (`.md`, else `.csv`): a heading (its title), its settings line as a note, the table,
+    and where it came from (the table's file, its CSV, the sweep file and the records folder, linked in the repository)."""
+    import pandas as pd
+    rel = p.relative_to(reports).as_posix()
+    md = p.with_suffix('.md')
+    text = md.read_text(encoding='utf-8') if md.exists() else pd.read_csv(p).to_markdown(index=False)
+    m = re.match(r'\s*#\s+(.+)\n', text)
+    title = m.group(1).strip() if m else p.stem
+    if m: text = text[m.end():]
+    study = _study_of(rel, keys)
+    if study and title.lower().startswith(study + ': '): title = title[len(study) + 2:]   # the page says which study
+    title = title[:1].upper() + title[1:]
+    settings = re.search(r'^Settings:.*$', text, re.M)
+    if settings: text = text[:settings.start()] + text[settings.end():]
+    lines = [f'### {title}', '']
+    src = [f'table [`reports/{md.relative_to(reports).as_posix() if md.exists() else rel}`]'
+           f'({_repo_link("reports/" + (md.relative_to(reports).as_posix() if md.exists() else rel))})']
+    csv = p.with_suffix('.csv')
+    if csv.exists():
+        d = out / csv.relative_to(reports); d.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(csv, d)
+        src.append(f'[CSV]({csv.relative_to(reports).as_posix()})')
+    if study and (ROOT / 'sweeps' / f'{study}.yaml').exists():
+        src.append(f'sweep [`sweeps/{study}.yaml`]({_repo_link(f"sweeps/{study}.yaml")})')
+    if study and (reports / 'runs' / study).is_dir():
+        src.append(f'records [`reports/runs/{study}/`]({_repo_link(f"reports/runs/{study}", tree=True)})')
+    lines += ['From ' + ', '.join(src) + '.', '']
+    if settings: lines += ['!!! note "Settings"', '    ' + settings.group(0)[len('Settings:'):].strip(), '']
+    lines += [_md_section(text, p.parent, reports, out, 1).strip(), '']
+    return lines
+
+
+ORDER = ('main', 'conclusions', 'selections', 'budget', 'fidelity', 'fidelity_correlation', 'teacher_strength_arch',
+         'teacher_strength_epochs', 'augmentation_strength', 'data_amount', 'temperature', 'continual', 'continual_vs_real', 'rebuild')
+
+
+def _table_rank(name: str, study: str) -> tuple:
+    "Where a table goes on its study's page: the main table and the conclusions first, then the ablations (`ORDER`), then the rest."
+    rest = name[len(study) + 1:] if name.startswith(study + '_') else name
+    return (ORDER.index(rest) if rest in ORDER else len(ORDER), name)
+
+
+def _figure(p: Path, reports: Path, out: Path) -> list:
+    rel = p.relative_to(reports).as_posix()
+    d = out / rel; d.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(p, d)
+    return [f'![{p.stem}]({rel}){{ .dmkd-figure }}', '']
+
+
+def results_page(reports: Path, docs: Path) -> list:
+    """Write the results pages (and copy their assets) from `reports/`: an overview (`results/index.md`, from
+    `reports/README.md`) and one page per study (`results/<study>.md`: digits, CIFAR-10, GPU), each with its contents,
+    every table with its settings line and links to the sweep and records it came from, and each figure once (SVG when
+    the report wrote SVG and PNG). Returns the nav entries. Works when `reports/` is absent or empty."""
     out = docs / 'results'
-    lines = ['# Results', '']
-    readme = reports / 'README.md'
-    if readme.exists():
-        text = readme.read_text(encoding='utf-8')
-        text = re.sub(r'^\s*#\s+.*\n', '', text, count=1)  # the page has its own title
-        lines += [_md_section(text, reports, reports, out, 0).strip(), '']
+    out.mkdir(parents=True, exist_ok=True)
+    keys = list(studies(reports))
     files = sorted(p for p in reports.rglob('*') if p.is_file() and not any(s.startswith('.') for s in p.relative_to(reports).parts)
-                   and 'runs' != p.relative_to(reports).parts[0]) if reports.is_dir() else []
-    docs_md = [p for p in files if p.suffix == '.md' and p != readme]
-    tables = [p for p in files if p.suffix == '.csv']
-    figures = [p for p in files if p.suffix.lower() in IMG_EXT]
-    if not readme.exists() and not docs_md and not tables and not figures:
-        lines += ['No tables or figures yet in `reports/`. The experiment notebooks write one results record per run to',
-                  '`reports/results/`; the report notebook turns them into the tables and figures shown here.', '']
-    for p in docs_md:
+                   and p.relative_to(reports).parts[0] not in ('runs', 'results')) if reports.is_dir() else []
+    readme = reports / 'README.md'
+    lines = ['# Results', '']
+    if readme.exists():
+        text = re.sub(r'^\s*#\s+.*\n', '', readme.read_text(encoding='utf-8'), count=1)
+        lines += [_md_section(text, reports, reports, out, 0).strip(), '']
+    pages = {}
+    for p in files:
+        if p == readme: continue
         rel = p.relative_to(reports).as_posix()
-        text = p.read_text(encoding='utf-8')
-        m = re.match(r'\s*#\s+(.+)\n', text)
-        title = m.group(1).strip() if m else rel
-        if m: text = text[m.end():]
-        lines += [f'## {title}', '', f'From `reports/{rel}`.', '', _md_section(text, p.parent, reports, out, 1).strip(), '']
-    if tables:
-        import pandas as pd
-        lines += ['## Tables', '']
-        for p in tables:
-            rel = p.relative_to(reports).as_posix()
-            d = out / rel; d.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(p, d)
-            lines += [f'### {p.stem}', '', f'`reports/{rel}` ([download](results/{rel}))', '']
-            try: lines += [pd.read_csv(p).to_html(index=False, border=0, na_rep=''), '']
-            except Exception as e: lines += [f'(could not read this table: {e})', '']
-    figures = [p for p in figures if not (out / p.relative_to(reports)).exists()]  # not already shown by a README
-    if figures:
-        lines += ['## Figures', '']
-        for p in figures:
-            rel = p.relative_to(reports).as_posix()
-            d = out / rel; d.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(p, d)
-            lines += [f'### {p.stem}', '', f'![{p.stem}](results/{rel})', '']
-    recs = sorted(list(reports.glob('results/*.json')) + list(reports.glob('runs/**/results/*.json'))) if reports.is_dir() else []
-    if recs:
-        import pandas as pd
-        rows = []
-        for p in recs:
-            try: r = json.loads(p.read_text(encoding='utf-8'))
-            except (ValueError, OSError): continue
-            rows.append({'record': p.relative_to(reports).as_posix()} | {k: v for k, v in r.items() if isinstance(v, (str, int, float, bool)) or v is None})
-        cols = [c for c in RECORD_COLS if any(c in r for r in rows)]
-        lines += ['## Results records', '', f'{len(rows)} results records under `reports/` (one per run; the report notebook turns them '
-                  'into the tables above)' + (', the last 200 shown' if len(rows) > 200 else '') + '.', '',
-                  pd.DataFrame(rows[-200:]).reindex(columns=['record'] + cols).fillna('').to_html(index=False, border=0, na_rep=''), '']
-    runs = sorted((reports / 'runs').rglob('*.ipynb')) if (reports / 'runs').is_dir() else []
-    if runs:
-        lines += ['## Executed notebooks', '', 'The executed notebooks of the sweeps are kept under `reports/runs/`:', '']
-        lines += [f'- `reports/{p.relative_to(reports).as_posix()}`' for p in runs[:100]]
-        lines += ([f'- and {len(runs) - 100} more'] if len(runs) > 100 else []) + ['']
-    (docs / 'results.md').write_text('\n'.join(lines), encoding='utf-8')
-    return 'results.md'
+        k = _study_of(rel, keys) or 'other'
+        pages.setdefault(k, []).append(p)
+    nav = [{'Overview': 'results/index.md'}]
+    if not pages and not readme.exists():
+        lines += ['No tables or figures yet in `reports/`. The experiment notebooks write one results record per run to',
+                  '`reports/runs/` (or `reports/results/`); the report notebook turns them into the tables and figures shown here.', '']
+    names = studies(reports) | {'other': 'Other'}
+    if pages:
+        lines += ['## Studies', ''] + [f'- [{names.get(k, k)}]({k}.md): {sum(p.suffix in (".md", ".csv") for p in v)} tables' for k, v in pages.items()] + ['']
+    (out / 'index.md').write_text('\n'.join(lines), encoding='utf-8')
+    for k, ps in sorted(pages.items(), key=lambda kv: list(names).index(kv[0]) if kv[0] in names else 99):
+        title = names.get(k, k)
+        body, toc = [], []
+        stems = {}
+        for p in ps: stems.setdefault(p.with_suffix('').relative_to(reports).as_posix(), []).append(p)
+        figs = {}
+        for stem, group in stems.items():   # one figure per figure: SVG, else PNG, else the first image
+            imgs = [g for g in group if g.suffix.lower() in IMG_EXT]
+            if imgs: figs[Path(stem).name] = next((g for g in imgs if g.suffix == '.svg'), next((g for g in imgs if g.suffix == '.png'), imgs[0]))
+        shown = set()
+        for stem, group in sorted(stems.items(), key=lambda kv: _table_rank(Path(kv[0]).name, k)):
+            docs_ = [g for g in group if g.suffix in ('.md', '.csv')]
+            if not docs_: continue
+            p = next((g for g in docs_ if g.suffix == '.md'), docs_[0])
+            if p.name == 'README.md':   # a folder's own page (reports/gpu/README.md): its text, its links kept
+                text = p.read_text(encoding='utf-8')
+                m = re.match(r'\s*#\s+(.+)\n', text)
+                body += [f'## {m.group(1).strip() if m else p.parent.name}', '', _md_section(text[m.end():] if m else text, p.parent, reports, out, 1).strip(), '']
+                toc.append(m.group(1).strip() if m else p.parent.name); continue
+            sec = _table_section(p, reports, out, keys)
+            toc.append(sec[0][4:]); body += sec
+            # the figure of the same name (digits_budget.md -> figures/digits_budget.svg) goes under its table
+            name = Path(stem).name
+            if name in figs: body += _figure(figs[name], reports, out); shown.add(name)
+        rest = [f for n, f in figs.items() if n not in shown]
+        if rest:
+            body += ['## Figures', '']
+            for f in rest: body += [f'### {f.stem}', ''] + _figure(f, reports, out); toc.append(f.stem)
+        others = [p for p in ps if p.suffix not in ('.md', '.csv') and p.suffix.lower() not in IMG_EXT]
+        if others:
+            body += ['## Other files', '']
+            for p in others:
+                d = out / p.relative_to(reports); d.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(p, d)
+                body += [f'- [`reports/{p.relative_to(reports).as_posix()}`]({p.relative_to(reports).as_posix()})']
+            body += ['']
+        head = [f'# Results: {title}', '']
+        if k in keys and (ROOT / 'sweeps' / f'{k}.yaml').exists():
+            head += [f'Built by `nbs/report.ipynb` from the records of [`sweeps/{k}.yaml`]({_repo_link(f"sweeps/{k}.yaml")})'
+                     + (f' under [`reports/runs/{k}/`]({_repo_link(f"reports/runs/{k}", tree=True)})' if (reports / 'runs' / k).is_dir() else '') + '.', '']
+        head += ['**Contents**', ''] + [f'- [{t}](#{_slug(t)})' for t in toc] + ['']
+        (out / f'{k}.md').write_text('\n'.join(head + body), encoding='utf-8')
+        nav.append({title: f'results/{k}.md'})
+    return nav
+
+
+def _slug(title: str) -> str:
+    "MkDocs' default heading id (`toc` extension's slugify)."
+    from markdown.extensions.toc import slugify
+    return slugify(title, '-')
 
 
 # ---------------------------------------------------------------- build
@@ -432,7 +538,7 @@ def build(site_dir: Path | str | None = None, work_dir: Path | str | None = None
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
             futs = []
             for role, f in jobs:
-                fut = ex.submit(_library, str(f)) if role == 'api' else ex.submit(_tutorial, str(f), execute, cache_dir, str(reports), params if role == 'tutorials' else None,
+                fut = ex.submit(_library, str(f), execute, cache_dir, str(executed) if executed else None) if role == 'api' else ex.submit(_tutorial, str(f), execute, cache_dir, str(reports), params if role == 'tutorials' else None,
                                                                                              str(executed) if executed else None)
                 futs.append((role, f, fut))
             for role, f, fut in futs:
@@ -446,15 +552,16 @@ def build(site_dir: Path | str | None = None, work_dir: Path | str | None = None
         if env_old is None: os.environ.pop('DMKD_REPORTS', None)
         else: os.environ['DMKD_REPORTS'] = env_old
         shutil.rmtree(scratch, ignore_errors=True)
-    results_page(reports, docs)
+    results_nav = results_page(reports, docs)
     (docs / 'stylesheets').mkdir(exist_ok=True); shutil.copy2(Path(__file__).with_name('docs.css'), docs / 'stylesheets' / 'dmkd.css')
     nav = [{'Home': 'index.md'},
            {'API reference': [{t: n} for t, n in pages['api']]},
            {'Tutorials': [{t: n} for t, n in pages['tutorials']]},
-           {'Results': 'results.md'}]
+           {'Results': results_nav}]
     nav = [n for n in nav if not (isinstance(list(n.values())[0], list) and not list(n.values())[0])]
     t0 = time.time()
-    cfg = load_config(str(ROOT / 'mkdocs.yml'), docs_dir=str(docs), site_dir=str(site_dir), nav=nav)
+    import api_docs
+    cfg = load_config(str(ROOT / 'mkdocs.yml'), docs_dir=str(docs), site_dir=str(site_dir), nav=nav, site_url=api_docs.site_url())
     mk_build(cfg)
     timings['mkdocs'] = round(time.time() - t0, 1)
     timings['total'] = round(time.time() - t_all, 1)
