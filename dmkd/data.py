@@ -137,7 +137,13 @@ def load_digits_set(split='train', root=None, native: bool = False, size: int = 
     return ImageSet(x, y, [str(i) for i in range(10)], 'digits', split, mean, std)
 
 # %% ../nbs/01_data.ipynb #d850c9c3
-def show_images(images: torch.Tensor | ImageSet, labels=None, classes=None, n: int = 32, ncol: int = 8, title: str | None = None, ax=None):
+def show_images(images: torch.Tensor | ImageSet, # uint8 images N×C×H×W, or an `ImageSet` (its labels and class names are used)
+                labels=None,                       # class index of each image, written on it (None: no labels)
+                classes=None,                      # class names, in class-index order (None: the indices are written)
+                n: int = 32,                       # draw the first `n` images
+                ncol: int = 8,                     # images per row
+                title: str | None = None,          # title of the grid
+                ax=None):                          # matplotlib axes to draw into (None: a new figure)
     "Draw up to `n` uint8 images (or an `ImageSet`) in a labelled grid with matplotlib; returns the axes."
     import matplotlib.pyplot as plt
     if isinstance(images, ImageSet): images, labels, classes = images.images, images.labels, images.classes

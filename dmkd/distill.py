@@ -161,9 +161,19 @@ def log_epoch(tracker, rec: dict, prefix: str = 'kd'):
 # %% ../nbs/06_distill.ipynb #14bbc344
 def _epoch_seed(seed: int, epoch: int) -> int: return seed * 1_000_003 + epoch + 17
 
-def distill_student(cfg: KDConfig, teacher: Classifier, images: ImageSet, val: ImageSet | None = None, device='auto',
-                    run_dir: str | Path | None = None, progress: bool = True, meta: dict | None = None,
-                    stop_after: int | None = None, on_batch=None, test: ImageSet | None = None, tracker=None) -> tuple[Classifier, dict]:
+def distill_student(cfg: KDConfig,                  # the KD settings (student, epochs, temperature, optimiser, precision, ...)
+                    teacher: Classifier,            # the teacher (frozen; its outputs are the targets)
+                    images: ImageSet,               # the transfer images (a synthetic store, a baseline's bank, or real images)
+                    val: ImageSet | None = None,    # the real validation split that chooses the epoch (None: the last epoch)
+                    device='auto',                  # auto, cpu, cuda, or a torch.device
+                    run_dir: str | Path | None = None, # folder of the resumable checkpoint (None: no resume)
+                    progress: bool = True,          # show a progress bar
+                    meta: dict | None = None,       # provenance stored with the student's weights
+                    stop_after: int | None = None,  # stop after this many epochs (to test resuming); None: run to the end
+                    on_batch=None,                  # called on each batch to change its images (data-free generators); excludes teacher_cache
+                    test: ImageSet | None = None,   # the real test split, scored once with the chosen student (None: not scored)
+                    tracker=None,                   # an experiment tracker each epoch is logged to (see `make_tracker`)
+                   ) -> tuple[Classifier, dict]:
     "Distil `teacher` into a fresh `cfg.student` on `images`; the epoch best on `val` is the student, scored once on `test`; resumable through `run_dir`; `tracker`: log each epoch to it."
     from tqdm.auto import tqdm
     if len(images) == 0: raise ValueError("No training images: the image source is empty.")

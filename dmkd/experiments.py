@@ -308,8 +308,16 @@ def _run_slurm(runs, threads, timeout, log, opts, folder: Path):
         log(f"{s['status']} {s['job']}/{s['run']}"); out.append(s)
     return out
 
-def run_sweep(sweep: str | Path | dict, reports=None, parallel: int | None = None, only: list[str] | None = None,
-              report: bool = True, dry_run: bool = False, log=print, seeds: list[int] | None = None, executor: str | None = None) -> pd.DataFrame:
+def run_sweep(sweep: str | Path | dict,           # the sweep file (YAML), or its loaded dict
+              reports=None,                        # reports root its runs write to (None: the sweep's `reports:`, else $DMKD_REPORTS or reports/)
+              parallel: int | None = None,         # runs at once on the local executor (None: the sweep's `parallel`, else 1)
+              only: list[str] | None = None,       # run only these jobs (names)
+              report: bool = True,                 # run the report notebook at the end
+              dry_run: bool = False,               # only list what is finished and what is left
+              log=print,                           # where progress lines go
+              seeds: list[int] | None = None,      # run only these seeds
+              executor: str | None = None,         # local, ray or slurm (None: the sweep's `executor:`, else local)
+             ) -> pd.DataFrame:
     """Run every unfinished run of `sweep` (`parallel` at once on the `local` executor; `executor` overrides the sweep's), then its
     report notebook; returns one status row per run. `only` (job names) and `seeds` restrict the runs, e.g. one seed of every job first."""
     sw = sweep if isinstance(sweep, dict) else load_sweep(sweep)

@@ -201,12 +201,30 @@ def store_name(dataset: str, generator: str, guidance_scale: float, num_steps: i
     if mode != 'map': parts.append(mode)
     return '-'.join(parts) + (f'-{key[:8]}' if key else '')
 
-def synthesize(dataset: str = 'digits', generator: str = 'ddpm', model: str | None = None, guidance_scale: float = 2.0,
-               num_steps: int = 25, sampler: str = 'ddim', strength: float | None = None, n_per_class: int = 100,
-               resolution: int | None = 32, channels: int | None = 3, seed: int = 0, mode: str = 'map', out_dir=None,
-               root=None, cache=None, device='auto', shard_size: int = 500, progress: bool = True, accelerator=None,
-               gen: Generator | None = None, generator_kwargs: dict | None = None, size: int | None = None,
-               corpus_fraction: float = CORPUS_FRACTION) -> Path:
+def synthesize(dataset: str = 'digits',           # target dataset key: its classes are what the store holds
+               generator: str = 'ddpm',           # ddpm (in-project, trained on the corpus split), dit or sd
+               model: str | None = None,          # dit/sd: local folder or hub id (None: DiT-XL-2-256 / Stable Diffusion 1.5)
+               guidance_scale: float = 2.0,       # classifier-free guidance s (1: none)
+               num_steps: int = 25,               # sampling steps T
+               sampler: str = 'ddim',             # ddpm, ddim or dpm++
+               strength: float | None = None,     # img2img/SDEdit strength in [0, 1] applied to corpus images; None: plain generation
+               n_per_class: int = 100,            # images per class
+               resolution: int | None = 32,       # stored image side (None: the generator's native resolution)
+               channels: int | None = 3,          # stored colour channels (None: the generator's)
+               seed: int = 0,                     # seed of the store (each shard's seed derives from it)
+               mode: str = 'map',                 # map (target classes -> generator classes) or any (the teacher labels freely drawn classes)
+               out_dir=None,                      # store folder (None: <cache>/stores/<settings>)
+               root=None,                         # data root (None: $DMKD_DATA, else data/ in the checkout)
+               cache=None,                        # cache root (None: $DMKD_CACHE, else <data root>/cache)
+               device='auto',                     # auto, cpu, cuda, or a torch.device
+               shard_size: int = 500,             # images per shard (the unit of resume and of multi-process splitting)
+               progress: bool = True,             # show progress bars
+               accelerator=None,                  # an accelerate.Accelerator: its processes split the shards (None: one process)
+               gen: Generator | None = None,      # an already loaded generator to use instead of building one from `generator`/`model`
+               generator_kwargs: dict | None = None, # further arguments of `get_generator` (e.g. DDPM size and steps)
+               size: int | None = None,           # imagefolder: decode every image at this square size (a tree of mixed sizes)
+               corpus_fraction: float = CORPUS_FRACTION, # cifar10/cifar100/imagefolder: share of the train split carved off as the generator's corpus
+              ) -> Path:
     "Make (or finish) the synthetic store of these settings for `dataset`; returns its folder (`generator_kwargs` go to `get_generator`, `size` decodes an imagefolder tree)."
     check_knobs(guidance_scale, num_steps, sampler, strength)     # every knob before the generator is trained or loaded
     knob('n_per_class', isinstance(n_per_class, int) and n_per_class >= 1, f"must be a whole number >= 1, got {n_per_class!r}.")

@@ -238,8 +238,17 @@ def train_teacher(cfg: TrainConfig, root=None, cache=None, device='auto', keep_e
         (out / 'state.pt').unlink(missing_ok=True)
     return model, meta
 
-def get_teacher(cfg: TrainConfig | None = None, epoch: int | None = None, root=None, cache=None, device='auto',
-                keep_epochs=(), progress: bool = True, data: tuple[ImageSet, ImageSet, ImageSet] | None = None, accelerator=None, **kwargs) -> tuple[Classifier, dict]:
+def get_teacher(cfg: TrainConfig | None = None,    # the teacher's settings (None: `TrainConfig(**kwargs)`)
+                epoch: int | None = None,          # load the kept checkpoint of this earlier epoch (a weaker teacher); None: the last
+                root=None,                         # data root (None: $DMKD_DATA, else data/ in the checkout)
+                cache=None,                        # cache root (None: $DMKD_CACHE, else <data root>/cache)
+                device='auto',                     # auto, cpu, cuda, or a torch.device
+                keep_epochs=(),                    # epochs whose checkpoints are kept when it trains (for `epoch` later)
+                progress: bool = True,             # show progress bars while it trains
+                data: tuple[ImageSet, ImageSet, ImageSet] | None = None, # (train, val, test) to use instead of loading `cfg.dataset`
+                accelerator=None,                  # an accelerate.Accelerator: several processes train it (None: one process)
+                **kwargs,                          # `TrainConfig` fields, when `cfg` is None (and `download` for torchvision datasets)
+               ) -> tuple[Classifier, dict]:
     "The teacher of `cfg` (or of `TrainConfig(**kwargs)`) from the cache, training it first if needed; `epoch` picks a kept earlier epoch."
     data_kw = {k: kwargs.pop(k) for k in ('download',) if k in kwargs}
     cfg = cfg or TrainConfig(**kwargs)
