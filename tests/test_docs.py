@@ -256,8 +256,9 @@ def test_site(browser, server):
         if path in ('/results/digits/', '/results/cifar10/') and not (t['contents'] and t['settings'] and t['sweeps']):
             errors.append(f'{path}: tables without settings line or sweep link ({t})')
     # screenshots: home, one tutorial, an API page (a parameter table and an example's output), a results page
-    shots = [('home', '/', None), ('tutorial_distill', exp.get('distill.ipynb'), None), ('api_models', exp.get('02_models.ipynb'), '#model_zoo'),
-             ('api_runs_run', exp.get('09_runs.ipynb'), '#run'), ('results_digits', '/results/digits/', None)]
+    shots = [('home', '/', None), ('tutorial_distill', exp.get('distill.ipynb'), None), ('api_models', exp.get('02_models.ipynb'), '#the-zoo-at-a-glance'),
+             ('api_runs_run', exp.get('09_runs.ipynb'), '#run'), ('results_digits', '/results/digits/', None),
+             ('results_digits_main', '/results/digits/', '#student-accuracy-chosen-on-validation-scored-once-on-test')]
     for name, path, anchor in shots:
         if path and path in anchors:
             page, _ = _visit(browser, server + path + (anchor or ''))
