@@ -24,13 +24,13 @@ from .core import Registry, cache_root, config_key, data_root, knob, load_weight
 @dataclass(repr=False)
 class ImageSet(torch.utils.data.Dataset):
     "Images as a uint8 N×C×H×W tensor with int64 labels, class names and the dataset's normalisation statistics."
-    images: torch.Tensor
-    labels: torch.Tensor
-    classes: list
-    name: str = ''
-    split: str = ''
-    mean: tuple | None = None
-    std: tuple | None = None
+    images: torch.Tensor      # uint8 images, N×C×H×W
+    labels: torch.Tensor      # int64 class index of each image
+    classes: list             # class names, in class-index order
+    name: str = ''            # dataset key (digits, cifar10, …), or where synthetic images came from (store:<folder>, a method)
+    split: str = ''           # which split the images are: train, val, test, corpus, or synthetic
+    mean: tuple | None = None # per-channel mean (0–1 scale) a classifier normalises these images with
+    std: tuple | None = None  # per-channel standard deviation (0–1 scale) a classifier normalises them with
 
     def __post_init__(self):
         if not isinstance(self.images, torch.Tensor) or self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -315,8 +315,12 @@ NO_FLIP = {'digits'}
 class BatchAugment:
     "Per-image random crop+flip (`'crop_flip'`), random-resized crop+flip (`'rrc_flip'`) or nothing (`'none'`), on a uint8 batch."
     kinds = ('none', 'crop_flip', 'rrc_flip')
-    def __init__(self, kind: str = 'crop_flip', padding: int = 4, flip: bool = True,
-                 scale: tuple = (0.25, 1.0), ratio: tuple = (3 / 4, 4 / 3), size: int | None = None):
+    def __init__(self, kind: str = 'crop_flip',       # crop_flip, rrc_flip or none
+                 padding: int = 4,                    # crop_flip: pixels of zero padding around the image before the random crop
+                 flip: bool = True,                   # random horizontal flips (off for datasets where a flip changes the class)
+                 scale: tuple = (0.25, 1.0),          # rrc_flip: range of the crop's area as a share of the image's
+                 ratio: tuple = (3 / 4, 4 / 3),       # rrc_flip: range of the crop's aspect ratio
+                 size: int | None = None):            # rrc_flip: output side in pixels (None: the input's)
         if kind not in self.kinds: raise ValueError(f"Unknown augmentation {kind!r}: use one of {', '.join(self.kinds)}.")
         if padding < 0: raise ValueError(f"padding must be >= 0, got {padding}.")
         if not 0 < scale[0] <= scale[1] <= 1: raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {scale}.")
