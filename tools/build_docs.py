@@ -11,15 +11,17 @@ Pages, and where they come from:
 - Home: `nbs/index.ipynb`.
 - API reference: every library notebook (`nbs/NN_*.ipynb`, the ones with `#| default_exp`), run through nbdev's own
   notebook processors (the ones `nbdev_docs` uses before Quarto): `show_doc` is added for every exported symbol and
-  executed, so each page shows signatures and parameter tables; exported source and `#| hide` cells are dropped.
-  Like nbdev's Quarto build, only the cells `show_doc` needs are executed (the examples are executed by `nbdev_test`).
+  rendered by `tools/api_docs.py` (signature, parameter table, methods of classes, source link into settings.ini's
+  `git_url`); exported source and `#| hide` cells are dropped. The examples are executed as `nbdev_test` executes them
+  (or reused: content-keyed cache, `--executed`), so each entry shows its examples' output (tables, figures, values).
 - Tutorials: every other notebook in `nbs/` (the experiment notebooks), executed top to bottom with the defaults of its
   `parameters` cell exactly as `nbdev_test` executes it (same cell flags skipped: `slow`, `cuda`, `notest`), so figures
   are visible. Their caches (teachers, stores, students under `data/cache`) are the ones `nbdev_test` fills, so after
   `nbdev_test` this mostly reads the cache. Results records they write go to a scratch copy of `reports/`, never into
   `reports/` itself.
-- Results: `reports/README.md` plus every table (`.csv`, `.md`) and figure (`.png`, `.svg`, `.jpg`) under `reports/`
-  (an empty page that says how to make them when there is nothing yet).
+- Results: an overview from `reports/README.md`, then one page per study (digits, CIFAR-10, GPU: one per sweep file)
+  with its contents, every table under `reports/` with its settings line and links to its sweep and records, and each
+  figure once (SVG where the report wrote SVG and PNG); a page that says how to make them when there is nothing yet.
 
 Navigation is generated from the files found in `nbs/` at build time, so new notebooks appear without editing any
 list. The rendered Markdown goes through MkDocs with the Material theme (built-in search), configured by `mkdocs.yml`
@@ -573,7 +575,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--site-dir', default=None, help='static site folder (default: _docs/)')
     ap.add_argument('--work-dir', default=None, help='folder for the generated Markdown (default: _proc/mkdocs/)')
-    ap.add_argument('--no-execute', action='store_true', help='do not execute the experiment notebooks (no figures; a quick look)')
+    ap.add_argument('--no-execute', action='store_true', help='do not execute the notebooks (no figures or example outputs; a quick look)')
     ap.add_argument('--reports', default=None, help='reports folder for the results page (default: $DMKD_REPORTS or reports/)')
     ap.add_argument('--workers', type=int, default=1, help='notebooks processed at once (default 1)')
     ap.add_argument('--no-reuse', action='store_true', help='execute every experiment notebook again, even when an executed copy '
