@@ -82,11 +82,29 @@ def _reset_l0(gen):
 
 class GeneratorHook:
     "The `on_batch` hook of the generator-based methods for `dmkd.distill.distill_student`: every `student_steps` KD steps it updates the generator (`generator_steps` steps, or Fast-DFKD's inner steps and meta step), then hands the student its batches."
-    def __init__(self, teacher: Classifier, weights: dict, divergence: str = 'l1', generator_lr: float = 1e-3,
-                 generator_steps: int = 1, student_steps: int = 1, nz: int = 100, ngf: int = 64, size: int = 32, channels: int = 3,
-                 meta: str | None = None, lr_z: float | None = None, bn_momentum: float = 0.0, bank: int = 0, random_targets: bool = False,
-                 augment: bool = False, warmup: int = 0, reset_l0: int = 0, fixed_z: bool = False, clip: float = 0.0, ie_base: float = math.e,
-                 seed: int = 0, device='auto'):
+    def __init__(self, teacher: Classifier,          # the frozen teacher the generator is trained against
+                 weights: dict,                      # weight of each generator loss term: oh, act, ie, bn, adv (see `generator_loss`)
+                 divergence: str = 'l1',             # the adversarial term's teacher-student disagreement: l1, kl, masked_kl or js
+                 generator_lr: float = 1e-3,         # the generator's Adam learning rate
+                 generator_steps: int = 1,           # generator steps per update (Fast-DFKD: inner steps of its meta update)
+                 student_steps: int = 1,             # KD steps between two generator updates
+                 nz: int = 100,                      # length of the generator's latent code
+                 ngf: int = 64,                      # width of the generator (DCGAN feature maps)
+                 size: int = 32,                     # side of the generated images
+                 channels: int = 3,                  # colour channels of the generated images
+                 meta: str | None = None,            # Fast-DFKD's meta update: maml or reptile (None: plain steps)
+                 lr_z: float | None = None,          # learning rate of optimised latent codes (None: generator_lr)
+                 bn_momentum: float = 0.0,           # momentum of the BN-statistics term's running estimate (0: this batch only)
+                 bank: int = 0,                      # most images kept in the memory bank of the methods that keep one (0: no limit)
+                 random_targets: bool = False,       # draw a random target class per image for the one-hot term (else the teacher's argmax)
+                 augment: bool = False,              # the teacher sees differentiable crop+flip views of the generated images
+                 warmup: int = 0,                    # first generator updates without the adversarial term
+                 reset_l0: int = 0,                  # re-initialise the generator's input layer and first BN at this update (0: never)
+                 fixed_z: bool = False,              # the student's next steps see the generator's batch of this update (ZSKT), not fresh codes
+                 clip: float = 0.0,                  # clip the generator's gradient norm at this value (0: no clipping)
+                 ie_base: float = math.e,            # base of the information-entropy term's logarithm (DAFL: 10)
+                 seed: int = 0,                      # seed of the generator's weights, codes and targets
+                 device='auto'):                     # auto, cpu, cuda, or a torch.device
         if generator_steps < 1 or student_steps < 1: raise ValueError(f"generator_steps and student_steps must be at least 1, got {generator_steps} and {student_steps}.")
         if meta not in (None, 'maml', 'reptile'): raise ValueError(f"Unknown meta update {meta!r}: use 'maml' or 'reptile' (or None).")
         bad = set(weights) - {'oh', 'act', 'ie', 'bn', 'adv'}
