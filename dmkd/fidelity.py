@@ -155,9 +155,19 @@ def _distances(fr, fg, k, seed) -> dict:
     kid, kid_std = kernel_distance(fr, fg, seed=seed)
     return dict(fd=frechet_distance(fr, fg), kid=kid, kid_std=kid_std, **precision_recall(fr, fg, k))
 
-def fidelity(images, real, teacher: torch.nn.Module, features: str | torch.nn.Module = 'teacher', max_images: int = 2000,
-             k: int = 3, seed: int = 0, device='cpu', inception_weights: str | Path | None = None,
-             real_features: np.ndarray | None = None, features_name: str | None = None, ns: tuple = FIDELITY_NS) -> dict:
+def fidelity(images,                              # ImageSet: the generated images and the classes they were made for
+             real,                                # ImageSet: the real images they are compared with (the test split)
+             teacher: torch.nn.Module,            # the teacher: agreement, confidence, entropy (and the features when features='teacher')
+             features: str | torch.nn.Module = 'teacher', # feature space of the distances: 'teacher', 'inception' or a network
+             max_images: int = 2000,              # at most this many images of each set
+             k: int = 3,                          # k of the k-nearest-neighbour precision and recall
+             seed: int = 0,                       # seed of the subsets
+             device='cpu',                        # where the features are computed
+             inception_weights: str | Path | None = None, # features='inception': a local weights file of the Inception network
+             real_features: np.ndarray | None = None, # the features of `real`, already computed (one row per image)
+             features_name: str | None = None,    # the name the result gives the feature space (default: from `features`)
+             ns: tuple = FIDELITY_NS,             # fake-set sizes the distances are also reported at (`fidelity_at`)
+            ) -> dict:
     """Every measure of `images` (ImageSet: generated images and the classes they were made for) against `real` (the real
     test split): `fd`, `kid`, `kid_std`, `precision`, `recall` in the `features` space ('teacher', 'inception' or a network,
     named `features_name` in the result), and the teacher's `agreement`, `confidence`, `entropy`, `class_balance` on
