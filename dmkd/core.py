@@ -177,14 +177,14 @@ class Solo:
     def wait_for_everyone(self): pass
     def __repr__(self): return f"Solo({self.device})"
 
-# %% ../nbs/00_core.ipynb #e236623d
+# %% ../nbs/00_core.ipynb #289fedcf
 def drop_autocast(model: torch.nn.Module) -> torch.nn.Module:
     "Remove the mixed-precision wrapper `Accelerator.prepare` put on `model`'s forward (under any DDP wrapper), so the caller's own autocast decides; returns `model`."
     inner = getattr(model, 'module', model)
     if inner.__dict__.pop('_original_forward', None) is not None: inner.__dict__.pop('forward', None)   # back to the class's forward
     return model
 
-# %% ../nbs/00_core.ipynb #08b0ca18
+# %% ../nbs/00_core.ipynb #95b1d610
 def inductor_cache(cache=None) -> Path:
     "Point torch.compile's kernel caches at `$TORCHINDUCTOR_CACHE_DIR`, else `cache_root(cache)/'inductor'`; returns that folder."
     d = Path(os.environ.get('TORCHINDUCTOR_CACHE_DIR') or cache_root(cache) / 'inductor')

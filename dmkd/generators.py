@@ -306,7 +306,7 @@ class DDPMGenerator(Generator):
         unet = UNet2DModel.from_pretrained(folder, use_safetensors=True)
         return cls(unet, meta['noise_config'], meta['classes'], meta, device)
 
-# %% ../nbs/04_generators.ipynb #d63387e7
+# %% ../nbs/04_generators.ipynb #a007539d
 def ddpm_batch(cfg: DDPMConfig,            # the DDPM's config (seed, noise schedule, p_uncond, batch_size, prediction_type)
                images: torch.Tensor,      # uint8 training images N×C×H×W, on the training device
                labels: torch.Tensor,      # their class ids, on the same device
