@@ -37,10 +37,10 @@ PRESETS = dict(
               n_samples=8, sample_batch=8, num_steps=2, ceiling_steps=3, ceiling_warmup=1),
     cpu=dict(n_images=2000, resolution=32, teacher='vgg11', student='resnet20', kd_batch=64, kd_epochs=2, teacher_batch=500,
              ddpm_widths=(32, 64), ddpm_layers=1, ddpm_batch=64, ddpm_warmup=5, ddpm_steps=20,
-             n_samples=128, sample_batch=128, num_steps=10, ceiling_steps=10, ceiling_warmup=2),
+             n_samples=128, sample_batch=128, num_steps=10, ceiling_steps=30, ceiling_warmup=3),
     gpu=dict(n_images=20000, resolution=32, teacher='resnet34', student='resnet20', kd_batch=256, kd_epochs=3, teacher_batch=500,
              ddpm_widths=(64, 128, 128), ddpm_layers=2, ddpm_batch=256, ddpm_warmup=30, ddpm_steps=300,
-             n_samples=4000, sample_batch=256, num_steps=25, ceiling_steps=50, ceiling_warmup=10),
+             n_samples=4096, sample_batch=256, num_steps=25, ceiling_steps=50, ceiling_warmup=10),
 )
 NUM_CLASSES = 10
 
@@ -92,11 +92,12 @@ def kd_stages(p, dev, precision, compile_):
     def student_step():
         with autocast(): s = fwd(x)
         loss = kd_loss(s, t_logits); opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-    def teacher_fwd():
+    def teacher_fwd(xt):
         with torch.no_grad(), autocast(): teacher(xt)
     s_rate = rate(student_step, b, p['ceiling_steps'], p['ceiling_warmup'], dev)
+    t_rate = rate(lambda: teacher_fwd(x), b, p['ceiling_steps'], p['ceiling_warmup'], dev)          # at the KD batch, as the loop runs it
     xt = images.images[:p['teacher_batch']].to(dev).contiguous(memory_format=torch.channels_last)
-    t_rate = rate(teacher_fwd, len(xt), p['ceiling_steps'], p['ceiling_warmup'], dev)
+    tc_rate = rate(lambda: teacher_fwd(xt), len(xt), p['ceiling_steps'], p['ceiling_warmup'], dev)  # at the cache's batch
     both = 1 / (1 / s_rate + 1 / t_rate)
     # the teacher-forward loop: building the cache (augmentation + forward over every image, as the library does it)
     aug = BatchAugment('crop_flip'); d = images.images.to(dev)
@@ -104,9 +105,9 @@ def kd_stages(p, dev, precision, compile_):
     sync(dev); tc = TeacherCache(teacher, d, aug, 2, batch_size=p['teacher_batch'], autocast=autocast); sync(dev)
     return dict(
         kd=stage(loops['kd'][0], both, precision=prec, compile=compile_, channels_last=True,
-                 ceiling_parts=dict(student_step=round(s_rate, 1), teacher_forward=round(t_rate, 1))),
-        kd_cached=stage(loops['kd_cached'][0], s_rate, precision=prec, compile=compile_, channels_last=True, teacher_cache=1),
-        teacher_forward=stage(2 * len(d) / tc.seconds, t_rate, precision=prec, compile=False, channels_last=True),
+                 ceiling_parts=dict(student_step=round(s_rate, 1), teacher_forward=round(t_rate, 1)), batch=b),
+        kd_cached=stage(loops['kd_cached'][0], s_rate, precision=prec, compile=compile_, channels_last=True, teacher_cache=1, batch=b),
+        teacher_forward=stage(2 * len(d) / tc.seconds, tc_rate, precision=prec, compile=False, channels_last=True, batch=len(xt)),
     )
 
 
