@@ -5,10 +5,11 @@
 # %% auto #0
 __all__ = ['REPRODUCIBILITY', 'project_root', 'data_root', 'cache_root', 'reports_root', 'deterministic_kernels',
            'seed_everything', 'get_device', 'config_key', 'file_digest', 'tensor_digest', 'lr_factor', 'check_launch',
-           'die_with_launcher', 'get_accelerator', 'world_size', 'Solo', 'atomic_path', 'write_json', 'read_json',
-           'build_lock', 'DamagedError', 'map_device', 'save_weights', 'load_weights', 'save_state', 'load_state',
-           'first_bad', 'check_finite', 'Registry', 'KnobError', 'knob', 'check_types', 'check_writable', 'hyphen_args',
-           'cli_entry', 'run_id', 'git_revision', 'hardware_info', 'write_record', 'read_records']
+           'die_with_launcher', 'get_accelerator', 'world_size', 'Solo', 'drop_autocast', 'inductor_cache',
+           'maybe_compile', 'atomic_path', 'write_json', 'read_json', 'build_lock', 'DamagedError', 'map_device',
+           'save_weights', 'load_weights', 'save_state', 'load_state', 'first_bad', 'check_finite', 'Registry',
+           'KnobError', 'knob', 'check_types', 'check_writable', 'hyphen_args', 'cli_entry', 'run_id', 'git_revision',
+           'hardware_info', 'write_record', 'read_records']
 
 # %% ../nbs/00_core.ipynb #b38876e6
 import contextlib, ctypes, dataclasses, datetime, hashlib, io, json, math, os, platform, random, signal, subprocess, sys, tempfile, types, typing, uuid
@@ -175,6 +176,31 @@ class Solo:
     def reduce(self, x, reduction='sum'): return x
     def wait_for_everyone(self): pass
     def __repr__(self): return f"Solo({self.device})"
+
+# %% ../nbs/00_core.ipynb #289fedcf
+def drop_autocast(model: torch.nn.Module) -> torch.nn.Module:
+    "Remove the mixed-precision wrapper `Accelerator.prepare` put on `model`'s forward (under any DDP wrapper), so the caller's own autocast decides; returns `model`."
+    inner = getattr(model, 'module', model)
+    if inner.__dict__.pop('_original_forward', None) is not None: inner.__dict__.pop('forward', None)   # back to the class's forward
+    return model
+
+# %% ../nbs/00_core.ipynb #95b1d610
+def inductor_cache(cache=None) -> Path:
+    "Point torch.compile's kernel caches at `$TORCHINDUCTOR_CACHE_DIR`, else `cache_root(cache)/'inductor'`; returns that folder."
+    d = Path(os.environ.get('TORCHINDUCTOR_CACHE_DIR') or cache_root(cache) / 'inductor')
+    d.mkdir(parents=True, exist_ok=True)
+    os.environ['TORCHINDUCTOR_CACHE_DIR'] = str(d); os.environ.setdefault('TRITON_CACHE_DIR', str(d / 'triton'))
+    return d
+
+def maybe_compile(module: torch.nn.Module,   # the module (or function) to compile
+                  on: bool,                  # compile it? False returns `module` unchanged
+                  cache=None,                # cache root for the compiled kernels (see `inductor_cache`)
+                  **kwargs                   # passed to `torch.compile` (e.g. `mode='max-autotune-no-cudagraphs'`)
+                 ):
+    "`torch.compile(module, **kwargs)` with its kernels cached across runs when `on`; else `module` itself."
+    if not on: return module
+    inductor_cache(cache)
+    return torch.compile(module, **kwargs)
 
 # %% ../nbs/00_core.ipynb #c354ac2a
 @contextlib.contextmanager

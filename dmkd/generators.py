@@ -4,8 +4,9 @@
 
 # %% auto #0
 __all__ = ['SAMPLERS', 'GENERATORS', 'check_knobs', 'make_scheduler', 'Generator', 'DDPMConfig', 'build_unet', 'ddpm_kwargs',
-           'DDPMGenerator', 'ddpm_dir', 'train_ddpm', 'get_ddpm', 'load_pipeline', 'DiTGenerator',
-           'StableDiffusionGenerator', 'tiny_dit_pipeline', 'tiny_sd_pipeline', 'get_generator']
+           'DDPMGenerator', 'ddpm_batch', 'ema_update', 'ddpm_loss', 'ddpm_dir', 'train_ddpm', 'get_ddpm',
+           'load_pipeline', 'DiTGenerator', 'StableDiffusionGenerator', 'tiny_dit_pipeline', 'tiny_sd_pipeline',
+           'get_generator']
 
 # %% ../nbs/04_generators.ipynb #e7bfaa0f
 import copy, json, math, os, shutil, time, warnings
@@ -18,7 +19,8 @@ import torch.nn.functional as F
 
 import dmkd
 from .core import (DamagedError, Registry, atomic_path, build_lock, cache_root, check_finite, check_types, config_key, file_digest,
-                       get_accelerator, get_device, knob, load_state, lr_factor, read_json, save_state, seed_everything, tensor_digest, write_json)
+                       drop_autocast, get_accelerator, get_device, knob, load_state, lr_factor, maybe_compile, read_json, save_state, seed_everything,
+                       tensor_digest, write_json)
 from .data import CORPUS_FRACTION, CORPUS_SPLIT, DATASETS, SPLITS, ImageSet, batch_indices, data_options, load_dataset, to_classifier_view
 
 # %% ../nbs/04_generators.ipynb #a855f65b
@@ -98,6 +100,10 @@ class Generator:
         return to_classifier_view(x, resolution or x.shape[-1], channels or x.shape[1])
 
 # %% ../nbs/04_generators.ipynb #ace1207a
+#: The speed knobs of `DDPMConfig` and their defaults; `_HOW`: those that change how, not what, training computes (never in the key).
+_SPEED = dict(precision='auto', channels_last=False, compile=False, fused=True, lr_scaling='none', lr_batch_size=128)
+_HOW = ('channels_last', 'compile', 'fused')
+
 @dataclass
 class DDPMConfig:
     "Everything that shapes an in-project DDPM; its `key` names the cache entry."
@@ -119,6 +125,12 @@ class DDPMConfig:
     size: int | None = None               # training resolution for datasets without a native small form (e.g. 16 for a CPU-sized CIFAR-10 model)
     data_size: int | None = None          # imagefolder: the square size its images are decoded at (a mixed-size tree; the run's `size`)
     corpus_fraction: float = 0.5          # cifar10/cifar100/imagefolder: the share of the train split carved off as `corpus` (0: the whole, shared)
+    precision: str = 'auto'               # training arithmetic: 'auto' (bf16 autocast on a CUDA GPU, fp32 elsewhere), 'bf16' or 'fp32'
+    channels_last: bool = False           # channels-last UNet and batches (how, not what, it computes: not in the key)
+    compile: bool = False                 # torch.compile the UNet for training, kernels cached under the cache root (not in the key)
+    fused: bool = True                    # fused AdamW (one kernel per step) on CUDA; ignored elsewhere (not in the key)
+    lr_scaling: str = 'none'              # 'none', 'linear' or 'sqrt': train at `lr` × (batch_size / lr_batch_size), or its square root
+    lr_batch_size: int = 128              # the batch size `lr` is given for when `lr_scaling` scales it
 
     def __post_init__(self):
         if isinstance(self.block_out_channels, list): self.block_out_channels = tuple(self.block_out_channels)
@@ -137,9 +149,14 @@ class DDPMConfig:
         knob('p_uncond', 0 <= self.p_uncond < 1, f"must lie in [0, 1), got {self.p_uncond}.")
         knob('size', self.size is None or self.size >= 4, f"must be None or at least 4 pixels, got {self.size}.")
         knob('data_size', self.data_size is None or self.dataset == 'imagefolder', f"is for imagefolder trees only, got {self.data_size} for {self.dataset!r}.")
-    def to_dict(self) -> dict: return asdict(self)
+        knob('precision', self.precision in ('auto', 'bf16', 'fp32'), f"must be auto, bf16 or fp32, got {self.precision!r}.")
+        knob('lr_scaling', self.lr_scaling in ('none', 'linear', 'sqrt'), f"must be none, linear or sqrt, got {self.lr_scaling!r}.")
+        knob('lr_batch_size', self.lr_batch_size >= 1, f"must be at least 1, got {self.lr_batch_size}.")
+    def to_dict(self) -> dict:
+        "The fields, less the speed knobs left at their defaults (so configs, manifests and keys made before those knobs stay as they were)."
+        return {k: v for k, v in asdict(self).items() if not (k in _SPEED and v == _SPEED[k])}
     def key(self, data_digest: str = '') -> str:
-        d = self.to_dict()
+        d = {k: v for k, v in self.to_dict().items() if k not in _HOW}   # how it computes (memory format, compiler, fused kernel) is not what
         for k in ('size', 'data_size'):
             if d[k] is None: del d[k]            # keys of configs made before these fields existed stay valid
         if d['corpus_fraction'] == CORPUS_FRACTION: del d['corpus_fraction']
@@ -153,6 +170,14 @@ class DDPMConfig:
             x = F.interpolate(data.images.float(), size=(self.size, self.size), mode='bilinear', antialias=True)
             data = ImageSet(x.round().clamp(0, 255).to(torch.uint8), data.labels, data.classes, data.name, data.split)
         return data
+    def train_lr(self) -> float:
+        "The peak learning rate training uses: `lr` scaled by `lr_scaling` for `batch_size` (linear: × batch_size / lr_batch_size; sqrt: × its square root)."
+        r = self.batch_size / self.lr_batch_size
+        return self.lr * dict(none=1.0, linear=r, sqrt=math.sqrt(r))[self.lr_scaling]
+    def train_precision(self, device) -> str:
+        "'bf16' or 'fp32' on `device`: 'auto' is bf16 autocast on a CUDA GPU that has it, fp32 elsewhere (how every DDPM so far was trained)."
+        if self.precision != 'auto': return self.precision
+        return 'bf16' if torch.device(device).type == 'cuda' and torch.cuda.is_bf16_supported() else 'fp32'
     def noise_config(self) -> dict:
         return dict(num_train_timesteps=self.num_train_timesteps, beta_schedule=self.beta_schedule,
                     prediction_type=self.prediction_type, clip_sample=True, clip_sample_range=1.0)
@@ -163,10 +188,15 @@ def build_unet(cfg: DDPMConfig, resolution: int, channels: int, num_classes: int
     n = len(cfg.block_out_channels)
     down = ['DownBlock2D'] + ['AttnDownBlock2D' if cfg.attention else 'DownBlock2D'] * (n - 1)
     up = ['AttnUpBlock2D' if cfg.attention else 'UpBlock2D'] * (n - 1) + ['UpBlock2D']
-    return UNet2DModel(sample_size=resolution, in_channels=channels, out_channels=channels, block_out_channels=cfg.block_out_channels,
+    unet = UNet2DModel(sample_size=resolution, in_channels=channels, out_channels=channels, block_out_channels=cfg.block_out_channels,
                        layers_per_block=cfg.layers_per_block, down_block_types=tuple(down), up_block_types=tuple(up),
                        num_class_embeds=num_classes + 1, norm_num_groups=min(32, cfg.block_out_channels[0]),
                        attention_head_dim=min(32, cfg.block_out_channels[-1]))
+    if cfg.attention:   # fused scaled-dot-product attention (flash / memory-efficient kernels on a GPU), whatever diffusers' default
+        from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+        for m in unet.modules():
+            if isinstance(m, Attention): m.set_processor(AttnProcessor2_0())
+    return unet
 
 # %% ../nbs/04_generators.ipynb #0fdfc071
 def ddpm_kwargs(size: int | None = None, steps: int | None = None) -> dict:
@@ -177,8 +207,11 @@ def ddpm_kwargs(size: int | None = None, steps: int | None = None) -> dict:
 class DDPMGenerator(Generator):
     "The in-project class-conditional DDPM: a diffusers `UNet2DModel` plus its noise schedule and class names."
     kind = 'ddpm'
-    def __init__(self, unet, noise_config: dict, classes: list, meta: dict | None = None, device='auto', batch_size: int = 256):
+    def __init__(self, unet, noise_config: dict, classes: list, meta: dict | None = None, device='auto', batch_size: int = 256,
+                 cuda_graphs: bool = True):
         self.unet = unet.to(get_device(device)).eval().requires_grad_(False)
+        self.cuda_graphs, self._graphs = cuda_graphs, {}       # on CUDA, each step's guided UNet pass replays a captured graph
+        self.sampling = dict(cuda_graphs=False, precision='fp32')   # how the last batch was sampled (stores record it)
         self.noise_config, self.classes, self.meta, self.batch_size = dict(noise_config), list(classes), dict(meta or {}), batch_size
         self.channels, self.resolution = unet.config.in_channels, unet.config.sample_size
         if unet.config.num_class_embeds != len(classes) + 1:
@@ -200,6 +233,23 @@ class DDPMGenerator(Generator):
         e_c, e_u = self.unet(torch.cat([x, x]), t, class_labels=torch.cat([ids, null])).sample.chunk(2)
         return e_u + guidance_scale * (e_c - e_u)
 
+    def graphed_eps(self, x, t, ids, guidance_scale: float) -> torch.Tensor:
+        "`eps` replayed from a CUDA graph captured once per (shape, guidance scale): one launch per sampling step instead of hundreds."
+        k = (tuple(x.shape), x.dtype, float(guidance_scale))
+        if k not in self._graphs:
+            if len(self._graphs) >= 8: self._graphs.clear()
+            s = dict(x=x.clone(), t=t.clone(), ids=ids.clone())
+            side = torch.cuda.Stream(); side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):                   # warm-up outside the graph (allocator, cuDNN plans)
+                for _ in range(2): self.eps(s['x'], s['t'], s['ids'], guidance_scale)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph): s['out'] = self.eps(s['x'], s['t'], s['ids'], guidance_scale)
+            self._graphs[k] = (graph, s)
+        graph, s = self._graphs[k]
+        s['x'].copy_(x); s['t'].copy_(t); s['ids'].copy_(ids); graph.replay()
+        return s['out'].clone()
+
     @torch.no_grad()
     def _sample(self, ids, guidance_scale, num_steps, sampler, seed, init=None, strength=None):
         dev = self.device; ids = ids.to(dev)
@@ -217,8 +267,14 @@ class DDPMGenerator(Generator):
             timesteps = timesteps[start:]
             if hasattr(sched, 'set_begin_index'): sched.set_begin_index(start)
             x = sched.add_noise(x0, noise, timesteps[:1])
+        eps = self.eps
+        if self.cuda_graphs and dev.type == 'cuda' and len(timesteps):
+            try: self.graphed_eps(sched.scale_model_input(x, timesteps[0]), timesteps[0], ids, guidance_scale); eps = self.graphed_eps
+            except RuntimeError as e:                       # a capture the driver refuses: sample as usual and say so
+                warnings.warn(f"CUDA graph capture failed ({e}); sampling without CUDA graphs."); self.cuda_graphs = False
+        self.sampling = dict(cuda_graphs=eps == self.graphed_eps, precision='fp32')
         for t in timesteps:
-            e = self.eps(sched.scale_model_input(x, t), t, ids, guidance_scale)
+            e = eps(sched.scale_model_input(x, t), t, ids, guidance_scale)
             # DDIM re-derives ε from the clipped x̂0 so the two stay consistent under guidance (otherwise noise is left behind)
             kw = dict(generator=g) if sampler == 'ddpm' else dict(use_clipped_model_output=True) if sampler == 'ddim' else {}
             x = sched.step(e, t, x, **kw).prev_sample
@@ -251,6 +307,53 @@ class DDPMGenerator(Generator):
         unet = UNet2DModel.from_pretrained(folder, use_safetensors=True)
         return cls(unet, meta['noise_config'], meta['classes'], meta, device)
 
+# %% ../nbs/04_generators.ipynb #a007539d
+def ddpm_batch(cfg: DDPMConfig,            # the DDPM's config (seed, noise schedule, p_uncond, batch_size, prediction_type)
+               images: torch.Tensor,      # uint8 training images N×C×H×W, on the training device
+               labels: torch.Tensor,      # their class ids, on the same device
+               alphas: torch.Tensor,      # the schedule's cumulative alphas (`alphas_cumprod`), on the same device
+               num_classes: int,          # classes; id `num_classes` is the null class
+               step: int,                 # optimiser step: the batch is a function of `cfg.seed` and `step`
+               world: int = 1, rank: int = 0  # processes and this one's index (each takes its share of the batch)
+              ) -> tuple:
+    "Step `step`'s training batch: noised images x_t, timesteps t, class ids (null with probability `p_uncond`) and the target."
+    dev = images.device
+    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    idx = torch.randint(0, len(images), (cfg.batch_size * world,), generator=g)[rank::world].to(dev)
+    x0 = images[idx].float() / 127.5 - 1; y = labels[idx]
+    y = torch.where(torch.rand(len(y), generator=g).to(dev) < cfg.p_uncond, num_classes, y)
+    noise = torch.randn(x0.shape, generator=g).to(dev)
+    t = torch.randint(0, cfg.num_train_timesteps, (len(y),), generator=g).to(dev)
+    a = alphas[t].view(-1, 1, 1, 1)
+    xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    target = a.sqrt() * noise - (1 - a).sqrt() * x0 if cfg.prediction_type == 'v_prediction' else noise
+    return xt, t, y, target
+
+def ema_update(ema: torch.optim.swa_utils.AveragedModel,  # the EMA (its `module` holds the averaged weights, `n_averaged` the count)
+               model: torch.nn.Module,                        # the model being trained
+               decay: float,                                  # EMA decay
+               first: bool                                    # the first update copies the weights (as `AveragedModel` does)
+              ):
+    "`ema.update_parameters(model)` with an EMA of `decay`, computed alike (one fused lerp), but without its two device syncs per call (it reads `n_averaged`): the caller says whether it is the first update."
+    e = list(ema.module.parameters()) + list(ema.module.buffers()); m = [t.detach() for t in list(model.parameters()) + list(model.buffers())]
+    fl = [i for i, t in enumerate(e) if t.is_floating_point()]; other = [i for i in range(len(e)) if i not in fl]
+    with torch.no_grad():
+        if first: torch._foreach_copy_([e[i].detach() for i in fl], [m[i] for i in fl])
+        elif fl: torch._foreach_lerp_([e[i].detach() for i in fl], [m[i] for i in fl], 1 - decay)
+        for i in other: e[i].detach().copy_(m[i])
+        ema.n_averaged += 1
+
+def ddpm_loss(unet,                        # the UNet (or its compiled forward)
+              batch: tuple,                # (x_t, t, class ids, target) from `ddpm_batch`
+              precision: str = 'fp32',     # 'bf16': under bf16 autocast; 'fp32': full precision
+              channels_last: bool = False  # feed x_t in channels-last memory (for a channels-last UNet)
+             ) -> torch.Tensor:
+    "Mean squared error of `unet`'s prediction on `batch`, computed in float32 from the (possibly bf16) output."
+    xt, t, y, target = batch
+    if channels_last: xt = xt.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(xt.device.type, dtype=torch.bfloat16, enabled=precision == 'bf16'):
+        return F.mse_loss(unet(xt, t, class_labels=y).sample.float(), target)
+
 # %% ../nbs/04_generators.ipynb #12f9a420
 def ddpm_dir(cfg: DDPMConfig, data_digest: str, cache=None) -> Path:
     "Cache folder of the DDPM of `cfg` trained on images with `data_digest`."
@@ -266,12 +369,14 @@ def train_ddpm(cfg: DDPMConfig, data: ImageSet | None = None, cache=None, device
     acc = get_accelerator(device); dev = acc.device
     seed_everything(cfg.seed)
     _, c, h, w = data.images.shape
-    unet = build_unet(cfg, h, c, data.num_classes).to(dev)
+    precision, fused = cfg.train_precision(dev), cfg.fused and dev.type == 'cuda'
+    unet = build_unet(cfg, h, c, data.num_classes).to(dev, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
     ema = torch.optim.swa_utils.AveragedModel(unet, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
-    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.train_lr(), weight_decay=0.0, **(dict(fused=True) if fused else {}))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.steps, min(200, cfg.steps // 10), 'cosine'))
     noise_sched = make_scheduler('ddpm', cfg.noise_config())
     unet, opt = acc.prepare(unet, opt)
+    drop_autocast(unet); forward = maybe_compile(unet, cfg.compile, cache)    # the loop's autocast sets the precision it records
     step, losses, t_train = 0, [], 0.0
     state = run / 'state.pt'
     if state.exists():
@@ -281,35 +386,33 @@ def train_ddpm(cfg: DDPMConfig, data: ImageSet | None = None, cache=None, device
         sched.load_state_dict(st['sched']); step, losses, t_train = st['step'], st['losses'], st['seconds']
         if progress and acc.is_main_process: print(f"Resuming DDPM training from step {step} of {cfg.steps} ({state}).")
     x_all = data.images.to(dev); y_all = data.labels.to(dev)
-    n, world, rank = len(x_all), acc.num_processes, acc.process_index
+    world, rank = acc.num_processes, acc.process_index
     alphas = noise_sched.alphas_cumprod.to(dev)
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     bar = tqdm(total=end, initial=step, desc='DDPM', disable=not progress or not acc.is_main_process, mininterval=2)
-    unet.train(); t0 = time.time()
+    unet.train(); t0 = time.time(); first = step; pending = []        # losses stay on the device until read (every 50 steps): no sync per step
+    ema_first = int(ema.n_averaged) == 0                             # read once, not every step
     while step < end:
-        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        idx = torch.randint(0, n, (cfg.batch_size * world,), generator=g)[rank::world].to(dev)
-        x0 = x_all[idx].float() / 127.5 - 1; y = y_all[idx]
-        y = torch.where(torch.rand(len(y), generator=g).to(dev) < cfg.p_uncond, data.num_classes, y)
-        noise = torch.randn(x0.shape, generator=g).to(dev)
-        t = torch.randint(0, cfg.num_train_timesteps, (len(y),), generator=g).to(dev)
-        a = alphas[t].view(-1, 1, 1, 1)
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        target = a.sqrt() * noise - (1 - a).sqrt() * x0 if cfg.prediction_type == 'v_prediction' else noise
-        with acc.autocast(): loss = F.mse_loss(unet(xt, t, class_labels=y).sample.float(), target)
+        loss = ddpm_loss(forward, ddpm_batch(cfg, x_all, y_all, alphas, data.num_classes, step, world, rank), precision, cfg.channels_last)
         opt.zero_grad(set_to_none=True); acc.backward(loss); opt.step(); sched.step()
-        ema.update_parameters(acc.unwrap_model(unet)); step += 1
-        losses.append(round(loss.item(), 5)); bar.update(1)
-        if not math.isfinite(losses[-1]): check_finite(step - 1, 'DDPM', None, f"Lower lr (now {cfg.lr}); the checkpoint of step {step - step % save_every} is kept.")
-        if step % 50 == 0: bar.set_postfix(loss=f'{np.mean(losses[-50:]):.4f}')
+        ema_update(ema, acc.unwrap_model(unet), cfg.ema_decay, ema_first); ema_first = False; step += 1
+        pending.append(loss.detach()); bar.update(1)
+        if step % 50 == 0 or step % save_every == 0 or step == end:            # read before any checkpoint is written
+            new = [round(v, 5) for v in torch.stack(pending).tolist()]; losses += new; pending = []
+            bad = next((i for i, v in enumerate(new) if not math.isfinite(v)), None)
+            if bad is not None: check_finite(step - len(new) + bad, 'DDPM', None, f"Lower lr (now {cfg.train_lr():g}); the checkpoint of step {(step - len(new) + bad) // save_every * save_every} is kept.")
+            if step % 50 == 0: bar.set_postfix(loss=f'{np.mean(losses[-50:]):.4f}')
         if (step % save_every == 0 or step == end) and acc.is_main_process:
             save_state(dict(unet=acc.unwrap_model(unet).state_dict(), ema=ema.state_dict(), opt=opt.state_dict(), sched=sched.state_dict(),
                             step=step, losses=losses, seconds=t_train + time.time() - t0, key=key), state)
-    bar.close(); t_train += time.time() - t0
+    bar.close(); secs = time.time() - t0; t_train += secs
     acc.wait_for_everyone()
     final = copy.deepcopy(acc.unwrap_model(unet)).eval(); final.load_state_dict(ema.module.state_dict())
+    final = final.to(memory_format=torch.contiguous_format)              # safetensors stores contiguous weights
     meta = dict(key=key, data_digest=digest, config=cfg.to_dict(), dataset=cfg.dataset, split=cfg.split, steps_done=step,
-                train_seconds=round(t_train, 1), final_loss=float(np.mean(losses[-100:])) if losses else None)
+                train_seconds=round(t_train, 1), final_loss=float(np.mean(losses[-100:])) if losses else None,
+                training=dict(precision=precision, compile=cfg.compile, channels_last=cfg.channels_last, fused_adamw=fused, lr=cfg.train_lr(),
+                              images_per_s=round((step - first) * cfg.batch_size * world / secs, 1) if step > first and secs > 0 else None))
     gen = DDPMGenerator(final, cfg.noise_config(), data.classes, meta, dev)
     if step >= cfg.steps and acc.is_main_process:
         gen.save(out); shutil.rmtree(run, ignore_errors=True)

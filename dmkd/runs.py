@@ -251,7 +251,8 @@ def store_images(src: StoreSource, test: ImageSet, dataset: str, root=None, cach
                 num_steps=sp['num_steps'], sampler=sp['sampler'], strength=sp['strength'], n_per_class=sp['n_per_class'], mode=sp['mode'],
                 image_seed=sp['seed'], ddpm_size=gcfg.get('size') if g['kind'] == 'ddpm' else None,
                 ddpm_steps=gcfg.get('steps') if g['kind'] == 'ddpm' else None, ddpm_config=gcfg or None, store_key=man['key'], store=rel_path(folder, cache),
-                synthesis_seconds=man.get('synthesis_seconds'), generator_saw_teacher_data=_saw_teacher_data(gcfg) if g['kind'] == 'ddpm' else None,
+                synthesis_seconds=man.get('synthesis_seconds'), sampling=man.get('sampling'), ddpm_training=man.get('generator_training'),
+                generator_saw_teacher_data=_saw_teacher_data(gcfg) if g['kind'] == 'ddpm' else None,
                 real_data=dict(generator=_generator_data(gcfg, dataset) if g['kind'] == 'ddpm' else f"pretrained ({g.get('model')})",
                                images=f"{dataset}/corpus (img2img sources)" if sp['strength'] is not None else None))
     return images, used | dict(_store=folder)
@@ -323,7 +324,7 @@ def _record_head(spec, tmeta, teacher_acc, acc) -> dict:
     return dict(schema=SCHEMA, spec=spec.to_dict(), dataset=ds, method=spec.method, source=src.kind,
                 uses_real_images=spec.method in USES_REAL,
                 teacher=tmeta['arch'], teacher_epochs=tmeta['epochs'], teacher_epoch=tmeta['epoch'], teacher_seed=tmeta['seed'],
-                teacher_key=teacher_id(tmeta), teacher_weights=tmeta.get('weights'), teacher_acc=teacher_acc, teacher_val_acc=tmeta.get('val_acc'), num_classes=tmeta['num_classes'], student=spec.kd.student, seed=spec.kd.seed, epochs=spec.kd.epochs,
+                teacher_key=teacher_id(tmeta), teacher_weights=tmeta.get('weights'), teacher_acc=teacher_acc, teacher_val_acc=tmeta.get('val_acc'), teacher_precision=tmeta.get('precision'), num_classes=tmeta['num_classes'], student=spec.kd.student, seed=spec.kd.seed, epochs=spec.kd.epochs,
                 batch_size=spec.kd.batch_size, lr=spec.kd.lr, temperature=spec.kd.temperature,
                 real_data=dict(teacher=f"{ds}/{spec.teacher.split} (trained on; watched on {ds}/val)", test=f"{ds}/test (scored once per run)",
                                student=f"{ds}/val (labels used only to choose the student's epoch; never trained on)"),
@@ -424,6 +425,7 @@ def run(spec: RunSpec,                # what to run
                 selection='the epoch best on val', complete=res['complete'],
                 synthesis_seconds=round((rec.get('synthesis_seconds') or 0.0) + hook_s, 2), kd_seconds=round(res['kd_seconds'] - hook_s, 2),
                 generator_updates=hook.updates if hook is not None else None, kd_images_per_s=res['images_per_s'], kd_precision=res['precision'],
+                kd_compile=res['compile'],
                 teacher_cache=spec.kd.teacher_cache, teacher_cache_seconds=res['teacher_cache_seconds'], history=res['history'])
     models['student'] = snet
     if src.kind != 'real':      # a collapsed run is flagged, so tables report it instead of averaging it in

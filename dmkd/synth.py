@@ -111,7 +111,7 @@ def make_store(generator: Generator, folder: str | Path, target_classes: list[st
     elif rank == 0:
         folder.mkdir(parents=True, exist_ok=True)
         write_json(dict(key=key, spec=spec, complete=False, created=datetime.datetime.now().isoformat(timespec='seconds'),
-                        dmkd_version=dmkd.__version__), man_path)
+                        dmkd_version=dmkd.__version__, generator_training=getattr(generator, 'meta', {}).get('training')), man_path)
     if accelerator: accelerator.wait_for_everyone()
     plan = _plan(spec, generator.num_classes)
     with build_lock(folder):     # one process makes a store; an identical run started meanwhile waits, then finds its shards done
@@ -138,14 +138,22 @@ def _make_shards(generator, folder, spec, plan, source_images, shard_size, rank,
         with atomic_path(path) as tmp:
             save_file(dict(images=x.contiguous(), labels=s['labels'].contiguous(), gen_labels=s['gen_labels'].contiguous()), str(tmp))
         write_json(dict(name=s['name'], seed=s['seed'], n=len(x), sha256=file_digest(path), seconds=round(time.time() - t0, 3), process=rank,
+                        sampling=getattr(generator, 'sampling', None),
                         class_counts=torch.bincount(s['gen_labels'], minlength=generator.num_classes).tolist()), folder / f"{s['name']}.json")
     if progress and rank == 0: print(f"store {folder.name}: made {len(todo)} of {len(plan)} shards here ({len(plan) - len(todo)} were done already)")
+
+def _sampling(done: list[dict]) -> dict | None:
+    "How a store's shards were sampled: the precision, and whether CUDA graphs were used for all, none or some of them."
+    ss = [d.get('sampling') for d in done if d.get('sampling')]
+    if not ss: return None
+    graphs = {bool(s.get('cuda_graphs')) for s in ss}
+    return dict(precision='/'.join(sorted({s.get('precision', 'fp32') for s in ss})), cuda_graphs=graphs.pop() if len(graphs) == 1 else 'some shards')
 
 def _finalize(folder: Path, plan: list[dict]):
     man = read_json(folder / MANIFEST)
     done = [d for s in plan if (d := _shard_done(folder, s['name'])) is not None]
     man.update(shards=done, complete=len(done) == len(plan), n_images=sum(d['n'] for d in done), n_shards=len(plan),
-               synthesis_seconds=round(sum(d['seconds'] for d in done), 3),
+               synthesis_seconds=round(sum(d['seconds'] for d in done), 3), sampling=_sampling(done),
                class_counts=np.sum([d['class_counts'] for d in done], 0).tolist() if done else [])
     write_json(man, folder / MANIFEST)
 

@@ -178,7 +178,8 @@ def fit_classifier(cfg: TrainConfig, train: ImageSet, val: ImageSet | None = Non
                             epoch=epoch + 1, history=history, key=(meta or {}).get('key')), state_path)
         acc.wait_for_everyone()
     net = acc.unwrap_model(model).eval()
-    return net, dict(history=history, train_seconds=round(t_train, 2))
+    precision = 'bf16' if getattr(acc, 'mixed_precision', 'no') == 'bf16' else 'fp32'      # Accelerate's autocast: bf16 on a GPU
+    return net, dict(history=history, train_seconds=round(t_train, 2), precision=precision)
 
 def _sidecar(cfg, net, train, history, meta):
     last = history[-1]
@@ -229,7 +230,7 @@ def train_teacher(cfg: TrainConfig, root=None, cache=None, device='auto', keep_e
     hist = res['history']
     meta = _sidecar(cfg, model, train, hist, dict(key=key, data_digest=digest))
     meta['accuracy'] = evaluate(model, test, device=acc.device)['acc']   # the test split, scored once, after training
-    meta.update(history=hist, train_seconds=res['train_seconds'], images_per_s=round(sum(h['images_per_s'] for h in hist) / len(hist), 1),
+    meta.update(history=hist, train_seconds=res['train_seconds'], precision=res['precision'], images_per_s=round(sum(h['images_per_s'] for h in hist) / len(hist), 1),
                 wall_seconds=round(time.time() - t0, 2), kept_epochs=sorted(set(keep_epochs) | {cfg.epochs}),
                 hardware=hardware_info())
     if acc.is_main_process:
