@@ -109,8 +109,14 @@ def resolve_precision(precision: str, device) -> str:
 # %% ../nbs/06_distill.ipynb #d9d453e8
 class TeacherCache:
     "FKD-style cache: `draws` augmented views of `images` and the teacher's logits on each, computed once."
-    def __init__(self, teacher: Classifier, images: torch.Tensor, augment: BatchAugment, draws: int, seed: int = 0,
-                 batch_size: int = 500, progress: bool = False, autocast=None):
+    def __init__(self, teacher: Classifier,       # the frozen teacher whose logits are cached
+                 images: torch.Tensor,            # uint8 transfer images N×C×H×W, on the device the cache lives on
+                 augment: BatchAugment,           # the augmentation each view is drawn with
+                 draws: int,                      # augmented views per image (epoch e uses view e mod draws)
+                 seed: int = 0,                   # seed of the views
+                 batch_size: int = 500,           # images per teacher forward
+                 progress: bool = False,          # show a progress bar
+                 autocast=None):                  # a context manager factory for the teacher's forward (the loop's precision)
         from tqdm.auto import tqdm
         if draws < 1: raise ValueError(f"draws must be at least 1, got {draws}.")
         dev = images.device; t0 = time.time()

@@ -451,8 +451,12 @@ class DiTGenerator(Generator):
     it, which DM-KD uses: guidance on the first `guided_channels` latent channels (3 of 4 in DiT's `forward_with_cfg`; None: all,
     as diffusers' pipeline does) and, for the `ddpm` sampler, the learned variance (`learned_variance`)."""
     kind = 'dit'
-    def __init__(self, model: str | Path = 'facebook/DiT-XL-2-256', device='auto', batch_size: int = 32, pipe=None,
-                 guided_channels: int | None = 3, learned_variance: bool = True):
+    def __init__(self, model: str | Path = 'facebook/DiT-XL-2-256', # a DiTPipeline folder or hub id
+                 device='auto',                   # auto, cpu, cuda, or a torch.device
+                 batch_size: int = 32,            # images per sampling batch
+                 pipe=None,                       # an already loaded DiTPipeline (then `model` only names it)
+                 guided_channels: int | None = 3, # latent channels guidance acts on (DiT's own code: 3 of 4; None: all, as diffusers)
+                 learned_variance: bool = True):  # ddpm sampler: use the model's learned variance, as DiT's code does
         from diffusers import DiTPipeline
         self.model, self.batch_size = str(model), batch_size
         self.guided_channels, self.learned_variance = guided_channels, learned_variance
@@ -500,8 +504,14 @@ class DiTGenerator(Generator):
 class StableDiffusionGenerator(Generator):
     "A diffusers Stable Diffusion pipeline with one prompt per class name (text-to-image and img2img)."
     kind = 'sd'
-    def __init__(self, classes: list[str], model: str | Path = 'stable-diffusion-v1-5/stable-diffusion-v1-5', prompt: str = 'a photo of a {}',
-                 negative_prompt: str | None = None, resolution: int | None = None, device='auto', batch_size: int = 8, pipe=None):
+    def __init__(self, classes: list[str],       # class names: each becomes a prompt
+                 model: str | Path = 'stable-diffusion-v1-5/stable-diffusion-v1-5', # a StableDiffusionPipeline folder or hub id
+                 prompt: str = 'a photo of a {}', # the prompt template; {} is the class name
+                 negative_prompt: str | None = None, # negative prompt for guidance (None: the empty prompt)
+                 resolution: int | None = None,   # image side to sample at (None: the model's native size)
+                 device='auto',                   # auto, cpu, cuda, or a torch.device
+                 batch_size: int = 8,             # images per sampling batch
+                 pipe=None):                      # an already loaded pipeline (then `model` only names it)
         from diffusers import StableDiffusionPipeline
         self.model, self.classes, self.prompt, self.negative_prompt, self.batch_size = str(model), list(classes), prompt, negative_prompt, batch_size
         self.pipe = pipe or load_pipeline(StableDiffusionPipeline, model, device, safety_checker=None, requires_safety_checker=False)

@@ -23,7 +23,9 @@ def _conv3(cin, cout, stride=1): return nn.Conv2d(cin, cout, 3, stride, 1, bias=
 class BasicBlock(nn.Module):
     "The ResNet basic block (two 3×3 convolutions) with a 1×1 projection shortcut when the shape changes."
     expansion = 1
-    def __init__(self, cin, cout, stride=1):
+    def __init__(self, cin,                       # input channels
+                 cout,                            # output channels
+                 stride=1):                       # stride of the first convolution (2 halves the resolution)
         super().__init__()
         self.conv1, self.bn1 = _conv3(cin, cout, stride), nn.BatchNorm2d(cout)
         self.conv2, self.bn2 = _conv3(cout, cout), nn.BatchNorm2d(cout)
@@ -35,7 +37,10 @@ class BasicBlock(nn.Module):
 
 class CifarResNet(nn.Module):
     "ResNet for 32×32 inputs: a 3×3 stem without max-pool, then stages of `BasicBlock`s, global pooling and `fc`."
-    def __init__(self, blocks: list, widths: list, num_classes: int = 10, stem: int | None = None):
+    def __init__(self, blocks: list,              # basic blocks per stage, e.g. [3, 3, 3] for resnet20
+                 widths: list,                    # channels of each stage, e.g. [16, 32, 64]
+                 num_classes: int = 10,           # number of classes of the output layer
+                 stem: int | None = None):        # channels of the 3×3 stem (None: the first stage's)
         super().__init__()
         stem = stem or widths[0]
         self.conv1, self.bn1 = _conv3(3, stem), nn.BatchNorm2d(stem)
@@ -53,7 +58,8 @@ class CifarResNet(nn.Module):
 # %% ../nbs/02_models.ipynb #2a533430
 class VGG(nn.Module):
     "VGG with batch norm for small images: `cfg` lists each stage's widths; max-pool between stages, global pooling, `fc`."
-    def __init__(self, cfg: list, num_classes: int = 10):
+    def __init__(self, cfg: list,                 # each stage's conv widths, e.g. [[64], [128], [256, 256], ...] for vgg11
+                 num_classes: int = 10):          # number of classes of the output layer
         super().__init__()
         layers, cin = [], 3
         for i, stage in enumerate(cfg):
@@ -81,7 +87,10 @@ class _WideBlock(nn.Module):
 
 class WideResNet(nn.Module):
     "Wide ResNet WRN-`depth`-`widen` (pre-activation blocks, widths 16·k, 32·k, 64·k) as in Zagoruyko & Komodakis."
-    def __init__(self, depth: int, widen: int, num_classes: int = 10, drop: float = 0.0):
+    def __init__(self, depth: int,                # total depth, 6n+4 (16 or 40 in the zoo)
+                 widen: int,                      # width multiplier k of WRN-depth-k
+                 num_classes: int = 10,           # number of classes of the output layer
+                 drop: float = 0.0):              # dropout between the two convolutions of a block
         super().__init__()
         if (depth - 4) % 6: raise ValueError(f"WideResNet depth must be 6n+4, got {depth}.")
         n, w = (depth - 4) // 6, [16, 16 * widen, 32 * widen, 64 * widen]

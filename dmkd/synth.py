@@ -80,11 +80,25 @@ def _shard_done(folder: Path, name: str) -> dict | None:
     side = folder / f'{name}.json'
     return read_json(side) if side.exists() and (folder / f'{name}.safetensors').exists() else None
 
-def make_store(generator: Generator, folder: str | Path, target_classes: list[str] | None = None, n_per_class: int = 100,
-               guidance_scale: float = 2.0, num_steps: int = 25, sampler: str = 'ddim', strength: float | None = None,
-               source_images: ImageSet | None = None, resolution: int | None = None, channels: int | None = None,
-               seed: int = 0, shard_size: int = 500, mode: str = 'map', class_map=None, accelerator=None,
-               progress: bool = True, stop_after: int | None = None) -> Path:
+def make_store(generator: Generator,              # the generator that makes the images
+               folder: str | Path,                # the store's folder (made, or finished if a run stopped)
+               target_classes: list[str] | None = None, # the classes the store holds, in the target dataset's order (None: the generator's)
+               n_per_class: int = 100,            # images per class
+               guidance_scale: float = 2.0,       # classifier-free guidance s (1: none)
+               num_steps: int = 25,               # sampling steps T
+               sampler: str = 'ddim',             # ddpm, ddim or dpm++
+               strength: float | None = None,     # img2img/SDEdit strength in [0, 1] applied to `source_images`; None: plain generation
+               source_images: ImageSet | None = None, # img2img: the images to augment (the same number per class)
+               resolution: int | None = None,     # stored image side (None: the generator's)
+               channels: int | None = None,       # stored colour channels (None: the generator's)
+               seed: int = 0,                     # seed of the store (each shard's seed derives from it)
+               shard_size: int = 500,             # images per shard (the unit of resume and of multi-process splitting)
+               mode: str = 'map',                 # map (target classes -> generator classes) or any (the teacher labels freely drawn classes)
+               class_map=None,                    # map mode: the generator class id of each target class (None: by name)
+               accelerator=None,                  # an accelerate.Accelerator: its processes split the shards (None: one process)
+               progress: bool = True,             # show a progress bar
+               stop_after: int | None = None,     # stop after this many shards (to test resuming); None: make them all
+              ) -> Path:
     "Make (or finish) the store of these settings in `folder`; refuses a folder holding a store made otherwise."
     from tqdm.auto import tqdm
     folder = Path(folder); target_classes = list(target_classes or generator.classes)
