@@ -272,25 +272,30 @@ def to_markdown(nb, dest: Path, syms: dict | None = None, here: str = '') -> Pat
     return dest
 
 
+def _executed_nb(f: Path, execute: bool, cache_dir: str | None, key: str, executed: str | None = None, params: dict | None = None):
+    """Notebook `f` executed: the copy a caller ran (`executed/<name>.ipynb`), else the cached copy of content key `key`
+    under `cache_dir`, else executed now (and cached); unexecuted when `execute` is off. Returns (notebook, reused)."""
+    from execnb.nbio import read_nb, write_nb
+    given = Path(executed) / f.name if executed else None
+    cached = Path(cache_dir) / f'{f.stem}-{key}.ipynb' if (execute and cache_dir) else None
+    if given is not None and given.exists(): return read_nb(given), True
+    if cached is not None and cached.exists(): return read_nb(cached), True
+    if not execute: return read_nb(f), False
+    nb = _execute(f, params=params)['nb']
+    if cached is None: return nb, False
+    from dmkd.core import atomic_path
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(cached) as tmp: write_nb(nb, tmp)
+    return read_nb(cached), False
+
+
 def _library(f: str, execute: bool = True, cache_dir: str | None = None, executed: str | None = None) -> dict:
     """Process one library notebook (in a fresh process: show_doc runs imports). Its examples are executed as `nbdev_test`
     executes them (or taken from `executed/<name>.ipynb`, or from the content-keyed cache), so the page shows their
     output (tables, figures, printed values) under each function's entry."""
-    from execnb.nbio import read_nb, write_nb
     os.environ['IN_TEST'] = '1'
-    t0 = time.time(); f = Path(f); reused = False
-    given = Path(executed) / f.name if executed else None
-    cached = Path(cache_dir) / f'{f.stem}-{exec_key(f)}.ipynb' if (execute and cache_dir) else None
-    if given is not None and given.exists(): nb = read_nb(given); reused = True
-    elif cached is not None and cached.exists(): nb = read_nb(cached); reused = True
-    elif execute:
-        nb = _execute(f)['nb']
-        if cached is not None:
-            from dmkd.core import atomic_path
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(cached) as tmp: write_nb(nb, tmp)
-            nb = read_nb(cached)
-    else: nb = read_nb(f)
+    t0 = time.time(); f = Path(f)
+    nb, reused = _executed_nb(f, execute, cache_dir, exec_key(f), executed)
     title = title_of(nb)
     nb = _process(nb, api=True)
     return dict(nb=nb, title=title, seconds=round(time.time() - t0, 1), reused=reused)
@@ -313,21 +318,8 @@ def _tutorial(f: str, execute: bool, cache_dir: str | None = None, reports: str 
               executed: str | None = None) -> dict:
     """Execute (or reuse the executed copy keyed by `exec_key` under `cache_dir`, or the copy `executed/<name>.ipynb` that a
     caller ran, e.g. with papermill) and process one experiment notebook."""
-    from execnb.nbio import read_nb, write_nb
-    t0 = time.time(); f = Path(f); reused = False
-    key = exec_key(f, Path(reports) if reports else None, params)
-    cached = Path(cache_dir) / f'{f.stem}-{key}.ipynb' if (execute and cache_dir) else None
-    given = Path(executed) / f.name if executed else None
-    if given is not None and given.exists(): nb = read_nb(given); reused = True
-    elif cached is not None and cached.exists(): nb = read_nb(cached); reused = True
-    elif execute:
-        nb = _execute(f, params=params)['nb']
-        if cached is not None:
-            from dmkd.core import atomic_path
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(cached) as tmp: write_nb(nb, tmp)
-            nb = read_nb(cached)
-    else: nb = read_nb(f)
+    t0 = time.time(); f = Path(f)
+    nb, reused = _executed_nb(f, execute, cache_dir, exec_key(f, Path(reports) if reports else None, params), executed, params)
     title = title_of(nb)
     return dict(nb=_process(nb, api=False), title=title, seconds=round(time.time() - t0, 1), reused=reused)
 
