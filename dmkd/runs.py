@@ -25,7 +25,7 @@ from .train import TrainConfig, get_teacher, load_classifier, save_classifier, t
 from .generators import DDPMConfig, check_knobs, ddpm_kwargs
 from .synth import load_store, read_manifest, synthesize
 from .distill import TRACKERS, KDConfig, check_compatible, distill_dir, distill_student, make_tracker
-from .baselines import GENERATOR_METHODS, METHODS, REFERENCES, USES_REAL, Context, baseline_dir, check_hparams, load_bank, method_params
+from .baselines import METHODS, Context, baseline_dir, check_hparams, load_bank, method_params
 from .fidelity import feature_network, fidelity, teacher_outputs
 from .inversion import count_passes
 
@@ -78,7 +78,8 @@ class BaselineSource:
     kind = 'baseline'
 
     def __post_init__(self):
-        if self.method == 'kd_real': raise ValueError("kd_real distils on the real train split: use RealSource() (method='kd_real' in run_spec).")
+        e = METHODS.get(self.method)
+        if e and e.kind == 'reference' and e.distilled: raise ValueError("kd_real distils on the real train split: use RealSource() (method='kd_real' in run_spec).")
         self.params = check_hparams(self.method, {k: v for k, v in dict(self.params).items() if v is not None})
 
 # %% ../nbs/09_runs.ipynb #dce624e2
@@ -148,7 +149,7 @@ def run_params() -> dict[str, dict]:
         n, e = _entry('store', f.name, f, sdoc[f.name]); out[n] = e | dict(type=hint(StoreSource)[f.name])
     out['params'] = dict(target='baseline', field='params', type=dict, default={}, doc="the baseline method's parameters (method_params(method) lists them)")
     out['budget'] = dict(target='baseline', field='budget', type=typing.Optional[float], default=None,
-                         doc="a baseline's synthesis work as a multiple of its reference's (dmkd.baselines.BUDGET_KNOB); None: the method's default")
+                         doc="a baseline's synthesis work as a multiple of its reference's (its entry's budget_knob in dmkd.baselines.METHODS); None: the method's default")
     rdoc = _field_docs(RunSpec)
     for name in RUN_FIELDS: out[name] = dict(target='run', field=name, type=hint(RunSpec)[name], default=getattr(RunSpec, name), doc=rdoc[name])
     out['seed'] = dict(target='run', field='seed', type=int, default=0, doc='seed of the images and the student (the teacher has teacher_seed)')
@@ -173,10 +174,12 @@ def run_spec(**params) -> RunSpec:
     knob('seed', isinstance(seed, int) and not isinstance(seed, bool), f"must be int, got {seed!r} ({type(seed).__name__}).")
     knob('method', isinstance(method, str), f"must be str, got {method!r} ({type(method).__name__}).")
     store = part('store')
-    if method == 'diffusion': source = _made('store', StoreSource, **store, seed=seed)
+    takes = method_params(method)      # an unknown method fails here, listing the valid ones
+    kind = METHODS[method].kind
+    if kind == 'store': source = _made('store', StoreSource, **store, seed=seed)
     else:
-        pp, takes = dict(given.get('params') or {}), method_params(method)
-        for k, v in store.items() if method not in ('kd_real', 'teacher', 'scratch') else ():   # rows without images ignore the store's knobs
+        pp = dict(given.get('params') or {})
+        for k, v in store.items() if kind != 'reference' else ():   # rows without images ignore the store's knobs
             # a store knob a baseline also has (n_per_class; DDA's and D4M's diffusion knobs) is its parameter
             if k not in takes: raise ValueError(f"{method} does not take {k}; it takes: {', '.join(takes) or 'no parameters'}.")
             if pp.get(k, v) != v: raise ValueError(f"{k}={v} and params {k}={pp[k]} disagree: give one.")
@@ -185,7 +188,8 @@ def run_spec(**params) -> RunSpec:
             if 'budget' not in takes: raise ValueError(f"{method} has no synthesis budget; it takes: {', '.join(takes) or 'no parameters'}.")
             if pp.get('budget', given['budget']) != given['budget']: raise ValueError(f"budget={given['budget']} and params budget={pp['budget']} disagree: give one.")
             pp['budget'] = given['budget']
-        source = RealSource() if method == 'kd_real' else BaselineSource(method, pp, seed)
+        real = kind == 'reference' and METHODS[method].distilled     # KD on the real train split
+        source = RealSource() if real else BaselineSource(method, pp, seed)
     if given.get('params') and source.kind != 'baseline': raise ValueError(f"params= configures a baseline method; {method} takes none.")
     teacher = _made('teacher', TrainConfig, **part('teacher'))
     kd = _made('kd', KDConfig, **part('kd'), seed=seed)
@@ -264,11 +268,11 @@ def baseline_images(src: BaselineSource, ctx: Context, tid: str, cache=None, mai
     key = config_key(dict(method=method, hparams=hp, teacher=tid, seed=src.seed, kd=ctx.kd.to_dict() if hp.get('competition_weight') else None,
                           bank=2))   # bank 2: its sidecar states its teacher passes
     folder = baseline_dir(method, key, cache); t0 = time.time()
-    cached = load_bank(folder, key) if method not in GENERATOR_METHODS else None
+    cached = load_bank(folder, key) if METHODS[method].kind == 'bank' else None
     if cached is not None:
         images, bmeta = cached; hook, info, secs = None, bmeta.get('info', {}), bmeta['synthesis_seconds']
     else:
-        with count_passes(ctx.teacher) as passes: out = METHODS[method](ctx, **hp)      # a generator method's passes are counted by its hook, during KD
+        with count_passes(ctx.teacher) as passes: out = METHODS[method].builder(ctx, **hp)      # a generator method's passes are counted by its hook, during KD
         images, hook, info = out['images'], out['hook'], out['info']
         if hook is None: info = info | dict(teacher_passes=passes.as_dict())
         secs = round(time.time() - t0, 2)
@@ -283,7 +287,7 @@ def baseline_images(src: BaselineSource, ctx: Context, tid: str, cache=None, mai
                 n_per_class=hp.get('n_per_class'), info={k: v for k, v in info.items() if k not in ('generator', 'generator_key', 'teacher_passes')},
                 real_data=dict(generator=_generator_data(dict(dataset=ctx.dataset, split='corpus', corpus_fraction=ctx.corpus_fraction), ctx.dataset)
                                          if info.get('generator') == 'ddpm' else None,
-                               images=f"{ctx.dataset}/{hp.get('real_split', 'train')}" if method == 'd4m' else ('one photograph' if method == 'one_image' else None)))
+                               images=METHODS[method].real_data(ctx.dataset, hp)))
     return images, hook, used
 
 # %% ../nbs/09_runs.ipynb #a7a249b8
@@ -322,7 +326,7 @@ def _record_head(spec, tmeta, teacher_acc, acc) -> dict:
     "The part of a record every run has: the spec, the method, the teacher as loaded (its sidecar), the student's KD knobs, provenance."
     src, ds = spec.source, spec.teacher.dataset
     return dict(schema=SCHEMA, spec=spec.to_dict(), dataset=ds, method=spec.method, source=src.kind,
-                uses_real_images=spec.method in USES_REAL,
+                uses_real_images=METHODS[spec.method].uses_real,
                 teacher=tmeta['arch'], teacher_epochs=tmeta['epochs'], teacher_epoch=tmeta['epoch'], teacher_seed=tmeta['seed'],
                 teacher_key=teacher_id(tmeta), teacher_weights=tmeta.get('weights'), teacher_acc=teacher_acc, teacher_val_acc=tmeta.get('val_acc'), teacher_precision=tmeta.get('precision'), num_classes=tmeta['num_classes'], student=spec.kd.student, seed=spec.kd.seed, epochs=spec.kd.epochs,
                 batch_size=spec.kd.batch_size, lr=spec.kd.lr, temperature=spec.kd.temperature,
@@ -391,7 +395,7 @@ def run(spec: RunSpec,                # what to run
     times['teacher'] = round(time.time() - t0, 2)
     rec = _record_head(spec, tmeta, teacher_acc, acc) | dict(labels or {})
     models = dict(teacher=tnet)
-    if method in ('teacher', 'scratch'): return _reference(spec, rec, models, times, root, cache, device, progress, record, reports, main)
+    if not METHODS[method].distilled: return _reference(spec, rec, models, times, root, cache, device, progress, record, reports, main)
     t0 = time.time()
     images, hook, used = _images(spec, test, tnet, tmeta, tid, root, cache, device, progress, acc)
     times['synthesis'] = round(time.time() - t0, 2)
@@ -520,7 +524,7 @@ def run_parser(method: str = 'diffusion', prog: str = 'dmkd_run') -> argparse.Ar
 # %% ../nbs/09_runs.ipynb #4cbb4604
 def _method_flags(method: str, rest: list[str]) -> dict:
     "A baseline's own parameters given as flags (`--ngf 16`, `--n-aug=4`), typed by their defaults."
-    if method not in METHODS: raise ValueError(f"Unrecognised arguments for {method}: {' '.join(rest)} (--help lists the options).")
+    if not method_params(method): raise ValueError(f"Unrecognised arguments for {method}: {' '.join(rest)} (--help lists the options).")
     takes = method_params(method)
     out, it = {}, iter(rest)
     for tok in it:

@@ -177,7 +177,7 @@ def test_bad_input(tmp_path, store, monkeypatch, capsys):
     assert 'Valid keys' in err('--teacher', 'vgg99')
     assert 'temperature must be > 0' in err('--temperature', '0')
     assert 'epochs must be at least 1' in err('--epochs', '0')
-    assert "Unknown baseline method 'web'" in err('--method', 'web')
+    assert "Unknown method 'web'" in err('--method', 'web')
     assert 'teacher_epochs must be at least 1' in err('--teacher_epochs', '0')      # underscores work as hyphens do; the knob named as given
     letters = make_store(DDPMGenerator(build_unet(DDPMConfig(block_out_channels=(32, 32), attention=False), 8, 1, 10),
                                        DDPMConfig().noise_config(), list('abcdefghij'), dict(key='letters'), 'cpu'),

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dmkd.experiments import METHOD_LABELS, collect_records
+from dmkd.experiments import collect_records, method_label
 
 
 def runs(root, sweep):
@@ -29,7 +29,7 @@ def compare_builds(a: pd.DataFrame, b: pd.DataFrame, value: str = 'student_acc')
         sa, sb = ga.sort_values('seed')[value].to_numpy(float), gb.sort_values('seed')[value].to_numpy(float)
         spread = float(np.hypot(sa.std(ddof=1) if len(sa) > 1 else 0, sb.std(ddof=1) if len(sb) > 1 else 0))
         diff = sb.mean() - sa.mean()
-        rows.append({'method': METHOD_LABELS.get(m, m), 'pair': pair,
+        rows.append({'method': method_label(m), 'pair': pair,
                      'build A': f"{sa.mean():.2f} ± {sa.std(ddof=1) if len(sa) > 1 else 0:.2f} ({len(sa)})",
                      'build B': f"{sb.mean():.2f} ± {sb.std(ddof=1) if len(sb) > 1 else 0:.2f} ({len(sb)})",
                      'B − A': round(diff, 2), 'spread': round(spread, 2), 'within ±': 'yes' if abs(diff) <= spread else 'no',
