@@ -177,7 +177,7 @@ class GeneratorHook:
     def __call__(self, x: torch.Tensor, step: int, student: Classifier, teacher: Classifier) -> torch.Tensor:
         t0 = time.perf_counter(); n = len(x)
         if step % self.student_steps == 0:
-            was = student.training; student.eval()     # the generator is trained against the student's inference behaviour (BN running stats), as the references do
+            was = student.training; student.eval()     # against the student's inference behaviour (BN running stats), as DFQ, Fast and CMI do; ZSKT, DFAD keep train mode (a declared deviation)
             try:
                 with count_passes(teacher, self.passes): made = self.update(teacher, student, n)
             finally: student.train(was)
