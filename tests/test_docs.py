@@ -121,11 +121,13 @@ def page_problems(path: str, info: dict, defs: list, server: str, repo: str, sit
 
 
 def _build(tmp: Path):
-    from test_notebooks import EXPERIMENTS, executed
-    runs = {executed(f.stem).parent for f in EXPERIMENTS} if NBS == ROOT / 'nbs' else set()   # the run's papermill outputs
+    from test_notebooks import EXPERIMENTS, LIBRARY, executed, executed_library
+    # the run's papermill outputs and its executed library notebooks: nothing is executed twice
+    runs = {executed(f.stem).parent for f in EXPERIMENTS} | {executed_library(f).parent for f in LIBRARY} if NBS == ROOT / 'nbs' else set()
     t0 = time.time()
     extra = shlex.split(os.environ.get('DMKD_DOCS_ARGS', ''))  # e.g. "--nbs DIR -p epochs=2" for a scratch run
     extra += ['--executed', str(runs.pop()), '--workers', '2'] if runs else []
+    extra += ['--reports', str(ROOT / 'reports')] if '--reports' not in extra else []   # the committed results, whatever $DMKD_REPORTS says
     p = subprocess.run([sys.executable, str(ROOT / 'tools' / 'build_docs.py'), '--site-dir', str(tmp / 'site'), '--work-dir', str(tmp / 'work')] + extra,
                        cwd=ROOT, capture_output=True, text=True, timeout=1500)
     assert p.returncode == 0, f"docs build failed:\n{p.stdout[-4000:]}\n{p.stderr[-6000:]}"
