@@ -10,7 +10,7 @@ from dmkd.baselines import (KINDS, METHODS, Context, ImageSet, Method, method_pa
                             param_doc, reference_table, register, teacher_labels)
 from dmkd.data import load_dataset
 from dmkd.distill import KDConfig
-from dmkd.experiments import budget_table, main_table
+from dmkd.tables import budget_table, main_table
 
 #: Cheap parameters per method, so that every builder really runs (one image per class, a step or two of work).
 TINY = dict(deepinversion=dict(n_per_class=1, budget=0.0005, batch_size=10),

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dmkd.experiments import collect_records, method_label
+from dmkd.sweeps import collect_records
+from dmkd.tables import method_label
 
 
 def runs(root, sweep):

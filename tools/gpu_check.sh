@@ -51,7 +51,7 @@ mark bench_fast; log "bench fast done"
 SWEEP_S=$(( $(left) - 60 ))
 if [ "$SWEEP_S" -gt 30 ]; then
   log "sweep for at most ${SWEEP_S}s"
-  timeout -k 15 "$SWEEP_S" $PY -c 'from dmkd.experiments import sweep_main; sweep_main()' sweeps/cifar10_gpu.yaml >>"$OUT/check.log" 2>&1
+  timeout -k 15 "$SWEEP_S" $PY -c 'from dmkd.sweeps import sweep_main; sweep_main()' sweeps/cifar10_gpu.yaml >>"$OUT/check.log" 2>&1
   rc=$?; log "sweep ended with rc=$rc (124: stopped by the time guard; a rerun resumes)"
   if [ "$rc" -ne 0 ] && [ "$(left)" -gt 20 ]; then     # the sweep builds the report only when it finishes: build it from what exists
     timeout -k 5 $(( $(left) - 10 )) $PY -m papermill nbs/report.ipynb "$OUT/report_run.ipynb" -p sweep cifar10_gpu -p min_seeds 1 \

@@ -5,7 +5,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dmkd.experiments import collect_records, run_sweep
+from dmkd.sweeps import collect_records, run_sweep
 
 
 def _nb(path: Path, body: str):
@@ -16,7 +16,7 @@ def _nb(path: Path, body: str):
     nbformat.write(nb, path)
 
 
-# plain json, no dmkd/torch import: the kernels start fast (write_record and collect_records are tested in nbs/10_experiments.ipynb)
+# plain json, no dmkd/torch import: the kernels start fast (write_record and collect_records are tested in nbs/10a_sweeps.ipynb)
 RUN = ('import json, pathlib, time\ntime.sleep(float(x))\nout = pathlib.Path(reports, "results"); out.mkdir(parents=True, exist_ok=True)\n'
        'out.joinpath(f"toy-{seed}.json").write_text(json.dumps(dict(schema=2, kind="run", real_data=dict(teacher="toy", student="toy", test="toy"), method="toy", x=x, seed=seed, student_acc=10 * x + seed)))')
 REPORT = ('import json, pathlib\n'
@@ -29,7 +29,7 @@ def _sweep(tmp: Path, seeds, parallel=1, x=0.0):
     (tmp / 'toy.yaml').write_text(
         f"name: toy\nseeds: {list(seeds)}\nparallel: {parallel}\nreport: {tmp / 'report.ipynb'}\n"
         f"jobs:\n  - {{name: a, notebook: {tmp / 'run.ipynb'}, grid: {{x: [{x}]}}}}\n")
-    return [sys.executable, '-c', 'from dmkd.experiments import sweep_main; sweep_main()', str(tmp / 'toy.yaml'), '--reports', str(tmp / 'reports')]
+    return [sys.executable, '-c', 'from dmkd.sweeps import sweep_main; sweep_main()', str(tmp / 'toy.yaml'), '--reports', str(tmp / 'reports')]
 
 
 def test_sweep_killed_resumes_in_parallel_then_only_reports(tmp_path):
@@ -104,7 +104,7 @@ def test_a_misspelt_sweep_parameter_stops_the_sweep(tmp_path):
     "A parameter the notebook does not declare is an error naming it before anything runs (papermill ran it on the defaults)."
     _sweep(tmp_path, [0])
     (tmp_path / 'typo.yaml').write_text(f"name: typo\njobs:\n  - {{name: a, notebook: {tmp_path / 'run.ipynb'}, parameters: {{X: 1.0}}}}\n")
-    p = subprocess.run([sys.executable, '-c', 'from dmkd.experiments import sweep_main; sweep_main()', str(tmp_path / 'typo.yaml'),
+    p = subprocess.run([sys.executable, '-c', 'from dmkd.sweeps import sweep_main; sweep_main()', str(tmp_path / 'typo.yaml'),
                         '--reports', str(tmp_path / 'reports')], capture_output=True, text=True, timeout=300)
     assert p.returncode != 0 and "job 'a': X (did you mean x?)" in p.stderr, p.stderr[-2000:]
     assert not (tmp_path / 'reports').exists()
@@ -112,7 +112,7 @@ def test_a_misspelt_sweep_parameter_stops_the_sweep(tmp_path):
 
 def test_the_committed_sweeps_give_only_declared_parameters():
     "Every sweep file in sweeps/ passes the check (cifar10_gpu.yaml gave the fidelity job num_steps, which it does not take)."
-    from dmkd.experiments import check_parameters, load_sweep
+    from dmkd.sweeps import check_parameters, load_sweep
     root = Path(__file__).resolve().parent.parent
     for f in sorted((root / 'sweeps').glob('*.yaml')):
         declared = check_parameters(load_sweep(f))
@@ -123,7 +123,7 @@ def _toy4(tmp: Path, executor: str = '', body: str = RUN, seeds=(0, 1, 2, 3), x:
     "A 4-run toy sweep (no report) on `executor` (a sweep-file line), as a shell command."
     tmp.mkdir(parents=True, exist_ok=True); _nb(tmp / 'run.ipynb', body)
     (tmp / 'toy.yaml').write_text(f"name: toy\nseeds: {list(seeds)}\nparallel: 2\n{executor}jobs:\n  - {{name: a, notebook: {tmp / 'run.ipynb'}, grid: {{x: [{x}]}}}}\n")
-    return [sys.executable, '-c', 'from dmkd.experiments import sweep_main; sweep_main()', str(tmp / 'toy.yaml'), '--reports', str(tmp / 'reports'), '--no_report']
+    return [sys.executable, '-c', 'from dmkd.sweeps import sweep_main; sweep_main()', str(tmp / 'toy.yaml'), '--reports', str(tmp / 'reports'), '--no_report']
 
 
 def _contents(tmp: Path) -> list[str]:
