@@ -18,7 +18,8 @@ import torch
 
 from .core import DamagedError, Registry, cache_root, file_digest, knob, load_weights
 from .data import CORPUS_FRACTION, ImageSet, data_options, load_dataset
-from .generators import ddpm_kwargs, get_generator
+from .generators import get_generator
+from .ddpm import ddpm_kwargs
 from .synth import map_classes
 from .distill import KDConfig, distill_student
 from .inversion import deep_inversion

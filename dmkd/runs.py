@@ -22,7 +22,8 @@ from .core import (REPRODUCIBILITY, KnobError, cache_root, deterministic_kernels
 from .data import CORPUS_FRACTION, CORPUS_SPLIT, ImageSet, data_options, load_dataset
 from .models import Classifier
 from .train import TrainConfig, get_teacher, load_classifier, save_classifier, teacher_dir
-from .generators import DDPMConfig, check_knobs, ddpm_kwargs
+from .generators import check_knobs
+from .ddpm import DDPMConfig, ddpm_kwargs
 from .synth import load_store, read_manifest, synthesize
 from .distill import TRACKERS, KDConfig, check_compatible, distill_dir, distill_student, make_tracker
 from .baselines import METHODS, Context, baseline_dir, check_hparams, load_bank, method_params

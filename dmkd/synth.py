@@ -17,7 +17,8 @@ from safetensors.torch import load_file, save_file
 import dmkd
 from .core import atomic_path, build_lock, cache_root, config_key, file_digest, get_accelerator, knob, read_json, tensor_digest, write_json
 from .data import CORPUS_FRACTION, ImageSet, data_options, load_dataset, show_images
-from .generators import GENERATORS, Generator, check_knobs, ddpm_kwargs, get_generator
+from .generators import GENERATORS, Generator, check_knobs, get_generator
+from .ddpm import ddpm_kwargs
 
 # %% ../nbs/05_synth.ipynb #9618a255
 def _norm(name: str) -> str: return name.lower().replace('_', ' ').replace('-', ' ').strip()

@@ -11,7 +11,8 @@ import torch
 
 from dmkd.core import maybe_compile, read_json
 from dmkd.data import load_dataset
-from dmkd.generators import DDPMConfig, DDPMGenerator, build_unet, ddpm_batch, ddpm_loss, make_scheduler, train_ddpm
+from dmkd.generators import make_scheduler
+from dmkd.ddpm import DDPMConfig, DDPMGenerator, build_unet, ddpm_batch, ddpm_loss, train_ddpm
 from dmkd.synth import make_store, read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent

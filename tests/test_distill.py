@@ -16,7 +16,7 @@ from conftest import bin_path, once_per_run, tiny_teacher
 from dmkd.core import hyphen_args, read_json
 from dmkd.data import load_dataset
 from dmkd.runs import distill_main
-from dmkd.generators import DDPMConfig, DDPMGenerator, build_unet
+from dmkd.ddpm import DDPMConfig, DDPMGenerator, build_unet
 from dmkd.synth import make_store
 from dmkd.train import evaluate, load_classifier
 

@@ -324,7 +324,7 @@ def test_config_pages_document_every_field(site):
     import html
     from fastcore.docments import docments
     from dmkd.distill import KDConfig
-    from dmkd.generators import DDPMConfig
+    from dmkd.ddpm import DDPMConfig
     from dmkd.runs import BaselineSource, RealSource, RunSpec, StoreSource, run
     from dmkd.train import TrainConfig
     pages = dict(runs=[RunSpec, StoreSource, RealSource, BaselineSource, run], distill=[KDConfig], train=[TrainConfig], generators=[DDPMConfig])

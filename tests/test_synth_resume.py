@@ -102,7 +102,7 @@ def test_a_shard_killed_mid_write_is_never_trusted(tmp_path, monkeypatch):
     """A shard write killed half-way (simulated in-process: the writer puts half a file down, then dies) leaves no file under
     a shard's final name and no temporary file; the next run makes that shard again and the store equals an uninterrupted one."""
     import dmkd.synth as S
-    from dmkd.generators import DDPMConfig, DDPMGenerator, build_unet
+    from dmkd.ddpm import DDPMConfig, DDPMGenerator, build_unet
     cfg = DDPMConfig(block_out_channels=(16, 16), attention=False)
     gen = DDPMGenerator(build_unet(cfg, 8, 1, 10), cfg.noise_config(), [str(i) for i in range(10)], dict(key='untrained'), 'cpu')
     kw = dict(n_per_class=2, num_steps=2, shard_size=5, resolution=16, channels=3, progress=False)

@@ -80,7 +80,7 @@ def glossary() -> dict:
 
 # the notebooks' order: a name's doc comes from the first config that defines it, upstream first (TrainConfig.arch, not
 # ContinualConfig.arch)
-MODULE_ORDER = ('core', 'data', 'models', 'train', 'generators', 'synth', 'distill', 'inversion', 'datafree', 'imagebased',
+MODULE_ORDER = ('core', 'data', 'models', 'train', 'generators', 'ddpm', 'testing', 'synth', 'distill', 'inversion', 'datafree', 'imagebased',
                 'baselines', 'fidelity', 'runs', 'sweeps', 'tables', 'continual')
 # names that mean different things in different places: never documented from a config field of the same name
 GENERIC = {'model', 'name', 'cfg', 'key', 'x', 'data', 'method', 'kind', 'params', 'mode', 'value', 'out', 'source', 'spec',

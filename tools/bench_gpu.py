@@ -27,7 +27,8 @@ from dmkd.core import get_accelerator, get_device, hardware_info, maybe_compile,
 from dmkd.data import ImageSet
 from dmkd.distill import KDConfig, TeacherCache, distill_student, kd_loss, resolve_precision
 from dmkd.data import BatchAugment
-from dmkd.generators import DDPMConfig, DDPMGenerator, build_unet, ddpm_batch, ddpm_loss, make_scheduler, train_ddpm
+from dmkd.generators import make_scheduler
+from dmkd.ddpm import DDPMConfig, DDPMGenerator, build_unet, ddpm_batch, ddpm_loss, train_ddpm
 from dmkd.models import get_model
 
 #: Sizes per preset: `gpu` is the CIFAR-10 GPU sweep profile's models and batches; `cpu` a few minutes on 2 cores; `tiny` CI.

@@ -17,7 +17,8 @@ import torch
 from diffusers import DiffusionPipeline
 
 from dmkd.core import get_device, hardware_info
-from dmkd.generators import get_ddpm, make_scheduler
+from dmkd.generators import make_scheduler
+from dmkd.ddpm import get_ddpm
 
 
 class ClassConditionalPipeline(DiffusionPipeline):
