@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 import dmkd
 from .core import (DamagedError, build_lock, cache_root, check_finite, check_types, config_key, file_digest,
-                       drop_autocast, get_accelerator, get_device, knob, load_state, lr_factor, maybe_compile, read_json, save_state, seed_everything,
+                       drop_autocast, get_accelerator, get_device, knob, load_state, lr_factor, maybe_compile, read_json, resolve_precision, save_state, seed_everything,
                        tensor_digest, write_json)
 from .data import CORPUS_FRACTION, DATASETS, SPLITS, ImageSet, data_options, load_dataset
 from .generators import GENERATORS, Generator, make_scheduler
@@ -98,9 +98,8 @@ class DDPMConfig:
         r = self.batch_size / self.lr_batch_size
         return self.lr * dict(none=1.0, linear=r, sqrt=math.sqrt(r))[self.lr_scaling]
     def train_precision(self, device) -> str:
-        "'bf16' or 'fp32' on `device`: 'auto' is bf16 autocast on a CUDA GPU that has it, fp32 elsewhere (how every DDPM so far was trained)."
-        if self.precision != 'auto': return self.precision
-        return 'bf16' if torch.device(device).type == 'cuda' and torch.cuda.is_bf16_supported() else 'fp32'
+        "'bf16' or 'fp32' on `device`, by the one rule of `dmkd.core.resolve_precision`."
+        return resolve_precision(self.precision, device)
     def noise_config(self) -> dict:
         return dict(num_train_timesteps=self.num_train_timesteps, beta_schedule=self.beta_schedule,
                     prediction_type=self.prediction_type, clip_sample=True, clip_sample_range=1.0)

@@ -21,11 +21,11 @@ from .core import (REPRODUCIBILITY, KnobError, cache_root, deterministic_kernels
                        save_weights, tensor_digest, world_size, write_record)
 from .data import CORPUS_FRACTION, CORPUS_SPLIT, ImageSet, data_options, load_dataset
 from .models import Classifier
-from .train import TrainConfig, get_teacher, load_classifier, save_classifier, teacher_dir
+from .train import TRACKERS, TrainConfig, get_teacher, load_classifier, make_tracker, save_classifier, teacher_dir
 from .generators import check_knobs
 from .ddpm import DDPMConfig, ddpm_kwargs
 from .synth import load_store, read_manifest, synthesize
-from .distill import TRACKERS, KDConfig, check_compatible, distill_dir, distill_student, make_tracker
+from .distill import KDConfig, check_compatible, distill_dir, distill_student
 from .baselines import METHODS, Context, baseline_dir, check_hparams, load_bank, method_params
 from .fidelity import feature_network, fidelity, teacher_outputs
 from .inversion import count_passes

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 from dmkd.core import get_device
 from dmkd.data import load_dataset
-from dmkd.distill import KDConfig, distill_student, kd_loss, resolve_precision
+from dmkd.core import resolve_precision
+from dmkd.distill import KDConfig, distill_student, kd_loss
 from dmkd.models import get_model
 from dmkd.synth import export_imagefolder, load_store, synthesize
 from dmkd.train import get_teacher

@@ -25,7 +25,8 @@ import torch
 
 from dmkd.core import get_accelerator, get_device, hardware_info, maybe_compile, seed_everything
 from dmkd.data import ImageSet
-from dmkd.distill import KDConfig, TeacherCache, distill_student, kd_loss, resolve_precision
+from dmkd.core import resolve_precision
+from dmkd.distill import KDConfig, TeacherCache, distill_student, kd_loss
 from dmkd.data import BatchAugment
 from dmkd.generators import make_scheduler
 from dmkd.ddpm import DDPMConfig, DDPMGenerator, build_unet, ddpm_batch, ddpm_loss, train_ddpm
