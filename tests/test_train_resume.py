@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from conftest import bin_path
 
-ARGS = ['--dataset', 'digits', '--teacher', 'resnet8', '--epochs', '4', '--lr', '0.1', '--device', 'cpu']
+ARGS = ['--dataset', 'digits', '--teacher', 'resnet8', '--teacher-epochs', '4', '--teacher-lr', '0.1', '--device', 'cpu']
 
 
 def run(cache, *extra, **kw):
@@ -69,4 +69,7 @@ def test_cli_errors(tmp_path):
                           capture_output=True, text=True)
     assert miss.returncode != 0 and f"was not found in {tmp_path / 'cifar10'}" in miss.stderr and 'download=True' in miss.stderr
     helptext = subprocess.run([bin_path('dmkd_train_teacher'), '--help'], capture_output=True, text=True).stdout
-    for opt in ('--dataset', '--teacher', '--epochs', '--keep_epochs', '--root', '--cache', '--device'): assert opt in helptext
+    for opt in ('--dataset', '--teacher', '--teacher-epochs', '--keep-epochs', '--root', '--cache', '--device'): assert opt in helptext
+    assert 'Traceback' not in bad.stderr and bad.returncode == 2      # a bad knob: one line, argparse's exit status
+    near = subprocess.run([bin_path('dmkd_train_teacher'), '--epochs', '3', '--cache', str(tmp_path)], capture_output=True, text=True)
+    assert near.returncode == 2 and '--epochs' in near.stderr    # the teacher's epochs are --teacher-epochs, as in dmkd_run
