@@ -26,7 +26,8 @@ from .models import get_model
 from .train import evaluate, sgd_schedule
 from .baselines import Context, baseline_dir, load_bank
 from .imagebased import d4m_set
-from .runs import SCHEMA, StoreSource, _generator_data, store_images
+from .records import KEY_VERSIONS, SCHEMA
+from .runs import StoreSource, _generator_data, store_images
 
 # %% ../nbs/11_continual.ipynb #bca96e9a
 def task_split(num_classes: int,                  # classes of the dataset
@@ -190,7 +191,7 @@ def _d4m_images(cfg: ContinualConfig, test: ImageSet, cache, device, progress) -
     ctx = Context(test=test, dataset=ds, root=cfg.root, cache=cache, device=device, progress=progress, corpus_fraction=CORPUS_FRACTION)
     gen, ids = ctx.generator(cfg.ddpm_steps, cfg.ddpm_size)
     knobs = dict(n_per_class=cfg.n_per_class, prototypes=cfg.prototypes, strength=cfg.strength, guidance_scale=cfg.guidance_scale, num_steps=cfg.num_steps)
-    key = config_key(dict(method='d4m', continual=1, generator=gen.identity().get('key'), seed=cfg.seed, real=tensor_digest(real.images), **knobs))
+    key = config_key(dict(method='d4m', continual=KEY_VERSIONS['continual_d4m'], generator=gen.identity().get('key'), seed=cfg.seed, real=tensor_digest(real.images), **knobs))
     folder = baseline_dir('d4m', key, cache); hit = load_bank(folder, key)
     if hit is not None: images, meta = hit; secs = meta['synthesis_seconds']
     else:

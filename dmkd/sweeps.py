@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 
 from .core import config_key, project_root, read_json, reports_root, write_json
-from .runs import check_record
+from .records import check_record
 
 # %% ../nbs/10a_sweeps.ipynb #1b4cab8a
 def _slug(v) -> str:

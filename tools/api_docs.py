@@ -80,8 +80,9 @@ def glossary() -> dict:
 
 # the notebooks' order: a name's doc comes from the first config that defines it, upstream first (TrainConfig.arch, not
 # ContinualConfig.arch)
-MODULE_ORDER = ('core', 'data', 'models', 'train', 'generators', 'ddpm', 'testing', 'synth', 'distill', 'inversion', 'datafree', 'imagebased',
-                'baselines', 'fidelity', 'runs', 'sweeps', 'tables', 'continual')
+MODULE_ORDER = ('core', 'data', 'models', 'train', 'generators', 'ddpm', 'testing', 'synth', 'distill', 'inversion', 'datafree',
+                'imagebased',
+                'baselines', 'fidelity', 'records', 'runs', 'sweeps', 'tables', 'continual')
 # names that mean different things in different places: never documented from a config field of the same name
 GENERIC = {'model', 'name', 'cfg', 'key', 'x', 'data', 'method', 'kind', 'params', 'mode', 'value', 'out', 'source', 'spec',
            'images', 'labels', 'classes', 'path', 'folder', 'n', 'k', 'size', 'weights', 'memory', 'tasks', 'task', 'split',
