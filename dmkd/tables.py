@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['BUDGET_UNITS', 'DISTANCES', 'NUM_CLASSES', 'mean_std', 'write_table', 'method_label', 'method_order', 'is_method',
            'budget_field', 'collapsed_mask', 'main_table', 'budget_table', 'best_budgets', 'budget_figure', 'settings',
-           'variation', 'compare', 'overall', 'matched_fidelity', 'fidelity_comparable', 'above_chance']
+           'variation', 'compare', 'overall', 'matched_fidelity', 'fidelity_comparable', 'above_chance',
+           'with_chosen_budgets', 'regime', 'conclusions']
 
 # %% ../nbs/10b_tables.ipynb #d9ed012d
 from pathlib import Path
@@ -14,7 +15,9 @@ import numpy as np
 import pandas as pd
 
 from .core import atomic_path
-from .baselines import METHODS
+from scipy.stats import spearmanr
+
+from .baselines import METHODS, methods
 from .runs import diffusion_budget
 
 # %% ../nbs/10b_tables.ipynb #ca7e0201
@@ -246,3 +249,100 @@ def above_chance(d: pd.DataFrame, factor: float = 1.5) -> tuple[pd.DataFrame, pd
     if n.isna().any(): raise ValueError(f"Records of {sorted(set(d.dataset[n.isna()]))} do not state num_classes: rebuild them with the current dmkd.")
     ok = d['teacher_acc'] > factor * 100 / n
     return d[ok], d[~ok]
+
+# %% ../nbs/10b_tables.ipynb #2f975768
+def with_chosen_budgets(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The records of a sweep's `main*` jobs plus each baseline's runs at its budget chosen on validation among its
+    `budget_*` jobs (`best_budgets`); and those choices (`_method`, `budget`)."""
+    main = df[df.job.str.startswith('main')] if len(df) else df
+    bud = df[df.job.str.startswith('budget_')] if len(df) else df
+    chosen = best_budgets(budget_table(bud)) if len(bud) else pd.DataFrame(columns=['_method', 'budget'])
+    picked = [bud[(bud.method == m) & (budget_field(bud, 'budget') == b)] for m, b in zip(chosen._method, chosen.budget)]
+    return pd.concat([main] + picked, ignore_index=True), chosen
+
+def _pm(d: float, s: float) -> str: return f"{d:+.2f} ± {s:.2f}"
+
+def regime(d: pd.DataFrame, baselines: bool = False) -> str:
+    "The regime a comparison was measured in, read from its records: the teachers' accuracy, the generator's quality, the budgets."
+    r = [f"teacher {'/'.join(sorted(d.teacher.unique()))} at {d.teacher_acc.min():.1f}–{d.teacher_acc.max():.1f} % (test)"]
+    s = d[d.method == 'diffusion'] if 'method' in d else d
+    if len(s) and 'generator' in s and s.generator.notna().any():
+        g = s.dropna(subset=['generator']).iloc[0]
+        sm, n, _ = matched_fidelity(s) if 'kid' in s else (s, None, '')
+        steps = f" ({int(g.ddpm_steps)} training steps)" if pd.notna(g.get('ddpm_steps')) else ''
+        r.append(f"generator {g.generator}{steps}" + (f", KID {sm.kid.mean():.4f} at N = {n} (fixed features)" if n else ''))
+    if 'n_images' in d and d.n_images.notna().any(): r.append(f"{int(d.n_images.dropna().median())} images per run")
+    r.append(f"KD {'/'.join(map(str, sorted(d.epochs.dropna().astype(int).unique())))} epochs × batch "
+             f"{'/'.join(map(str, sorted(d.batch_size.dropna().astype(int).unique())))}")
+    if baselines: r.append("baselines at their reference recipes, each at the budget chosen on validation (fractions of the "
+                           "references' work: see the budget table)")
+    return '; '.join(r)
+
+# %% ../nbs/10b_tables.ipynb #ad3fc43d
+def _conclusion_1(main: pd.DataFrame, bt: pd.DataFrame | None) -> dict | None:
+    "(1) diffusion data against the strongest data-free baseline (chosen on validation), at its chosen budget."
+    acc = main.groupby('method').student_acc.mean()
+    free = [m for m in methods(family='data-free')
+            if m in acc and main[(main.method == m) & ~collapsed_mask(main)].student_acc.notna().any()]
+    ok = main[~collapsed_mask(main)]
+    if 'diffusion' not in acc or not free: return None
+    best = ok.groupby('method').student_val_acc.mean().reindex(free).idxmax()   # the strongest baseline, on validation
+    d, sp, v = compare(ok[ok.method == 'diffusion'].student_acc, ok[ok.method == best].student_acc)
+    bb = budget_table(main[main.method.isin(['diffusion', best])].reset_index(drop=True)).set_index('_method')
+    passes, secs = bb.loc[best, 'teacher passes (fwd+bwd, images)'], bb.loc[best, 'synthesis s']
+    col = 'teacher passes (fwd+bwd, images)'
+    top = (bt[bt._method != 'diffusion'].groupby('_method').apply(lambda g: g.loc[g[col].idxmax()], include_groups=False)
+           if bt is not None and len(bt) else None)
+    reach = '; '.join(f"{method_label(m)} " + (f"{r._test:.1f} %" if pd.notna(r._test) else 'no run that did not collapse')
+                      + f" at {r[col]:,.0f} passes" + (f" ({r.collapsed} collapsed)" if not r.collapsed.startswith('0 ') else '')
+                      for m, r in top.iterrows()) if top is not None else ''
+    measured = (f"DM-KD {ok[ok.method == 'diffusion'].student_acc.mean():.2f} % with no teacher pass; the best baseline on "
+                f"validation, {best} at its chosen budget ({passes:,.0f} teacher passes, {secs:.0f} s of synthesis): "
+                f"{ok[ok.method == best].student_acc.mean():.2f} % ({_pm(d, sp)}, test). At the largest budget run here each "
+                f"reaches: {reach}")
+    return dict(conclusion='(1) diffusion data beats the inversion-based data-free methods', agrees=v, measured=measured,
+                regime=regime(main[main.method.isin(['diffusion'] + free)], baselines=True))
+
+def _conclusion_2(fid: pd.DataFrame) -> dict:
+    "(2) lower guidance scale and fewer sampling steps against the higher, cell by cell of the s × T grid."
+    cells = {k: g.student_acc for k, g in fid.groupby(['guidance_scale', 'num_steps'])}
+    ss, ts = sorted(fid.guidance_scale.unique()), sorted(fid.num_steps.unique())
+    comps = [(f"s={ss[0]:g} vs s={ss[-1]:g} at T={t:g}", compare(cells[(ss[0], t)], cells[(ss[-1], t)]))
+             for t in ts if len(ss) > 1 and (ss[0], t) in cells and (ss[-1], t) in cells]
+    comps += [(f"T={ts[0]:g} vs T={ts[-1]:g} at s={s:g}", compare(cells[(s, ts[0])], cells[(s, ts[-1])]))
+              for s in ss if len(ts) > 1 and (s, ts[0]) in cells and (s, ts[-1]) in cells]
+    best_s, best_t = fid.groupby(['guidance_scale', 'num_steps']).student_val_acc.mean().idxmax()   # on validation
+    rho = spearmanr(fid.kid, fid.student_acc).statistic
+    measured = ('; '.join(f"{n}: {_pm(d, sp)} ({v})" for n, (d, sp, v) in comps)
+                + f"; best cell on validation s={best_s:g}, T={best_t:g} ({cells[(best_s, best_t)].mean():.2f} % test); "
+                f"Spearman(KID, student accuracy) = {rho:.2f}")
+    return dict(conclusion='(2) low-fidelity images (lower s, fewer T) teach better',
+                agrees=overall([c[2] for _, c in comps]), measured=measured, regime=regime(fid))
+
+def _conclusion_3(d: pd.DataFrame, axis: str) -> dict:
+    "(3) the best student of a weaker teacher against the strongest teacher's student, along `axis`."
+    key = d['value'].astype(str)
+    g = d.groupby(key)[['teacher_val_acc', 'teacher_acc', 'student_val_acc', 'student_acc']].mean()
+    # the strongest teacher and the best student of a weaker one are chosen on validation; the difference is measured on test
+    strong = g.teacher_val_acc.idxmax()
+    weak = g.drop(strong).student_val_acc.idxmax()
+    diff, sp, v = compare(d.student_acc[key == weak], d.student_acc[key == strong])
+    label = 'architectures, the paper\'s axis' if axis == 'teacher' else 'secondary: earlier epochs of one teacher'
+    measured = (f"best student (on validation) of a weaker teacher: {g.student_acc[weak]:.2f} % from {axis}={weak} (teacher "
+                f"{g.teacher_acc[weak]:.2f} %); the strongest teacher, {axis}={strong} ({g.teacher_acc[strong]:.2f} %), "
+                f"gives {g.student_acc[strong]:.2f} % ({_pm(diff, sp)}, test)")
+    return dict(conclusion=f'(3) relatively weak teachers teach better ({label})', agrees=v, measured=measured,
+                regime=regime(d))
+
+def conclusions(main: pd.DataFrame, fid: pd.DataFrame, strength: pd.DataFrame, bt: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The paper's three conclusions against a sweep's records: `main` (with each baseline at its chosen budget:
+    `with_chosen_budgets`), the fidelity grid `fid`, the strength ablation `strength`, and the budget table `bt`.
+    Every choice is made on validation and every difference measured on test."""
+    rows = [_conclusion_1(main, bt)] if len(main) else []
+    if len(fid): rows.append(_conclusion_2(fid))
+    for a in ('teacher', 'teacher_epoch'):
+        d = strength[strength['axis'] == a] if len(strength) and 'axis' in strength else strength.iloc[:0]
+        d = above_chance(d)[0] if len(d) else d        # a teacher at chance level is no "weak teacher"
+        if len(d) and d['value'].nunique() > 1: rows.append(_conclusion_3(d, a))
+    rows = [r for r in rows if r is not None]
+    return pd.DataFrame(rows)[['conclusion', 'measured', 'regime', 'agrees']] if rows else pd.DataFrame()
