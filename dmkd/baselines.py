@@ -108,20 +108,27 @@ class Method:
 #: Every method of the study, by name, in the tables' order: the reference rows, diffusion, then the baselines.
 METHODS = Registry('method')
 
-def register(entry: Method) -> Method:
+def register(entry: Method,  # the method's entry
+            ) -> Method:
     "Add `entry` to `METHODS`; a name is registered once."
     if entry.name in METHODS: raise ValueError(f"Method {entry.name!r} is registered already: one entry per method.")
     METHODS[entry.name] = entry
     return entry
 
-def register_method(name: str, label: str, kind: str, synthesis: str, **facts):
+def register_method(name: str,       # the method's key
+                    label: str,      # its row label in the tables
+                    kind: str,       # bank or hook (`KINDS`)
+                    synthesis: str,  # how its images are made, as a table cell
+                    **facts):        # the rest of its `Method` entry
     "Decorator: register the builder it decorates as `Method(name, label, kind, synthesis, builder=f, **facts)`."
     def _inner(f):
         register(Method(name, label, kind, synthesis, builder=f, **facts))
         return f
     return _inner
 
-def methods(kind: str | None = None, family: str | None = None) -> list[str]:
+def methods(kind: str | None = None,    # one of `KINDS` (None: any)
+            family: str | None = None,  # reference, diffusion, data-free or image-based (None: any)
+           ) -> list[str]:
     "The registered methods of `kind` and `family` (None: any), in the tables' order."
     return [m for m, e in METHODS.items() if kind in (None, e.kind) and family in (None, e.family)]
 
@@ -180,7 +187,12 @@ def _deepinversion(ctx, n_per_class: int = 10, budget: float = 1.0, iterations: 
     return dict(images=x, hook=None, info=dict(iterations=kw['iterations']))
 
 # %% ../nbs/07d_baselines.ipynb #8fd54866
-def epoch_images(ctx, method: str, n_per_class: int | None, budget: float | None, student_steps: int) -> int:
+def epoch_images(ctx,                       # the run's `Context` (its KD epochs and batch, its classes)
+                 method: str,               # a joint-training method (its entry's `reference_work`)
+                 n_per_class: int | None,   # images per class per KD epoch, as given (None: from `budget`)
+                 budget: float | None,      # generator updates as a multiple of the reference's (None: 1)
+                 student_steps: int,        # KD steps per generator update
+                ) -> int:
     """Images per class per KD epoch of a joint-training method: `n_per_class` as given, or what makes `budget` × the
     reference's generator updates (its entry's `reference_work`) in the run's KD epochs."""
     work = METHODS[method].reference_work
@@ -394,14 +406,17 @@ def _d4m(ctx, n_per_class: int = 100, prototypes: int = 10, strength: float = 0.
     return dict(images=out, hook=None, info=info | used)
 
 # %% ../nbs/07d_baselines.ipynb #632a984d
-def method_params(method: str) -> dict:
+def method_params(method: str,  # a key of `METHODS`
+                 ) -> dict:
     "The parameters `method` takes, with their defaults: its builder's keyword arguments (none for a reference row)."
     if method not in METHODS:
         raise KeyError(f"Unknown method {method!r}. Valid methods: {', '.join(m for m in METHODS if METHODS[m].builder)}; "
                        f"reference rows: {', '.join(methods(kind='reference'))}; and diffusion.")
     return METHODS[method].params
 
-def check_hparams(method: str, hparams: dict) -> dict:
+def check_hparams(method: str,   # a key of `METHODS`
+                  hparams: dict,  # hyper-parameters to set (the others keep their defaults)
+                 ) -> dict:
     "`method`'s full hyper-parameters with `hparams` applied; an unknown name lists the valid ones."
     full = method_params(method)
     bad = sorted(set(hparams) - set(full))
@@ -463,17 +478,23 @@ PARAM_DOCS = dict(
     ddpm_steps='in-project DDPM optimiser steps (None: its default, as in a diffusion run)',
     ddpm_size='in-project DDPM training resolution (None: native; 16 for a CPU-sized CIFAR-10)')
 
-def param_doc(method: str, name: str) -> str:
+def param_doc(method: str,  # a key of `METHODS`
+              name: str,    # one of its parameters
+             ) -> str:
     "The one-line doc of `method`'s parameter `name`: its entry's own line, else the shared `PARAM_DOCS` line."
     return METHODS[method].param_docs.get(name) or PARAM_DOCS.get(name, '')
 
-def method_table(method: str | None = None) -> list[dict]:
+def method_table(method: str | None = None,  # keep one method (None: every method)
+                ) -> list[dict]:
     "One row per (method, parameter): its default and its one-line doc; `method` keeps one method."
     return [dict(method=m, parameter=k, default=v, doc=param_doc(m, k)) for m in sorted(METHODS) if method in (None, m)
             for k, v in method_params(m).items()]
 
 # %% ../nbs/07d_baselines.ipynb #91f6b009
-def recipe(method: str, dataset: str = 'digits', budget: float = 1.0, **changes) -> dict:
+def recipe(method: str,              # a method with a synthesis budget
+           dataset: str = 'digits',  # the dataset whose reference values apply (the entry's `recipes`)
+           budget: float = 1.0,      # synthesis work as a multiple of the reference's
+           **changes) -> dict:       # other hyper-parameters to set
     "`method`'s reference recipe for `dataset` at synthesis `budget` (1: the reference's work), with `changes`: a run's `params`."
     if 'budget' not in method_params(method):
         raise ValueError(f"{method} has no synthesis budget (it makes no images by optimisation): methods with one: "
@@ -499,7 +520,8 @@ SHARED_DEVIATIONS = [
 #: `generator_batch` and `student_mode` are compared with.
 GENERATOR_STEP = dict(generator_batch="the KD batch (`batch_size`)", student_mode='eval')
 
-def reference_table(method: str) -> list[dict]:
+def reference_table(method: str,  # a method with a `Reference`
+                   ) -> list[dict]:
     """`method`'s recipe next to its reference: per cited parameter, dmkd's default, the reference's value and where it
     is written; then its recipe facts (generator batch, the student's mode in a generator step)."""
     ref = METHODS[method].reference
@@ -510,7 +532,8 @@ def reference_table(method: str) -> list[dict]:
     return rows + [dict(parameter=k, dmkd=GENERATOR_STEP[k], reference=v, where=f"{ref.repo} {w}")
                    for k, (v, w) in ref.facts.items()]
 
-def deviations_table(method: str) -> list[dict]:
+def deviations_table(method: str,  # a key of `METHODS`
+                    ) -> list[dict]:
     "What dmkd does differently from `method`'s reference, and why: the shared rows first, then the generator step's."
     e = METHODS[method]
     rows = [dict(method='all', dmkd=a, reference=b) for a, b in SHARED_DEVIATIONS]
@@ -532,7 +555,8 @@ def methods_table() -> list[dict]:
                         reference=f"{e.reference.repo} {e.reference.code}" if e.reference else '—'))
     return out
 
-def method_page(method: str) -> str:
+def method_page(method: str,  # a key of `METHODS`
+               ) -> str:
     "`method`'s section of the docs, in Markdown: its reference, budget, parameters (with their docs) and deviations."
     import pandas as pd
     e = METHODS[method]

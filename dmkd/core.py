@@ -329,7 +329,9 @@ def knob(name: str, ok: bool, problem: str):
 # %% ../nbs/00_core.ipynb #beae8c1b
 PRECISIONS = ('auto', 'bf16', 'fp32')
 
-def resolve_precision(precision: str, device) -> str:
+def resolve_precision(precision: str,  # 'auto', 'bf16' or 'fp32'
+                      device,           # the device the loop runs on
+                     ) -> str:
     "'bf16' or 'fp32' for `precision` on `device`: 'auto' is bf16 on a CUDA GPU that computes it, fp32 elsewhere."
     knob('precision', precision in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
     if precision != 'auto': return precision

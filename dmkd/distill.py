@@ -130,7 +130,10 @@ class Distillation(Objective):
     teacher's forward on the augmented batch, after `on_batch` changed it); the loss is `kd_loss`."""
     name, what, agreement, seed_offset = 'kd', 'KD', True, 17
 
-    def __init__(self, teacher: Classifier, cfg: KDConfig, on_batch=None):
+    def __init__(self,
+                 teacher: Classifier,   # the frozen teacher
+                 cfg: KDConfig,         # temperature, CE weight, teacher cache, lr (for the message)
+                 on_batch=None):        # a data-free generator's hook that remakes every batch (None: none)
         self.teacher, self.cfg, self.on_batch, self.cache = teacher, cfg, on_batch, None
         self.hint = f"Check the teacher (is it finite on these images?) and lr (now {cfg.lr})."
 

@@ -81,7 +81,10 @@ def record_fields() -> dict:
     return {k: (s, d) for s, fs in RECORD_FIELDS.items() for k, d in fs.items()}
 
 # %% ../nbs/08a_records.ipynb #3b13e12c
-def check_record(rec: dict, where: str = 'this record', strict: bool = False) -> dict:
+def check_record(rec: dict,                 # the record (a run's or a continual one)
+                 where: str = 'this record',  # how the error names it (e.g. its file)
+                 strict: bool = False,        # also refuse undeclared fields (a record about to be written)
+                ) -> dict:
     """`rec` if it has this schema and states its provenance (and, `strict`, has only declared fields: a record about to be
     written); otherwise an error that says what is missing."""
     if rec.get('schema') != SCHEMA:

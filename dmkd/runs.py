@@ -488,7 +488,9 @@ def _flag_type(t):
     t = args[0] if args else t
     return yaml.safe_load if t in (dict, list, tuple) else t
 
-def add_flags(ap: argparse.ArgumentParser, params: dict) -> argparse.ArgumentParser:
+def add_flags(ap: argparse.ArgumentParser,  # the parser to add them to
+              params: dict,                # entries of `run_params()`: name -> field, type, default, doc
+             ) -> argparse.ArgumentParser:
     """One flag per entry of `params` (entries of `run_params()`): `--hyphen-name` and its underscored spelling, typed
     by the field, its help the field's comment; unset (`None`) means the config's default, which the help states."""
     for name, p in params.items():
@@ -507,7 +509,9 @@ WHERE_FLAGS = dict(root=dict(help='data root'), cache=dict(help='cache root (def
                    device=dict(default='auto', help='auto, cpu or cuda'),
                    quiet=dict(action='store_true', help='no progress output'))
 
-def add_where(ap: argparse.ArgumentParser, *names: str) -> argparse.ArgumentParser:
+def add_where(ap: argparse.ArgumentParser,  # the parser to add them to
+              *names: str,                 # flags of `WHERE_FLAGS` (none: all)
+             ) -> argparse.ArgumentParser:
     "The `WHERE_FLAGS` `names` (all of them when none is given)."
     for name in names or WHERE_FLAGS: ap.add_argument('--' + name, **dict(dict(default=None), **WHERE_FLAGS[name]))
     return ap
@@ -584,7 +588,8 @@ def _params(target: str, shared=('dataset', 'size', 'corpus_fraction')) -> dict:
     "The `run_params()` entries of `target` and the dataset's knobs, which every part of a run shares."
     return {k: p for k, p in run_params().items() if p['target'] == target or k in shared}
 
-def train_teacher_parser(prog: str = 'dmkd_train_teacher') -> argparse.ArgumentParser:
+def train_teacher_parser(prog: str = 'dmkd_train_teacher',  # the command's name in its help and errors
+                        ) -> argparse.ArgumentParser:
     "The parser of `dmkd_train_teacher`: the teacher's flags of `dmkd_run` (`--teacher`, `--teacher-epochs`, ...)."
     ap = argparse.ArgumentParser(prog, allow_abbrev=False, description='Train (or load from the cache) a teacher on the real train split; print '
                                  'its test accuracy, key and file.')
@@ -594,7 +599,9 @@ def train_teacher_parser(prog: str = 'dmkd_train_teacher') -> argparse.ArgumentP
     ap.add_argument('--download', action='store_true', help='download CIFAR through torchvision if it is missing')
     return add_where(ap, 'root', 'cache', 'device', 'quiet')
 
-def train_teacher_cli(argv: list[str] | None = None, prog: str = 'dmkd_train_teacher') -> dict:
+def train_teacher_cli(argv: list[str] | None = None,     # the arguments (None: the command line)
+                      prog: str = 'dmkd_train_teacher',  # the command's name in its help and errors
+                     ) -> dict:
     "Parse `argv` (default: the command line), train or load the teacher, print a one-line summary; returns its sidecar."
     a = vars(train_teacher_parser(prog).parse_args(sys.argv[1:] if argv is None else argv))
     P = _params('teacher')
@@ -612,7 +619,8 @@ def train_teacher_main():
     _console(train_teacher_cli, 'dmkd_train_teacher')
 
 # %% ../nbs/09_runs.ipynb #ce1cea05
-def synthesize_parser(prog: str = 'dmkd_synthesize') -> argparse.ArgumentParser:
+def synthesize_parser(prog: str = 'dmkd_synthesize',  # the command's name in its help and errors
+                     ) -> argparse.ArgumentParser:
     "The parser of `dmkd_synthesize`: the store's flags of `dmkd_run` (`--guidance-scale`, `--num-steps`, ...) and the dataset's."
     ap = argparse.ArgumentParser(prog, allow_abbrev=False, description='Make (or finish) a synthetic store; print where it is.')
     add_flags(ap, {k: p for k, p in _params('store').items() if k != 'store'})
@@ -623,7 +631,9 @@ def synthesize_parser(prog: str = 'dmkd_synthesize') -> argparse.ArgumentParser:
                     help='images per shard: the unit of resume and of multi-process splitting (default: 500)')
     return add_where(ap, 'root', 'cache', 'device', 'quiet')
 
-def synthesize_cli(argv: list[str] | None = None, prog: str = 'dmkd_synthesize') -> Path:
+def synthesize_cli(argv: list[str] | None = None,  # the arguments (None: the command line)
+                   prog: str = 'dmkd_synthesize',  # the command's name in its help and errors
+                  ) -> Path:
     "Parse `argv` (default: the command line), make or finish the store, print a one-line summary; returns its folder."
     a = vars(synthesize_parser(prog).parse_args(sys.argv[1:] if argv is None else argv))
     P = _params('store')

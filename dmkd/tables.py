@@ -251,7 +251,8 @@ def above_chance(d: pd.DataFrame, factor: float = 1.5) -> tuple[pd.DataFrame, pd
     return d[ok], d[~ok]
 
 # %% ../nbs/10b_tables.ipynb #2f975768
-def with_chosen_budgets(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def with_chosen_budgets(df: pd.DataFrame,  # a sweep's records (`collect_records`), with their `job`
+                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The records of a sweep's `main*` jobs plus each baseline's runs at its budget chosen on validation among its
     `budget_*` jobs (`best_budgets`); and those choices (`_method`, `budget`)."""
     main = df[df.job.str.startswith('main')] if len(df) else df
@@ -262,7 +263,9 @@ def with_chosen_budgets(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def _pm(d: float, s: float) -> str: return f"{d:+.2f} ± {s:.2f}"
 
-def regime(d: pd.DataFrame, baselines: bool = False) -> str:
+def regime(d: pd.DataFrame,         # the records a comparison was made on
+           baselines: bool = False,  # say that the baselines ran at their chosen budgets
+          ) -> str:
     "The regime a comparison was measured in, read from its records: the teachers' accuracy, the generator's quality, the budgets."
     r = [f"teacher {'/'.join(sorted(d.teacher.unique()))} at {d.teacher_acc.min():.1f}–{d.teacher_acc.max():.1f} % (test)"]
     s = d[d.method == 'diffusion'] if 'method' in d else d
@@ -334,7 +337,11 @@ def _conclusion_3(d: pd.DataFrame, axis: str) -> dict:
     return dict(conclusion=f'(3) relatively weak teachers teach better ({label})', agrees=v, measured=measured,
                 regime=regime(d))
 
-def conclusions(main: pd.DataFrame, fid: pd.DataFrame, strength: pd.DataFrame, bt: pd.DataFrame | None = None) -> pd.DataFrame:
+def conclusions(main: pd.DataFrame,             # the main jobs' records, each baseline at its chosen budget
+                fid: pd.DataFrame,              # the fidelity grid's records (s × T)
+                strength: pd.DataFrame,         # the strength ablation's records (its `axis` and `value`)
+                bt: pd.DataFrame | None = None,  # the budget table (`budget_table`), for each baseline's largest budget
+               ) -> pd.DataFrame:
     """The paper's three conclusions against a sweep's records: `main` (with each baseline at its chosen budget:
     `with_chosen_budgets`), the fidelity grid `fid`, the strength ablation `strength`, and the budget table `bt`.
     Every choice is made on validation and every difference measured on test."""

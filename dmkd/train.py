@@ -134,18 +134,35 @@ class Objective:
     agreement = False     # also count the top-1 agreement of outputs and targets (`train_agreement`)
     seed_offset = 0       # added to each epoch's seed (the KD loop's order differs from the teacher's of the same seed)
 
-    def start(self, data: ImageSet, augment, autocast, progress: bool):
+    def start(self,
+              data: ImageSet,       # the training images, on the device
+              augment,              # the loop's batch augmentation
+              autocast,             # a context-manager factory: the loop's precision
+              progress: bool):      # show progress (the main process only)
         "Called once before the first epoch that trains (e.g. to cache the teacher's outputs)."
 
-    def batch(self, data: ImageSet, idx: torch.Tensor, augment, g: torch.Generator, epoch: int, step: int, model):
+    def batch(self,
+              data: ImageSet,         # the training images, on the device
+              idx: torch.Tensor,      # this process's indices of the batch
+              augment,                # the loop's batch augmentation
+              g: torch.Generator,     # the epoch's seeded generator (augmentation draws)
+              epoch: int,             # the epoch (0-based)
+              step: int,              # the optimiser step about to be taken
+              model):                 # the network being trained (prepared; in train mode)
         "The inputs (channels-last) and targets of the images `idx` of `data` at `step`."
         raise NotImplementedError
 
-    def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor: raise NotImplementedError
+    def loss(self,
+             out: torch.Tensor,       # the network's outputs (logits)
+             target: torch.Tensor,    # the batch's targets from `batch`
+            ) -> torch.Tensor: raise NotImplementedError
 
 class CrossEntropy(Objective):
     "Supervised training on labels: cross-entropy with `label_smoothing`."
-    def __init__(self, label_smoothing: float = 0.0, what: str = 'training', hint: str = ''):
+    def __init__(self,
+                 label_smoothing: float = 0.0,  # cross-entropy label smoothing
+                 what: str = 'training',        # the loop, in the non-finite message
+                 hint: str = ''):               # what to do when the loss is not finite
         self.label_smoothing, self.what, self.hint = label_smoothing, what, hint
 
     def batch(self, data, idx, augment, g, epoch, step, model):
@@ -173,7 +190,9 @@ def make_tracker(kind: str | None,   # tensorboard, wandb or mlflow; None: no tr
     t.start()
     return t
 
-def log_epoch(tracker, rec: dict, prefix: str = 'kd'):
+def log_epoch(tracker,              # a started tracker (`make_tracker`), or None: nothing
+              rec: dict,            # one history entry (its `epoch` is the step)
+              prefix: str = 'kd'):  # the metrics' prefix: `<prefix>/<field>`
     "Log the numbers of one history entry `rec` to `tracker` (None: nothing) at step `rec['epoch']`, named `<prefix>/<field>`."
     if tracker is None: return
     tracker.log({f'{prefix}/{k}': v for k, v in rec.items() if k != 'epoch' and isinstance(v, (int, float))}, step=rec['epoch'])
