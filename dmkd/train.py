@@ -11,6 +11,7 @@ __all__ = ['TRACKERS', 'TrainConfig', 'check_optim', 'check_optim_fields', 'eval
 import dataclasses, hashlib, math, os, shutil, time, warnings
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -198,9 +199,10 @@ def log_epoch(tracker,              # a started tracker (`make_tracker`), or Non
     tracker.log({f'{prefix}/{k}': v for k, v in rec.items() if k != 'epoch' and isinstance(v, (int, float))}, step=rec['epoch'])
 
 # %% ../nbs/03_train.ipynb #9633e399
-def _epoch(model, forward, data, objective, augment, cfg, epoch, step, opt, sched, acc, autocast, bar_desc, progress):
-    "One epoch of `fit`: returns its history row (before validation) and the step after it."
+def _epoch(loop, epoch: int, step: int) -> tuple[dict, int]:
+    "One epoch of `fit`'s `loop` (its model, data, objective, optimiser, ...): its history row (before validation), the next step."
     from tqdm.auto import tqdm
+    model, data, objective, cfg, acc = loop.model, loop.data, loop.objective, loop.cfg, loop.acc
     dev, world, rank = acc.device, acc.num_processes, acc.process_index
     model.train()
     t0 = time.time()
@@ -209,17 +211,17 @@ def _epoch(model, forward, data, objective, augment, cfg, epoch, step, opt, sche
     batches = batch_indices(len(data), cfg.batch_size * world, seed=seed, device=dev)
     tot_loss, agree = torch.zeros((), device=dev), torch.zeros((), device=dev)
     seen, bad = 0, torch.full((), -1, device=dev)
-    bar = tqdm(batches, desc=f'{bar_desc} epoch {epoch + 1}/{cfg.epochs}', leave=False,
-               disable=not progress or not acc.is_main_process, mininterval=1)
+    bar = tqdm(batches, desc=f'{loop.desc} epoch {epoch + 1}/{cfg.epochs}', leave=False,
+               disable=not loop.progress or not acc.is_main_process, mininterval=1)
     for idx in bar:
         idx = idx[rank::world]
-        x, target = objective.batch(data, idx, augment, g, epoch, step, model)
-        with autocast(): out = forward(x)
+        x, target = objective.batch(data, idx, loop.augment, g, epoch, step, model)
+        with loop.autocast(): out = loop.forward(x)
         loss = objective.loss(out, target)
-        opt.zero_grad(set_to_none=True)
+        loop.opt.zero_grad(set_to_none=True)
         acc.backward(loss)
-        opt.step()
-        sched.step()
+        loop.opt.step()
+        loop.sched.step()
         bad = first_bad(bad, loss, step)
         step += 1
         tot_loss += loss.detach() * len(idx)
@@ -232,7 +234,7 @@ def _epoch(model, forward, data, objective, augment, cfg, epoch, step, opt, sche
     secs = time.time() - t0
     rec = dict(epoch=epoch + 1, images=seen, **{f'{objective.name}_loss': tot_loss.item() / max(seen, 1)})
     if objective.agreement: rec['train_agreement'] = 100 * agree.item() / max(seen, 1)
-    return rec | dict(lr=sched.get_last_lr()[0], seconds=round(secs, 3), images_per_s=round(seen / secs, 1)), step
+    return rec | dict(lr=loop.sched.get_last_lr()[0], seconds=round(secs, 3), images_per_s=round(seen / secs, 1)), step
 
 # %% ../nbs/03_train.ipynb #0765ebdb
 def _say(rec: dict, epochs: int, name: str) -> str:
@@ -271,44 +273,51 @@ def fit(model: torch.nn.Module,    # the network to train (made after `seed_ever
     epochs of seeded batches, the non-finite stop, validation and the epoch it selects, history, checkpoints, tracking;
     `objective` says what a step computes. Returns the network (in eval mode) and `history`, `best_epoch`, `precision`."""
     acc = accelerator or get_accelerator()
-    dev = acc.device
-    precision = resolve_precision(precision, dev)
-    autocast = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == 'bf16')
+    precision = resolve_precision(precision, acc.device)
     opt, sched, steps = sgd_schedule(model, cfg, len(data), acc.num_processes)
     model, opt = acc.prepare(model, opt)
     drop_autocast(model)                                   # the loop's own autocast sets the precision it records
-    forward = maybe_compile(model, compile)
-    train_d, val_d = data.to(dev), (val.to(dev) if val is not None else None)
-    run_dir = Path(run_dir) if run_dir else None
-    state_path = run_dir / 'state.pt' if run_dir else None
-    start, history, best = resume(state_path, key, model, opt, sched, acc, extra=('best',))
-    if start and progress and acc.is_main_process:
-        print(f"Found the finished {name} in {run_dir}." if start >= cfg.epochs
-              else f"Resuming {name} from epoch {start} of {cfg.epochs} ({state_path}).")
-    for h in history: log_epoch(tracker, h)                # a resumed run's earlier epochs, then each new one as it ends
-    if start < cfg.epochs: objective.start(train_d, augment, autocast, progress and acc.is_main_process)
+    loop = SimpleNamespace(model=model, forward=maybe_compile(model, compile), data=data.to(acc.device), objective=objective,
+                           cfg=cfg, augment=augment, opt=opt, sched=sched, acc=acc, desc=desc or name, progress=progress,
+                           autocast=lambda: torch.autocast(acc.device.type, dtype=torch.bfloat16, enabled=precision == 'bf16'))
+    val_d = val.to(acc.device) if val is not None else None
+    start, history, best = _resume(loop, run_dir, key, tracker, name)
     end = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
     step = start * steps
     for epoch in range(start, end):
-        rec, step = _epoch(model, forward, train_d, objective, augment, cfg, epoch, step, opt, sched, acc, autocast,
-                           desc or name, progress)
+        rec, step = _epoch(loop, epoch, step)
         if val_d is not None:
             ev = evaluate(model, val_d, accelerator=acc)
             rec.update(val_acc=ev['acc'], val_loss=ev['loss'])
-        if select == 'val' and _better(best, rec, val_d is not None):
-            state = acc.unwrap_model(model).state_dict()
-            best = dict(epoch=epoch + 1, val_acc=rec.get('val_acc', 0),
-                        model={k: v.detach().clone() for k, v in state.items()} if val_d is not None else None)
+        if select == 'val' and _better(best, rec, val_d is not None): best = _chosen(acc.unwrap_model(model), rec, val_d)
         history.append(rec)
         log_epoch(tracker, rec)
         if progress and acc.is_main_process: print(_say(rec, cfg.epochs, objective.name))
         if run_dir and acc.is_main_process: _checkpoint(acc.unwrap_model(model), opt, sched, history, key, best,
-                                                        run_dir, keep_epochs, sidecar)
+                                                        Path(run_dir), keep_epochs, sidecar)
         acc.wait_for_everyone()
     net = acc.unwrap_model(model).eval()
     if best is not None and best['model'] is not None: net.load_state_dict(best['model'])   # the epoch chosen on val
     return net, dict(history=history, best_epoch=best['epoch'] if best else None,
                      best_val_acc=best['val_acc'] if best else None, precision=precision, compile=compile)
+
+def _resume(loop, run_dir, key, tracker, name) -> tuple:
+    "The epoch `loop` starts at, its history and chosen epoch so far, from `run_dir`'s checkpoint (if any); logs the history."
+    state_path = Path(run_dir) / 'state.pt' if run_dir else None
+    acc, epochs = loop.acc, loop.cfg.epochs
+    start, history, best = resume(state_path, key, loop.model, loop.opt, loop.sched, acc, extra=('best',))
+    if start and loop.progress and acc.is_main_process:
+        print(f"Found the finished {name} in {run_dir}." if start >= epochs
+              else f"Resuming {name} from epoch {start} of {epochs} ({state_path}).")
+    for h in history: log_epoch(tracker, h)                # a resumed run's earlier epochs, then each new one as it ends
+    if start < epochs: loop.objective.start(loop.data, loop.augment, loop.autocast, loop.progress and acc.is_main_process)
+    return start, history, best
+
+def _chosen(net, rec: dict, val_d) -> dict:
+    "The epoch `rec` as the chosen one: its number, validation accuracy and (with a validation split) a copy of the weights."
+    state = net.state_dict()
+    return dict(epoch=rec['epoch'], val_acc=rec.get('val_acc', 0),
+                model={k: v.detach().clone() for k, v in state.items()} if val_d is not None else None)
 
 def _checkpoint(net, opt, sched, history, key, best, run_dir, keep_epochs, sidecar):
     "Save the resumable state after an epoch (and the epoch's weights when it is kept)."
