@@ -5,9 +5,10 @@
 # %% auto #0
 __all__ = ['SOURCES', 'RUN_FIELDS', 'CHANCE_FACTOR', 'WHERE_FLAGS', 'StoreSource', 'RealSource', 'BaselineSource', 'RunSpec',
            'run_params', 'run_spec', 'spec_params', 'teacher_id', 'rel_path', 'store_images', 'baseline_images',
-           'top_class_share', 'collapse_reason', 'diffusion_budget', 'run', 'out_file', 'load_student', 'add_flags',
-           'add_where', 'run_parser', 'run_cli', 'run_main', 'distill_main', 'baseline_main', 'train_teacher_parser',
-           'train_teacher_cli', 'train_teacher_main', 'synthesize_parser', 'synthesize_cli', 'synthesize_main']
+           'top_class_share', 'collapse_reason', 'diffusion_budget', 'Where', 'run', 'out_file', 'load_student',
+           'add_flags', 'add_where', 'run_parser', 'run_cli', 'run_main', 'distill_main', 'baseline_main',
+           'train_teacher_parser', 'train_teacher_cli', 'train_teacher_main', 'synthesize_parser', 'synthesize_cli',
+           'synthesize_main']
 
 # %% ../nbs/09_runs.ipynb #430ea289
 import dataclasses, importlib, time, typing
@@ -355,6 +356,22 @@ def _images(spec, test, tnet, tmeta, tid, root, cache, device, progress, acc):
     return baseline_images(src, ctx, tid, cache, main)
 
 # %% ../nbs/09_runs.ipynb #7e18dc58
+@dataclass
+class Where:
+    "Where and how a run happens, built once by `run` and passed whole to its parts."
+    root: str | Path | None = None     # data root (None: $DMKD_DATA or data/)
+    cache: str | Path | None = None    # cache root (None: $DMKD_CACHE or data/cache)
+    reports: str | Path | None = None  # reports root (None: $DMKD_REPORTS or reports/)
+    device: str = 'auto'               # auto, cpu or cuda
+    progress: bool = True              # progress bars and per-epoch lines
+    accelerator: object = None         # the process's `accelerate.Accelerator` (None: made from `device`)
+
+    def __post_init__(self):
+        if self.accelerator is None: self.accelerator = get_accelerator(self.device)
+
+    @property
+    def main(self) -> bool: return self.accelerator.is_main_process
+
 def run(spec: RunSpec,                # what to run
         root=None,                    # data root (None: $DMKD_DATA or data/)
         cache=None,                   # cache root (None: $DMKD_CACHE or data/cache)
@@ -370,44 +387,78 @@ def run(spec: RunSpec,                # what to run
        ) -> dict:
     "Teacher → images → (fidelity) → KD → the real test split → one record; returns it, with the models under `_models`."
     knob('track', track is None or track in TRACKERS, f"must be one of {', '.join(TRACKERS)} (or None: no tracking), got {track!r}.")   # before any work
-    acc = get_accelerator(device); times = {}; t0 = time.time(); main = acc.is_main_process
+    w = Where(root, cache, reports, device, progress)
+    acc, times, t0 = w.accelerator, {}, time.time()
     deterministic_kernels()   # before anything trains (every trainer also seeds with them on), so the record states what the run used
-    if record and main: check_writable(Path(reports) / 'results' if reports else reports_root() / 'results', 'results records',
-                                       "Pass reports=<a writable folder> (or set $DMKD_REPORTS); nothing has run yet.")
+    if record and w.main: check_writable(Path(reports) / 'results' if reports else reports_root() / 'results', 'results records',
+                                         "Pass reports=<a writable folder> (or set $DMKD_REPORTS); nothing has run yet.")
     test, tnet, tmeta, teacher_acc = _teacher(spec, root, cache, device, keep_epochs, progress, acc)
-    tid, src, method, ds = teacher_id(tmeta), spec.source, spec.method, spec.teacher.dataset
+    tid, src, method = teacher_id(tmeta), spec.source, spec.method
     times['teacher'] = round(time.time() - t0, 2)
     rec = _record_head(spec, tmeta, teacher_acc, acc) | dict(labels or {})
     models = dict(teacher=tnet)
-    if not METHODS[method].distilled: return _reference(spec, rec, models, times, root, cache, device, progress, record, reports, main)
+    if not METHODS[method].distilled: return _reference(spec, rec, models, times, root, cache, device, progress, record, reports, w.main)
     t0 = time.time()
     images, hook, used = _images(spec, test, tnet, tmeta, tid, root, cache, device, progress, acc)
     times['synthesis'] = round(time.time() - t0, 2)
-    rec['real_data'] |= {k: v for k, v in used.pop('real_data').items() if v}
-    store = used.pop('_store', None); rec |= used
-    rec['uses_real_images'] |= rec.get('strength') is not None or bool(rec.get('generator_saw_teacher_data'))   # img2img of real images; a generator of the teacher's data
-    check_compatible(tmeta, images, test, ds, labelled=src.kind != 'store' or used['mode'] == 'map')
-    if spec.fidelity and hook is None:
-        t0 = time.time()
-        fnet, fname = feature_network(ds, root, cache, acc.device, size=spec.teacher.size, corpus_fraction=spec.teacher.corpus_fraction)  # one fixed space, not the teacher's
-        rec |= fidelity(images, test, tnet, features=fnet.to(acc.device), features_name=fname, seed=src.seed, device=acc.device)
-        times['fidelity'] = round(time.time() - t0, 2)
-    data = tensor_digest(images.images) if hook is None else f"{method}-{used['images_key']}"
-    sdir = distill_dir(spec.kd, tid, data, cache, acc.num_processes) if hook is None else None       # a generator's state is not checkpointed
-    if sdir is not None: sdir.mkdir(parents=True, exist_ok=True)
-    skey = spec.kd.key(tid, data, acc.num_processes); t0 = time.time()
-    val = load_dataset(ds, 'val', root=root, **_size(spec))       # chooses the student's epoch; test scores that student once
-    tname = f"{method}-{skey}"; tfolder = (Path(reports) if reports else reports_root()) / 'tracking'
-    tracker = make_tracker(track, tname, tfolder) if main else None
-    snet, res = distill_student(spec.kd, tnet, images, val, device, sdir, progress, meta=dict(key=skey), stop_after=stop_after, on_batch=hook, test=test,
-                                tracker=tracker)
-    if tracker is not None:
-        if res['complete']: tracker.log({'test/student_acc': res['test_acc'], 'test/teacher_acc': teacher_acc, 'val/selected_epoch': res['selected_epoch']}, step=len(res['history']))
-        tracker.finish(); rec['tracking'] = dict(kind=track, run=tname, folder=str(tfolder))
+    store = _used(rec, used, spec, tmeta, images, test)
+    if spec.fidelity and hook is None: _fidelity(rec, times, spec, images, test, tnet, w)
+    t0 = time.time()
+    kd = _distill(rec, spec, images, hook, used, tnet, test, w, stop_after, track)
+    snet, res, sdir, skey = kd
     times['distill'] = round(time.time() - t0, 2)
+    models['student'] = snet
+    if src.kind != 'real': _flag_collapse(rec, tnet, images, hook, res, tmeta, acc)
+    _keep_student(rec, kd, out, spec, images, test, w)
+    if spec.scratch:
+        t0 = time.time(); _, smeta = _scratch(spec, root, cache, device, progress)
+        rec |= dict(scratch_acc=smeta['accuracy'], scratch_val_acc=smeta.get('val_acc')); times['scratch'] = round(time.time() - t0, 2)
+    shown = images.images[torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:40]] if hook is None else hook.sample(40)
+    return _finish(rec | dict(seconds=times), record and w.main, reports, models, shown, store)
+
+def _used(rec, used, spec, tmeta, images, test):
+    "Put what the image source used into `rec` (its real data with the rest); check the teacher fits the images; the store folder."
+    rec['real_data'] |= {k: v for k, v in used.pop('real_data').items() if v}
+    store = used.pop('_store', None)
+    rec |= used
+    # img2img of real images; a generator of the teacher's data
+    rec['uses_real_images'] |= rec.get('strength') is not None or bool(rec.get('generator_saw_teacher_data'))
+    src = spec.source
+    check_compatible(tmeta, images, test, spec.teacher.dataset, labelled=src.kind != 'store' or used['mode'] == 'map')
+    return store
+
+def _fidelity(rec, times, spec, images, test, tnet, w):
+    "The images' fidelity in the one fixed feature space (not the teacher's), into `rec`."
+    t0, acc, ds = time.time(), w.accelerator, spec.teacher.dataset
+    fnet, fname = feature_network(ds, w.root, w.cache, acc.device, size=spec.teacher.size,
+                                  corpus_fraction=spec.teacher.corpus_fraction)
+    rec |= fidelity(images, test, tnet, features=fnet.to(acc.device), features_name=fname, seed=spec.source.seed,
+                    device=acc.device)
+    times['fidelity'] = round(time.time() - t0, 2)
+
+def _distill(rec, spec, images, hook, used, tnet, test, w, stop_after, track):
+    "The student distilled on `images` (resumable unless a generator makes them), tracked if asked; its results into `rec`."
+    acc, method, ds, tid = w.accelerator, spec.method, spec.teacher.dataset, rec['teacher_key']
+    data = tensor_digest(images.images) if hook is None else f"{method}-{used['images_key']}"
+    sdir = distill_dir(spec.kd, tid, data, w.cache, acc.num_processes) if hook is None else None       # a generator's state is not checkpointed
+    if sdir is not None: sdir.mkdir(parents=True, exist_ok=True)
+    skey = spec.kd.key(tid, data, acc.num_processes)
+    val = load_dataset(ds, 'val', root=w.root, **_size(spec))       # chooses the student's epoch; test scores that student once
+    tname = f"{method}-{skey}"; tfolder = (Path(w.reports) if w.reports else reports_root()) / 'tracking'
+    tracker = make_tracker(track, tname, tfolder) if w.main else None
+    snet, res = distill_student(spec.kd, tnet, images, val, w.device, sdir, w.progress, meta=dict(key=skey), stop_after=stop_after,
+                                on_batch=hook, test=test, tracker=tracker)
+    if tracker is not None:
+        if res['complete']: tracker.log({'test/student_acc': res['test_acc'], 'test/teacher_acc': rec['teacher_acc'], 'val/selected_epoch': res['selected_epoch']}, step=len(res['history']))
+        tracker.finish(); rec['tracking'] = dict(kind=track, run=tname, folder=str(tfolder))
+    _kd_results(rec, spec, images, hook, used, res, skey, acc)
+    return snet, res, sdir, skey
+
+def _kd_results(rec, spec, images, hook, used, res, skey, acc):
+    "The KD run's results and the images' cost into `rec`."
     hook_s = hook.seconds if hook is not None else 0.0
     if hook is not None: rec['synthesis_budget'] = hook.budget() | dict(budget=used['params'].get('budget'), device=str(acc.device))
-    elif src.kind == 'store': rec['synthesis_budget'] = diffusion_budget(rec | dict(n_images=len(images), device=str(acc.device)))
+    elif spec.source.kind == 'store': rec['synthesis_budget'] = diffusion_budget(rec | dict(n_images=len(images), device=str(acc.device)))
     if rec.get('synthesis_budget') is not None: rec['synthesis_budget']['synthesis_seconds'] = round((rec.get('synthesis_seconds') or 0.0) + hook_s, 2)
     rec |= dict(n_images=len(images), student_key=skey, student_val_acc=res['val_acc'], student_acc=res['test_acc'], selected_epoch=res['selected_epoch'],
                 selection='the epoch best on val', complete=res['complete'],
@@ -415,26 +466,24 @@ def run(spec: RunSpec,                # what to run
                 generator_updates=hook.updates if hook is not None else None, kd_images_per_s=res['images_per_s'], kd_precision=res['precision'],
                 kd_compile=res['compile'],
                 teacher_cache=spec.kd.teacher_cache, teacher_cache_seconds=res['teacher_cache_seconds'], history=res['history'])
-    models['student'] = snet
-    if src.kind != 'real':      # a collapsed run is flagged, so tables report it instead of averaging it in
-        top = top_class_share(tnet, (images.images if hook is None else hook.sample(512))[:2000], acc.device)
-        agree = res['history'][-1]['train_agreement'] if res['history'] else None
-        reason = collapse_reason(res['test_acc'], tmeta['num_classes'], agree, top)
-        rec |= dict(image_top_class_share=top, collapse=reason, collapsed=reason is not None)
-    if main and res['complete'] and sdir is not None and not (sdir / 'model.safetensors').exists():   # a finished student is only read
-        save_classifier(snet, sdir / 'model.safetensors', dict(key=skey, dataset=ds, classes=list(test.classes), accuracy=res['test_acc'], val_acc=res['val_acc'],
-                                                              teacher_key=tid, config=spec.kd.to_dict(), mean=list(images.mean), std=list(images.std),
-                                                              dmkd_version=dmkd.__version__))
-    if sdir is not None and (sdir / 'model.safetensors').exists(): rec['student_weights'] = rel_path(sdir / 'model.safetensors', cache)   # under the cache root
-    if out is not None and main and res['complete']:
-        rec['student_out'] = str(save_classifier(snet, out_file(out), dict(key=skey, dataset=ds, classes=list(test.classes), accuracy=res['test_acc'], val_acc=res['val_acc'],
-                                                                     teacher_key=tid, config=spec.kd.to_dict(), mean=list(images.mean), std=list(images.std), method=method,
-                                                                     dmkd_version=dmkd.__version__)).resolve())
-    if spec.scratch:
-        t0 = time.time(); _, smeta = _scratch(spec, root, cache, device, progress)
-        rec |= dict(scratch_acc=smeta['accuracy'], scratch_val_acc=smeta.get('val_acc')); times['scratch'] = round(time.time() - t0, 2)
-    shown = images.images[torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:40]] if hook is None else hook.sample(40)
-    return _finish(rec | dict(seconds=times), record and main, reports, models, shown, store)
+
+def _flag_collapse(rec, tnet, images, hook, res, tmeta, acc):
+    "Flag a collapsed run in `rec`, so tables report it instead of averaging it in."
+    top = top_class_share(tnet, (images.images if hook is None else hook.sample(512))[:2000], acc.device)
+    agree = res['history'][-1]['train_agreement'] if res['history'] else None
+    reason = collapse_reason(res['test_acc'], tmeta['num_classes'], agree, top)
+    rec |= dict(image_top_class_share=top, collapse=reason, collapsed=reason is not None)
+
+def _keep_student(rec, kd, out, spec, images, test, w):
+    "Save a finished student `kd` (net, results, folder, key) under the cache (and at `out`), and say where in `rec`."
+    snet, res, sdir, skey = kd
+    meta = dict(key=skey, dataset=spec.teacher.dataset, classes=list(test.classes), accuracy=res['test_acc'], val_acc=res['val_acc'],
+                teacher_key=rec['teacher_key'], config=spec.kd.to_dict(), mean=list(images.mean), std=list(images.std))
+    if w.main and res['complete'] and sdir is not None and not (sdir / 'model.safetensors').exists():   # a finished student is only read
+        save_classifier(snet, sdir / 'model.safetensors', meta | dict(dmkd_version=dmkd.__version__))
+    if sdir is not None and (sdir / 'model.safetensors').exists(): rec['student_weights'] = rel_path(sdir / 'model.safetensors', w.cache)   # under the cache root
+    if out is not None and w.main and res['complete']:
+        rec['student_out'] = str(save_classifier(snet, out_file(out), meta | dict(method=spec.method, dmkd_version=dmkd.__version__)).resolve())
 
 # %% ../nbs/09_runs.ipynb #ba45a129
 def _reference(spec, rec, models, times, root, cache, device, progress, record, reports, main):
