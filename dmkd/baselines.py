@@ -108,10 +108,17 @@ class Method:
 #: Every method of the study, by name, in the tables' order: the reference rows, diffusion, then the baselines.
 METHODS = Registry('method')
 
+def _same(a: Method, b: Method) -> bool:
+    "Are `a` and `b` one method's entry (a cell run again), not two methods under one name?"
+    q = lambda f: getattr(f, '__qualname__', None)
+    return (a.label, a.kind, a.family, q(a.builder)) == (b.label, b.kind, b.family, q(b.builder))
+
 def register(entry: Method,  # the method's entry
             ) -> Method:
-    "Add `entry` to `METHODS`; a name is registered once."
-    if entry.name in METHODS: raise ValueError(f"Method {entry.name!r} is registered already: one entry per method.")
+    "Add `entry` to `METHODS`; a name is registered once (the same entry again, from a cell run again, replaces it)."
+    old = METHODS.get(entry.name)
+    if old is not None and not _same(old, entry):
+        raise ValueError(f"Method {entry.name!r} is registered already: one entry per method.")
     METHODS[entry.name] = entry
     return entry
 
