@@ -327,7 +327,7 @@ def test_config_pages_document_every_field(site):
     from dmkd.ddpm import DDPMConfig
     from dmkd.runs import BaselineSource, RealSource, RunSpec, StoreSource, run
     from dmkd.train import TrainConfig
-    pages = dict(runs=[RunSpec, StoreSource, RealSource, BaselineSource, run], distill=[KDConfig], train=[TrainConfig], generators=[DDPMConfig])
+    pages = dict(runs=[RunSpec, StoreSource, RealSource, BaselineSource, run], distill=[KDConfig], train=[TrainConfig], ddpm=[DDPMConfig])
     missing = []
     for page, objs in pages.items():
         text = re.sub(r'\s+', ' ', html.unescape(re.sub(r'<[^>]+>', '', (site / 'api' / page / 'index.html').read_text())))
