@@ -120,7 +120,10 @@ def test_two_processes(tmp_path, store):
     with torch.no_grad():
         correct = sum(int((student(test.images[idx]).argmax(1) == test.labels[idx]).sum()) for idx in (torch.arange(r, len(test), 2) for r in range(2)))
     acc = 100 * correct / len(test)
-    assert abs(acc - rec['student_acc']) < 1e-6, (acc, rec['student_acc'])
+    # at most one image apart: the near-tied logits of a near-chance student can still flip one answer when the machine
+    # is loaded (CI at d77d6aa: 8.35 vs 8.16 %, one image of 539; equal in the runs before and after); another student would
+    # be tens of images apart
+    assert abs(acc - rec['student_acc']) <= 100 / len(test) + 1e-9, (acc, rec['student_acc'])
     again = launch(*cmd, env=env)                                       # the finished run again: loads (it crashed with "cpu:0"), trains nothing
     assert again.returncode == 0, again.stderr[-3000:]
     rec2 = records(tmp_path)[-1]
