@@ -196,10 +196,16 @@ def test_ray_driver_killed_mid_sweep_finishes_without_duplicates(tmp_path):
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED='0')
     with ray_head(env) as address:
         cmd = _toy4(tmp_path, f"executor: {{kind: ray, address: '{address}', cpus_per_run: 1}}\n", x=4.0)
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env)
+        start = lambda: subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env)
+        proc, retried = start(), False
         runs, t0 = tmp_path / 'reports/runs/toy/a', time.time()
         while not list(runs.glob('*/run.json')):
-            assert time.time() - t0 < 300 and proc.poll() is None, 'no run finished'
+            if proc.poll() is not None:     # the driver ended before any run finished: say why; once, start it again
+                out = proc.stdout.read()    # (Ray's start-up on a loaded machine, seen once in CI at 17c363e; not what this test checks)
+                assert not retried, f"the sweep driver exited {proc.returncode} before any run finished:\n{out[-3000:]}"
+                print(f"the sweep driver exited {proc.returncode} before any run finished; starting it again:\n{out[-3000:]}")
+                proc, retried = start(), True
+            assert time.time() - t0 < 300, 'no run finished'
             time.sleep(0.2)
         os.killpg(proc.pid, signal.SIGKILL); proc.wait()
         first = len(list(runs.glob('*/run.json'))); assert first < 4
