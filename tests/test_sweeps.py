@@ -138,8 +138,19 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def ray_head(env: dict):
-    "A real local Ray instance (`ray start --head` on 127.0.0.1, 2 CPUs), stopped on exit; yields its address."
+    """A real local Ray instance (`ray start --head` on 127.0.0.1, 2 CPUs), stopped on exit; yields its address.
+
+    One at a time on this machine (a file lock shared by the xdist workers): `ray stop --force` stops every Ray process of
+    the machine, so a second test's head was stopped under its running sweep when both Ray tests ran side by side (CI at
+    0191e40: the relaunched driver could not reach its GCS and timed out after 400 s)."""
     from shutil import which
+    from filelock import FileLock
+    from conftest import run_root
+    with FileLock(str(run_root() / 'ray-head.lock')):
+        yield from _ray_head(env, which)
+
+
+def _ray_head(env: dict, which):
     ray_bin = str(Path(sys.executable).parent / 'ray') if (Path(sys.executable).parent / 'ray').exists() else which('ray')
     port = _free_port()
     up = subprocess.run([ray_bin, 'start', '--head', '--node-ip-address', '127.0.0.1', '--port', str(port), '--num-cpus', '2', '--num-gpus', '0',
