@@ -43,7 +43,9 @@ class Context:
         "The loader option of the run's `size` (an imagefolder tree decoded at one square size), if set."
         fraction = getattr(self, 'corpus_fraction', CORPUS_FRACTION)
         return data_options(self.dataset, getattr(self, 'data_size', None), fraction)
-    def generator(self, steps: int | None = None, size: int | None = None):
+    def generator(self,
+                  steps: int | None = None,  # the DDPM's optimiser steps (None or 0: `DDPMConfig`'s default)
+                  size: int | None = None):  # the DDPM's training resolution in pixels (None or 0: `DDPMConfig`'s)
         """The dataset's in-project DDPM (trained on its `corpus` split for `steps`, at resolution `size`; None:
         `DDPMConfig`'s defaults, those of a diffusion run) and the generator class of each target class."""
         # the DDPM loads its corpus as the run loads the data
@@ -100,7 +102,10 @@ class Method:
         if self.builder is None: return {}
         return {k: p.default for k, p in list(inspect.signature(self.builder).parameters.items())[1:]}
 
-    def real_data(self, dataset: str, params: dict) -> str | None:
+    def real_data(self,
+                  dataset: str,  # the run's dataset key (fills `{dataset}` of `real_images`)
+                  params: dict,  # the run's method parameters (fill its other `{…}` fields, e.g. `{real_split}`)
+                 ) -> str | None:
         "The real images its training images come from, in a record's words (None: none)."
         return self.real_images.format(dataset=dataset, **params) if self.real_images else None
 
@@ -146,7 +151,9 @@ register(Method('kd_real', 'KD on real data', 'reference', '— (real train spli
 register(Method('diffusion', 'DM-KD (diffusion, synthetic)', 'store', 'diffusion sampling', 'diffusion'))
 
 # %% ../nbs/07d_baselines.ipynb #1d84414a
-def scaled(value: int, budget: float) -> int:
+def scaled(value: int,     # the reference's value of the work knob (iterations, generator steps or updates)
+           budget: float,  # synthesis work as a multiple of the reference's (> 0; 1: the reference's)
+          ) -> int:
     "A method's work knob `value` (its reference's) scaled by `budget`, at least 1."
     if not budget > 0: raise ValueError(f"budget must be > 0 (1 is the reference's synthesis work), got {budget}.")
     return max(1, int(round(value * budget)))
@@ -215,7 +222,9 @@ def _generator_method(ctx, weights, n_per_class, cls=GeneratorHook, **kw):
                **kw)
     return dict(images=placeholder_images(ctx, n_per_class), hook=hook, info={})
 
-def placeholder_images(ctx, n_per_class: int) -> ImageSet:
+def placeholder_images(ctx,               # the run's `Context` (its classes, image shape and teacher)
+                       n_per_class: int,  # blank images per class: they set the length of a KD epoch
+                      ) -> ImageSet:
     """What a generator method hands the KD loop as its 'images': `n_per_class`·C blank images (the loop's epoch
     length); the hook replaces every batch. The student's normalisation is the teacher's."""
     n = n_per_class * len(ctx.classes)
@@ -577,11 +586,16 @@ def method_page(method: str,  # a key of `METHODS`
     return '\n\n'.join(parts)
 
 # %% ../nbs/07d_baselines.ipynb #e2e0e215
-def baseline_dir(method: str, key: str, cache=None) -> Path:
+def baseline_dir(method: str,  # the method's key in `METHODS`
+                 key: str,     # content key of the bank (method, parameters, teacher, seed)
+                 cache=None,   # cache root (None: `$DMKD_CACHE`, else `<data root>/cache`)
+                ) -> Path:
     "Cache folder of a baseline's image bank."
     return cache_root(cache) / 'baselines' / f'{method}-{key}'
 
-def load_bank(folder: str | Path, key: str) -> tuple[ImageSet, dict] | None:
+def load_bank(folder: str | Path,  # the bank's cache folder (`baseline_dir`)
+              key: str,            # the content key the bank must have been saved with (another: None)
+             ) -> tuple[ImageSet, dict] | None:
     "The image bank cached in `folder` with content key `key` (and its sidecar), or None when there is none or it is another."
     folder = Path(folder)
     f = folder / 'images.safetensors'

@@ -19,15 +19,16 @@ import torch
 import torch.nn.functional as F
 
 import dmkd
-from .core import (REPRODUCIBILITY, KnobError, check_types, check_writable, config_key, deterministic_kernels, get_device, knob, reports_root,
+from .core import (REPRODUCIBILITY, KnobError, Solo, Where, check_types, check_writable, config_key, deterministic_kernels, get_device, knob, reports_root,
                        save_weights, seed_everything, tensor_digest, write_record)
-from .data import CORPUS_FRACTION, BatchAugment, ImageSet, batch_indices, data_options, load_dataset
+from .data import CORPUS_FRACTION, BatchAugment, Data, ImageSet, batch_indices, data_options, load_dataset
 from .models import get_model
 from .train import evaluate, sgd_schedule
 from .baselines import Context, baseline_dir, load_bank
 from .imagebased import d4m_set
 from .records import KEY_VERSIONS, SCHEMA
-from .runs import StoreSource, _generator_data, store_images
+from .runs import _generator_data, store_images
+from .synth import StoreSpec
 
 # %% ../nbs/11_continual.ipynb #bca96e9a
 def task_split(num_classes: int,                  # classes of the dataset
@@ -42,7 +43,9 @@ def task_split(num_classes: int,                  # classes of the dataset
     k = num_classes // n_tasks
     return [sorted(order[i * k:(i + 1) * k]) for i in range(n_tasks)]
 
-def task_subset(data: ImageSet, classes: list[int]) -> ImageSet:
+def task_subset(data: ImageSet,      # the images to cut (labels: class indices over all classes)
+                classes: list[int],  # class indices of the task (one entry of `task_split`)
+               ) -> ImageSet:
     "The images of `data` whose label is one of `classes` (the class list and statistics kept: the head stays over all classes)."
     return data.subset(torch.isin(data.labels, torch.as_tensor(classes, device=data.labels.device)))
 
@@ -50,7 +53,10 @@ def task_subset(data: ImageSet, classes: list[int]) -> ImageSet:
 class ReplayBuffer:
     "A fixed-size episodic memory of past tasks' uint8 images and labels, filled at the end of each task."
     policies = ('balanced', 'reservoir')
-    def __init__(self, size: int, policy: str = 'balanced', seed: int = 0):
+    def __init__(self, size: int,           # capacity in images, at least 1 (the config's `memory`)
+                 policy: str = 'balanced',  # balanced (equal slots per class seen) or reservoir (uniform)
+                 seed: int = 0,             # seed of its generator: which images it keeps; `sample`'s default draws
+                ):
         knob('memory', size >= 1, f"must hold at least one image for er and agem, got {size}: raise memory (or use finetune).")
         knob('memory_policy', policy in self.policies, f"must be balanced or reservoir, got {policy!r}.")
         self.size, self.policy, self.seen, self.tasks = size, policy, 0, []
@@ -64,7 +70,11 @@ class ReplayBuffer:
 
 # %% ../nbs/11_continual.ipynb #5b7bfab2
 @torch.no_grad()
-def add_task(self: ReplayBuffer, images: torch.Tensor, labels: torch.Tensor, task: int | None = None) -> ReplayBuffer:
+def add_task(self: ReplayBuffer,
+             images: torch.Tensor,     # the task's images, uint8 N×C×H×W (kept on the CPU)
+             labels: torch.Tensor,     # class index of each image, N
+             task: int | None = None,  # the task's index, appended to `tasks` (None: the number of tasks added before)
+            ) -> ReplayBuffer:
     "Remember the task of `images` (uint8 N×C×H×W) and `labels`: their share of the slots, by the buffer's policy."
     images, labels = images.cpu(), torch.as_tensor(labels).cpu()
     if self.images is None: self.images = images[:0].clone()
@@ -87,7 +97,11 @@ def add_task(self: ReplayBuffer, images: torch.Tensor, labels: torch.Tensor, tas
     self.tasks.append(task if task is not None else len(self.tasks))
     return self
 
-def sample(self: ReplayBuffer, n: int, generator: torch.Generator | None = None, device='cpu') -> tuple[torch.Tensor, torch.Tensor]:
+def sample(self: ReplayBuffer,
+           n: int,                                    # images to draw, without replacement (all when it holds fewer)
+           generator: torch.Generator | None = None,  # CPU generator of the draw (None: the buffer's, from its `seed`)
+           device='cpu',                              # device the images and labels are returned on
+          ) -> tuple[torch.Tensor, torch.Tensor]:
     "`n` remembered images and labels drawn without replacement (all of them when it holds fewer), on `device`."
     if not len(self): raise ValueError("The memory is empty: it is filled at the end of the first task, so sample from the second task on.")
     idx = torch.randperm(len(self), generator=generator or self.g)[:n]
@@ -96,32 +110,43 @@ def sample(self: ReplayBuffer, n: int, generator: torch.Generator | None = None,
 ReplayBuffer.add_task, ReplayBuffer.sample = add_task, sample
 
 # %% ../nbs/11_continual.ipynb #197758b9
-def agem_project(g: torch.Tensor, g_ref: torch.Tensor) -> torch.Tensor:
+def agem_project(g: torch.Tensor,      # the current batch's gradient as one vector (`flat_grad`)
+                 g_ref: torch.Tensor,  # the memory batch's gradient, flattened the same way
+                ) -> torch.Tensor:
     "A-GEM's update direction: `g` when it agrees with the memory's gradient `g_ref` (g·g_ref ≥ 0), else its projection orthogonal to `g_ref`."
     dot = g @ g_ref
     return g if dot >= 0 else g - dot / (g_ref @ g_ref) * g_ref
 
-def flat_grad(params: list[torch.nn.Parameter]) -> torch.Tensor:
+def flat_grad(params: list[torch.nn.Parameter],  # the parameters whose `.grad` to flatten, in a fixed order
+             ) -> torch.Tensor:
     "The gradients of `params` as one vector (zeros where a parameter has none)."
     return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
 
-def set_flat_grad(params: list[torch.nn.Parameter], g: torch.Tensor):
+def set_flat_grad(params: list[torch.nn.Parameter],  # the parameters, in the order `flat_grad` flattened them
+                  g: torch.Tensor,                   # one vector of their total size, cut and copied into their `.grad`
+                 ):
     "Write the vector `g` back into the gradients of `params`."
     i = 0
     for p in params: n = p.numel(); p.grad = g[i:i + n].view_as(p).clone(); i += n
 
 # %% ../nbs/11_continual.ipynb #b02c2154
-def task_vector(finetuned: dict, base: dict) -> dict:
+def task_vector(finetuned: dict,  # state dict of the model after training on the task
+                base: dict,       # state dict it started from (θ0), with the same keys
+               ) -> dict:
     "τ = finetuned − base over the floating entries of two state dicts (integer buffers such as BatchNorm's counters skipped)."
     return {k: (finetuned[k] - v).detach().clone() for k, v in base.items() if v.is_floating_point()}
 
-def merge(base: dict, vectors: list[dict], lam: float) -> dict:
+def merge(base: dict,           # state dict θ0 the task vectors were taken from
+          vectors: list[dict],  # task vectors τ (`task_vector`), one per task learnt so far
+          lam: float,           # λ in (0, 1]: the scale of their sum
+         ) -> dict:
     "The state dict θ0 + λ·Σ τ: `base` plus `lam` times the sum of the task `vectors` (entries they lack kept from `base`)."
     knob('lam', 0 < lam <= 1, f"must lie in (0, 1] (λ scales the sum of the task vectors), got {lam}.")
     return {k: (v + lam * sum(t[k] for t in vectors)) if k in (vectors[0] if vectors else {}) else v.clone() for k, v in base.items()}
 
 # %% ../nbs/11_continual.ipynb #6cd50204
-def cl_metrics(R: list[list[float | None]]) -> dict:
+def cl_metrics(R: list[list[float | None]],  # accuracy matrix in %: R[i][j] on task j after task i (None: not measured)
+              ) -> dict:
     "Average accuracy, average forgetting, backward transfer and average incremental accuracy of accuracy matrix `R` (rows: after task i; None: not measured)."
     T = len(R); last = R[-1]
     mean = lambda xs: round(float(np.mean(xs)), 2) if len(xs) else None
@@ -215,17 +240,26 @@ def continual_images(cfg: ContinualConfig,       # the run (its dataset, root an
     if which == 'real':
         return load_dataset(ds, 'train', root=cfg.root, **data_options(ds)), dict(synthesis_seconds=0.0, real_data=f"{ds}/train")
     if which == 'd4m': return _d4m_images(cfg, test, cache, get_device(device), progress)
-    src = StoreSource(guidance_scale=cfg.guidance_scale, num_steps=cfg.num_steps, n_per_class=cfg.n_per_class, ddpm_size=cfg.ddpm_size,
-                      ddpm_steps=cfg.ddpm_steps, seed=cfg.seed)
-    images, used = store_images(src, test, ds, cfg.root, cache, get_device(device), progress)
+    src = StoreSpec(guidance_scale=cfg.guidance_scale, num_steps=cfg.num_steps, n_per_class=cfg.n_per_class, ddpm_size=cfg.ddpm_size,
+                    ddpm_steps=cfg.ddpm_steps, seed=cfg.seed)
+    dev = get_device(device)
+    where = Where(cfg.root, cache, device=dev.type, progress=progress, accelerator=Solo(dev))   # one process makes the store
+    images, used = store_images(src, test, Data(ds), where)
     return images, dict(synthesis_seconds=used['synthesis_seconds'], store_key=used['store_key'], store=used['store'], generator_key=used['generator_key'],
                         real_data=f"none directly: the DDPM's {used['real_data']['generator']}")
 
 # %% ../nbs/11_continual.ipynb #84827507
 def _seed(seed: int, task: int, epoch: int) -> int: return (seed * 1_000_003 + task) * 1_009 + epoch + 11
 
-def train_task(model: torch.nn.Module, data: ImageSet, cfg: ContinualConfig, task: int = 0, memory: ReplayBuffer | None = None,
-               agem: bool = False, device='cpu', progress: bool = False) -> dict:
+def train_task(model: torch.nn.Module,              # the model, trained in place (left in eval mode)
+               data: ImageSet,                      # the task's training images (`task_subset`; joint: every task's)
+               cfg: ContinualConfig,                # the run: epochs, batch_size, replay_batch, the SGD recipe, seed
+               task: int = 0,                       # the task's index from 0: seeds its batches, names its progress bar
+               memory: ReplayBuffer | None = None,  # the memory of past tasks (None or empty: no replay)
+               agem: bool = False,                  # with a memory: A-GEM's projection (False: ER, replay in the batch)
+               device='cpu',                        # where to train: a device name or `torch.device` (not 'auto')
+               progress: bool = False,              # show a tqdm progress bar over the task's epochs
+              ) -> dict:
     """Train `model` on one task's `data` for `cfg.epochs`; with a non-empty `memory`, ER adds `replay_batch` memory images to
     every batch, or A-GEM (`agem=True`) projects every gradient against a memory batch's. Returns seconds, images seen, steps, projected steps."""
     from tqdm.auto import tqdm
@@ -250,7 +284,11 @@ def train_task(model: torch.nn.Module, data: ImageSet, cfg: ContinualConfig, tas
     model.eval()
     return dict(seconds=round(time.time() - t0, 2), images_seen=seen, steps=steps, projected=projected)
 
-def task_accuracies(model: torch.nn.Module, data: ImageSet, tasks: list[list[int]], device='cpu') -> list[float]:
+def task_accuracies(model: torch.nn.Module,  # the model to score (its head over all classes)
+                    data: ImageSet,          # the split to score on (val or test)
+                    tasks: list[list[int]],  # class indices of each task (`task_split`)
+                    device='cpu',            # where to evaluate: a device name or `torch.device` (not 'auto')
+                   ) -> list[float]:
     "Accuracy (%) of `model` on each task's images of `data`, classified among all classes (class-incremental)."
     return [round(evaluate(model, task_subset(data, t), device=device)['acc'], 2) for t in tasks]
 
@@ -340,14 +378,16 @@ def _ms(v: pd.Series, digits: int = 2) -> str:
     v = pd.to_numeric(v, errors='coerce').dropna()
     return f"{v.mean():.{digits}f} ± {(v.std() if len(v) > 1 else 0.0):.{digits}f}" if len(v) else '—'
 
-def continual_table(records) -> pd.DataFrame:
+def continual_table(records,  # results records (dicts or a DataFrame); only `kind == 'continual'` ones are used
+                   ) -> pd.DataFrame:
     "Mean ± std over seeds of average accuracy, forgetting, backward transfer, training seconds and images seen, per dataset, method, training data and memory data."
     df, by = _frame(records), ['dataset', 'method', 'data', 'memory_data']
     rows = [dict(zip(by, k)) | dict(seeds=len(g)) | {_COLS[c]: _ms(g[c], 0 if c == 'images_seen' else 2) for c in _COLS} for k, g in df.groupby(by, dropna=False)]
     out = pd.DataFrame(rows)
     return out.sort_values(['dataset', 'method', 'data'], key=lambda s: s.map(lambda v: _ORDER.get(v, 99)) if s.name != 'dataset' else s).reset_index(drop=True)
 
-def synthetic_vs_real(records) -> pd.DataFrame:
+def synthetic_vs_real(records,  # results records (dicts or a DataFrame); only `kind == 'continual'` ones are used
+                     ) -> pd.DataFrame:
     "Per method and synthetic source: the training time and images saved against real data (1 − synthetic/real) and the accuracy gap, over seeds paired by seed."
     df = _frame(records); df = df[df['memory_data'].isin(['—']) | (df['memory_data'] == df['data'])]
     rows = []
@@ -365,7 +405,11 @@ def synthetic_vs_real(records) -> pd.DataFrame:
     return out.sort_values(['dataset', 'method'], key=lambda s: s.map(lambda v: _ORDER.get(v, 99)) if s.name == 'method' else s).reset_index(drop=True) if len(out) else out
 
 # %% ../nbs/11_continual.ipynb #824258ff
-def plot_acc_matrix(R: list[list[float | None]], ax=None, title: str = '', tasks: list | None = None):
+def plot_acc_matrix(R: list[list[float | None]],  # accuracy matrix in %: R[i][j] on task j after task i (None: blank)
+                    ax=None,                      # matplotlib axes to draw into (None: a new 3.2×2.8 figure)
+                    title: str = '',              # the axes' title
+                    tasks: list | None = None,    # classes of each task, written under its number (None: numbers only)
+                   ):
     "Heat map of accuracy matrix `R` (row: after task i; column: task j), each cell written; unmeasured cells blank."
     import matplotlib.pyplot as plt
     ax = ax or plt.subplots(figsize=(3.2, 2.8))[1]
@@ -378,7 +422,10 @@ def plot_acc_matrix(R: list[list[float | None]], ax=None, title: str = '', tasks
            xlabel='task', title=title); ax.tick_params(labelsize=7)
     return ax
 
-def accuracy_over_tasks(records, ax=None, dataset: str | None = None):
+def accuracy_over_tasks(records,                     # results records, dicts or a DataFrame (continual ones only)
+                        ax=None,                     # matplotlib axes to draw into (None: a new 5×3.2 figure)
+                        dataset: str | None = None,  # the dataset whose records to plot (None: the first record's)
+                       ):
     "Mean accuracy on the tasks seen so far after each task, per method and data source (mean over seeds; joint: its one point)."
     import matplotlib.pyplot as plt
     df = _frame(records); df = df[df['dataset'] == (dataset or df['dataset'].iloc[0])]

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['REPRODUCIBILITY', 'PRECISIONS', 'project_root', 'data_root', 'cache_root', 'reports_root', 'deterministic_kernels',
            'seed_everything', 'get_device', 'config_key', 'file_digest', 'tensor_digest', 'lr_factor', 'check_launch',
-           'die_with_launcher', 'get_accelerator', 'world_size', 'Solo', 'drop_autocast', 'inductor_cache',
+           'die_with_launcher', 'get_accelerator', 'world_size', 'Solo', 'Where', 'drop_autocast', 'inductor_cache',
            'maybe_compile', 'atomic_path', 'write_json', 'read_json', 'build_lock', 'DamagedError', 'map_device',
            'save_weights', 'load_weights', 'save_state', 'load_state', 'first_bad', 'check_finite', 'Registry',
            'KnobError', 'knob', 'resolve_precision', 'check_types', 'check_writable', 'hyphen_args', 'cli_entry',
@@ -56,7 +56,9 @@ def deterministic_kernels() -> bool:
     torch.use_deterministic_algorithms(True, warn_only=True); torch.backends.cudnn.benchmark = False
     return torch.are_deterministic_algorithms_enabled()
 
-def seed_everything(seed: int, deterministic: bool = True) -> int:
+def seed_everything(seed: int,                  # the seed of Python's, NumPy's (mod 2**32) and torch's generators
+                    deterministic: bool = True,  # also turn on `deterministic_kernels` (False: torch's default kernels)
+                   ) -> int:
     "Seed Python, NumPy and torch (CPU and CUDA) with `seed` and, if `deterministic`, turn on `deterministic_kernels`; returns `seed`."
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
     if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
@@ -94,13 +96,17 @@ def _jsonable(o):
     if o is None or isinstance(o, (str, int, float, bool)): return o
     raise TypeError(f"config_key: cannot hash a value of type {type(o).__name__} ({o!r}); use str, numbers, lists or dicts.")
 
-def config_key(cfg: dict, n: int = 16) -> str:
+def config_key(cfg: dict,    # JSON-able mapping to hash: str, numbers, None, Paths, lists, dicts (key order ignored)
+               n: int = 16,  # length of the key in hex digits (at most 64, SHA-256's)
+              ) -> str:
     "A stable `n`-hex-digit key for the JSON-able mapping `cfg` (key order does not matter)."
     s = json.dumps(_jsonable(cfg), sort_keys=True, separators=(',', ':'))
     return hashlib.sha256(s.encode()).hexdigest()[:n]
 
 # %% ../nbs/00_core.ipynb #7998a198
-def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
+def file_digest(path: str | Path,      # the file to hash
+                chunk: int = 1 << 20,  # bytes read at a time (memory use only; the digest is the same)
+               ) -> str:
     "SHA-256 hex digest of a file's bytes."
     h = hashlib.sha256()
     with open(path, 'rb') as f:
@@ -116,7 +122,11 @@ def tensor_digest(*tensors: torch.Tensor) -> str:
         h.update(f'{t.dtype}{tuple(t.shape)}'.encode()); h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b'')
     return h.hexdigest()[:16]
 
-def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+def lr_factor(step: int,      # optimiser step, 0-based
+              total: int,     # optimiser steps of the whole run
+              warmup: int,    # linear warm-up steps (factor (step+1)/warmup); 0: none
+              schedule: str,  # after warm-up: 'cosine' (to 0 at `total`), 'step' (÷10 at 50% and 75%), else constant 1
+             ) -> float:
     "Learning-rate multiplier at optimiser `step` of `total`: linear warm-up, then the schedule."
     if warmup and step < warmup: return (step + 1) / warmup
     p = (step - warmup) / max(1, total - warmup)
@@ -127,7 +137,8 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
 # %% ../nbs/00_core.ipynb #37f55d78
 _ACCELERATOR = None
 
-def check_launch(env: dict | None = None):
+def check_launch(env: dict | None = None,  # the environment variables the launcher set (None: `os.environ`)
+                ):
     """Stop a launch that would silently run fewer processes than it asked for: `accelerate launch --cpu --num_processes N`
     (or a config file of `distributed_type: MULTI_CPU`) starts one process, since Accelerate runs several CPU processes only through MPI."""
     env = os.environ if env is None else env
@@ -160,7 +171,8 @@ def get_accelerator(device='auto'):
         raise RuntimeError(f"This process already runs Accelerate on {_ACCELERATOR.device}; start a new process for device={device!r}.")
     return _ACCELERATOR
 
-def world_size(accelerator=None) -> int:
+def world_size(accelerator=None,  # an `accelerate.Accelerator` or `Solo` (None: the launch's `WORLD_SIZE`, else 1)
+              ) -> int:
     "The processes a loop runs on: `accelerator`'s, else the launch's (`WORLD_SIZE`, set by `accelerate launch` and torchrun; 1 alone). Cache keys hold it: it sets the effective batch."
     return accelerator.num_processes if accelerator is not None else int(os.environ.get('WORLD_SIZE', '1'))
 
@@ -170,15 +182,42 @@ class Solo:
     num_processes, process_index, is_main_process = 1, 0, True
     def __init__(self, device='auto'): self.device = get_device(device)
     def prepare(self, *objs): return objs if len(objs) > 1 else objs[0]
-    def backward(self, loss): loss.backward()
+    def backward(self,
+                 loss):   # the loss tensor: `loss.backward()`
+        loss.backward()
     def autocast(self): return contextlib.nullcontext()
-    def unwrap_model(self, model): return model
-    def reduce(self, x, reduction='sum'): return x
+    def unwrap_model(self,
+                     model):   # the model, returned as it is (nothing wraps it)
+        return model
+    def reduce(self,
+               x,                  # the tensor to reduce across processes; with one process it is returned as it is
+               reduction='sum'):   # 'sum' or 'mean', as `Accelerator.reduce` takes it (one process: no effect)
+        return x
     def wait_for_everyone(self): pass
     def __repr__(self): return f"Solo({self.device})"
 
+# %% ../nbs/00_core.ipynb #ce25867b
+@dataclasses.dataclass
+class Where:
+    "Where and how work happens: built once (by `run`, a command line, a sweep) and passed whole to its parts."
+    root: str | Path | None = None     # data root (None: $DMKD_DATA or data/)
+    cache: str | Path | None = None    # cache root (None: $DMKD_CACHE or data/cache)
+    reports: str | Path | None = None  # reports root (None: $DMKD_REPORTS or reports/)
+    device: str = 'auto'               # auto, cpu or cuda
+    progress: bool = True              # progress bars and per-epoch lines
+    accelerator: object = None         # the process's `accelerate.Accelerator` or a `Solo` (None: from `device`)
+
+    def __post_init__(self):
+        if self.accelerator is None: self.accelerator = get_accelerator(self.device)
+
+    @property
+    def main(self) -> bool:
+        "Is this the main process (the one that writes records and prints)?"
+        return self.accelerator.is_main_process
+
 # %% ../nbs/00_core.ipynb #289fedcf
-def drop_autocast(model: torch.nn.Module) -> torch.nn.Module:
+def drop_autocast(model: torch.nn.Module,  # a model `Accelerator.prepare` returned (DDP or not); changed in place
+                 ) -> torch.nn.Module:
     "Remove the mixed-precision wrapper `Accelerator.prepare` put on `model`'s forward (under any DDP wrapper), so the caller's own autocast decides; returns `model`."
     inner = getattr(model, 'module', model)
     if inner.__dict__.pop('_original_forward', None) is not None: inner.__dict__.pop('forward', None)   # back to the class's forward
@@ -214,7 +253,9 @@ def atomic_path(path: str | Path):
     finally:
         if tmp.exists(): tmp.unlink()
 
-def write_json(obj: Any, path: str | Path) -> Path:
+def write_json(obj: Any,          # JSON-able value: dicts, lists, str, numbers, bools, None, Paths, NumPy scalars
+               path: str | Path,  # the file to write (its folder is made)
+              ) -> Path:
     "Write `obj` as indented JSON to `path` atomically."
     with atomic_path(path) as tmp: Path(tmp).write_text(json.dumps(_jsonable(obj), indent=2) + '\n')
     return Path(path)
@@ -239,12 +280,16 @@ class DamagedError(ValueError):
     "A cached file that is truncated or changed since dmkd wrote it; the message names the file and says what to do."
 
 # %% ../nbs/00_core.ipynb #fe9b5ec0
-def map_device(device) -> torch.device:
+def map_device(device,  # a device name or `torch.device` (not 'auto'), e.g. an accelerator's `cpu:0` or `cuda:1`
+              ) -> torch.device:
     "Where to load tensors for `device`: its type alone for the CPU (an accelerator's `cpu:0` is no place `torch.load` or safetensors know), as is otherwise."
     d = torch.device(device)
     return torch.device('cpu') if d.type == 'cpu' else d
 
-def save_weights(state: dict[str, torch.Tensor], path: str | Path, meta: dict | None = None) -> Path:
+def save_weights(state: dict[str, torch.Tensor],  # state dict of tensors (saved detached, contiguous, on the CPU)
+                 path: str | Path,                # the .safetensors file; the sidecar is `path` with suffix .json
+                 meta: dict | None = None,        # fields of the JSON sidecar (None: none); its `sha256` is added
+                ) -> Path:
     "Save a state dict to `path` (safetensors) and `meta` to `path` with suffix `.json`, both atomically."
     path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
@@ -252,7 +297,11 @@ def save_weights(state: dict[str, torch.Tensor], path: str | Path, meta: dict | 
     write_json({**(meta or {}), 'sha256': file_digest(path)}, path.with_suffix('.json'))
     return path
 
-def load_weights(path: str | Path, expect: dict | None = None, device='cpu', verify: bool = True) -> tuple[dict, dict]:
+def load_weights(path: str | Path,            # the .safetensors file `save_weights` wrote
+                 expect: dict | None = None,  # fields the sidecar must hold with these values (None: no check)
+                 device='cpu',                # where to load the tensors ('cpu', 'cuda', 'cuda:1', a `torch.device`)
+                 verify: bool = True,         # check the file's SHA-256 against the sidecar's (else `DamagedError`)
+                ) -> tuple[dict, dict]:
     "Load `(state_dict, meta)` saved by `save_weights`: the bytes must match the sidecar's SHA-256 (`verify`), every `expect` item its field."
     path = Path(path); side = path.with_suffix('.json')
     if not path.exists(): raise FileNotFoundError(f"No weights at {path}.")
@@ -271,14 +320,18 @@ def load_weights(path: str | Path, expect: dict | None = None, device='cpu', ver
 # %% ../nbs/00_core.ipynb #56c4482a
 _STATE_MAGIC = b'dmkdsha2'
 
-def save_state(state: dict, path: str | Path) -> Path:
+def save_state(state: dict,       # the checkpoint: tensors, numbers, str, lists, dicts (read back `weights_only`)
+               path: str | Path,  # the file to write
+              ) -> Path:
     "`torch.save` `state` to `path` atomically, followed by its SHA-256 (read it back with `load_state`)."
     buf = io.BytesIO(); torch.save(state, buf); data = buf.getbuffer()
     with atomic_path(path) as tmp:
         with open(tmp, 'wb') as f: f.write(data); f.write(_STATE_MAGIC + hashlib.sha256(data).digest())
     return Path(path)
 
-def load_state(path: str | Path, device='cpu') -> dict:
+def load_state(path: str | Path,  # the checkpoint file `save_state` wrote
+               device='cpu',      # where to load its tensors ('cpu', 'cuda', 'cuda:1' or a `torch.device`; not 'auto')
+              ) -> dict:
     "The checkpoint `save_state` wrote to `path` (tensors only, `weights_only`), after verifying its checksum."
     path = Path(path); raw = path.read_bytes()
     fix = f"delete it to restart that run from its first epoch (or delete {path.parent} to rebuild it entirely)"
@@ -288,11 +341,18 @@ def load_state(path: str | Path, device='cpu') -> dict:
     except Exception as e: raise DamagedError(f"The checkpoint {path} cannot be loaded ({type(e).__name__}: {str(e)[:200]}); {fix}.") from e
 
 # %% ../nbs/00_core.ipynb #58e62a43
-def first_bad(bad: torch.Tensor, loss: torch.Tensor, step: int) -> torch.Tensor:
+def first_bad(bad: torch.Tensor,   # 0-dim tensor: the first step whose loss was not finite so far, -1 while none
+              loss: torch.Tensor,  # this step's loss (0-dim)
+              step: int,           # this optimiser step's number
+             ) -> torch.Tensor:
     "`bad` (the first optimiser step whose loss was not finite, -1 while none) updated with `loss` at `step`; no device sync."
     return torch.where((bad < 0) & ~torch.isfinite(loss.detach()), step, bad)
 
-def check_finite(bad: torch.Tensor | int, what: str, epoch: int | None = None, hint: str = ''):
+def check_finite(bad: torch.Tensor | int,   # `first_bad`'s result: the first non-finite step, -1 (or less) for none
+                 what: str,                 # the loop, in the message (e.g. 'vgg11 training')
+                 epoch: int | None = None,  # the epoch, named in the message (None: not named)
+                 hint: str = '',            # what to do about it, appended to the message
+                ):
     "Raise `FloatingPointError` naming `what`, the step (and `epoch`) when `bad` (from `first_bad`) holds a step."
     step = int(bad)
     if step >= 0:
@@ -303,8 +363,11 @@ def check_finite(bad: torch.Tensor | int, what: str, epoch: int | None = None, h
 # %% ../nbs/00_core.ipynb #fca16d1e
 class Registry(dict):
     "A named dict of builders whose missing-key error lists the valid keys."
-    def __init__(self, kind: str): super().__init__(); self.kind = kind
-    def register(self, key: str | None = None):
+    def __init__(self,
+                 kind: str):   # what it holds, in the missing-key error (e.g. 'model', 'dataset')
+        super().__init__(); self.kind = kind
+    def register(self,
+                 key: str | None = None):   # the name to register the function under (None: its `__name__`)
         "Decorator: register a function under `key` (default: its name)."
         def _inner(f): self[key or f.__name__] = f; return f
         return _inner
@@ -315,14 +378,21 @@ class Registry(dict):
 # %% ../nbs/00_core.ipynb #c40998da
 class KnobError(ValueError):
     "A bad value of the knob `name`: `problem` says what is wrong and what is valid."
-    def __init__(self, name: str, problem: str):
+    def __init__(self,
+                 name: str,      # the knob's name (a config field or argument), first in the message
+                 problem: str):  # what is wrong and what is valid: the message after the name
         self.name, self.problem = name, problem
         super().__init__(f"{name} {problem}")
-    def renamed(self, name: str) -> 'KnobError':
+    def renamed(self,
+                name: str,   # the knob's name at the caller
+               ) -> 'KnobError':
         "The same error for the knob's name at the caller (e.g. `teacher_epochs` for `TrainConfig.epochs`)."
         return KnobError(name, self.problem)
 
-def knob(name: str, ok: bool, problem: str):
+def knob(name: str,     # the knob's name (a config field or argument)
+         ok: bool,      # the check: True passes
+         problem: str,  # what is wrong and what is valid, the error's message after `name`
+        ):
     "Raise `KnobError(name, problem)` unless `ok`."
     if not ok: raise KnobError(name, problem)
 
@@ -351,7 +421,8 @@ def _type_name(t) -> str:
     if typing.get_origin(t) in (typing.Union, types.UnionType): return ' or '.join(map(_type_name, typing.get_args(t)))
     return 'None' if t is type(None) else getattr(typing.get_origin(t) or t, '__name__', str(t))
 
-def check_types(obj) -> None:
+def check_types(obj,   # a dataclass instance (a config) whose field values are checked against their annotations
+               ) -> None:
     "Raise a `KnobError` for the first field of dataclass `obj` whose value does not fit its annotation."
     hints = typing.get_type_hints(type(obj))
     for f in dataclasses.fields(obj):
@@ -359,7 +430,10 @@ def check_types(obj) -> None:
         knob(f.name, _fits(v, hints[f.name]), f"must be {_type_name(hints[f.name])}, got {v!r} ({type(v).__name__}).")
 
 # %% ../nbs/00_core.ipynb #d221f4b8
-def check_writable(folder: str | Path, what: str = 'records', fix: str = '') -> Path:
+def check_writable(folder: str | Path,       # the folder to make and check
+                   what: str = 'records',    # what is written there, named in the error
+                   fix: str = '',            # what to do about it, appended to the error
+                  ) -> Path:
     "Make `folder` if needed and check a file can be written in it; else an error naming it (and `fix`)."
     folder = Path(folder)
     try:
@@ -370,12 +444,14 @@ def check_writable(folder: str | Path, what: str = 'records', fix: str = '') -> 
     return folder
 
 # %% ../nbs/00_core.ipynb #c9effd7f
-def hyphen_args(argv: list[str]) -> list[str]:
+def hyphen_args(argv: list[str],  # command-line arguments, without the program name
+               ) -> list[str]:
     "`argv` with `--some-option` spelled `--some_option` (values are left alone)."
     return [a.split('=', 1)[0].replace('-', '_').replace('__', '--', 1) + (('=' + a.split('=', 1)[1]) if '=' in a else '')
             if a.startswith('--') else a for a in argv]
 
-def cli_entry(func: Callable) -> Callable:
+def cli_entry(func: Callable,  # a fastcore `call_parse` function (None under `python -m`: then None is returned)
+             ) -> Callable:
     "A console-script entry point that accepts hyphenated options and runs the `call_parse` function `func`."
     if func is None: return None   # `python -m dmkd.x`: `call_parse` has already run the module's command (underscored options)
     def _main():
@@ -389,7 +465,8 @@ def cli_entry(func: Callable) -> Callable:
     return _main
 
 # %% ../nbs/00_core.ipynb #3f292110
-def run_id(prefix: str = 'run') -> str:
+def run_id(prefix: str = 'run',  # the id's first part (`write_record` passes the record's kind)
+          ) -> str:
     "A sortable, unique run id: `prefix-YYYYmmdd-HHMMSS-xxxxxx`."
     return f"{prefix}-{datetime.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
 
@@ -414,7 +491,10 @@ def hardware_info() -> dict:
     return info
 
 # %% ../nbs/00_core.ipynb #faf93898
-def write_record(record: dict, folder: str | Path | None = None, kind: str = 'run') -> Path:
+def write_record(record: dict,                     # the results record; its fields (`run_id` too) win over those added
+                 folder: str | Path | None = None,  # where to write (None: `reports_root()/'results'`)
+                 kind: str = 'run',                 # the record's kind: its `kind` field and the prefix of a new run id
+                ) -> Path:
     "Write `record` (plus run id, package version, git revision, hardware and time) as `<folder>/<run id>.json`; returns the path."
     folder = Path(folder) if folder else reports_root() / 'results'
     rid = record.get('run_id') or run_id(kind)
@@ -423,7 +503,9 @@ def write_record(record: dict, folder: str | Path | None = None, kind: str = 'ru
     folder.mkdir(parents=True, exist_ok=True)
     return write_json(rec, folder / f'{rid}.json')
 
-def read_records(folder: str | Path | None = None, kind: str | None = None) -> list[dict]:
+def read_records(folder: str | Path | None = None,  # where the records are (None: `reports_root()/'results'`)
+                 kind: str | None = None,           # keep the records of this kind only (None: all)
+                ) -> list[dict]:
     "Every results record in `folder` (default `reports/results/`), oldest first; `kind` keeps one kind."
     folder = Path(folder) if folder else reports_root() / 'results'
     recs = [read_json(p) for p in sorted(folder.glob('*.json'))] if folder.exists() else []

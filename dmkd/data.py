@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['DATASETS', 'NORM_STATS', 'SPLITS', 'DIGITS_FRACTIONS', 'CORPUS_SPLIT', 'CARVED', 'CORPUS_FRACTION', 'VAL_FRACTION',
            'IMAGE_EXTENSIONS', 'NO_FLIP', 'ImageSet', 'channel_stats', 'load_dataset', 'digits_split_indices',
-           'to_classifier_view', 'load_digits_set', 'show_images', 'carve_corpus', 'data_options', 'load_cifar10',
-           'load_cifar100', 'load_imagefolder', 'batch_indices', 'BatchAugment']
+           'to_classifier_view', 'load_digits_set', 'show_images', 'carve_corpus', 'data_options', 'Data',
+           'load_cifar10', 'load_cifar100', 'load_imagefolder', 'batch_indices', 'BatchAugment']
 
 # %% ../nbs/01_data.ipynb #10ebd7fe
 import os, time, warnings
@@ -53,11 +53,15 @@ class ImageSet(torch.utils.data.Dataset):
     @property
     def device(self) -> torch.device: return self.images.device
 
-    def to(self, device) -> 'ImageSet':
+    def to(self,
+           device,   # where to put the images and labels: 'cpu', 'cuda', 'cuda:1' or a `torch.device` (not 'auto')
+          ) -> 'ImageSet':
         "The same set with its tensors on `device`."
         return ImageSet(self.images.to(device), self.labels.to(device), self.classes, self.name, self.split, self.mean, self.std)
 
-    def subset(self, idx) -> 'ImageSet':
+    def subset(self,
+               idx,   # indices, or a boolean mask, of the images to keep (anything `torch.as_tensor` takes)
+              ) -> 'ImageSet':
         "The images at `idx` (indices or a boolean mask), keeping classes and statistics."
         idx = torch.as_tensor(idx, device=self.images.device)
         return ImageSet(self.images[idx], self.labels[idx], self.classes, self.name, self.split, self.mean, self.std)
@@ -71,7 +75,9 @@ class ImageSet(torch.utils.data.Dataset):
                 f"uint8, {self.num_classes} classes, on {self.device})")
 
 # %% ../nbs/01_data.ipynb #3c066b62
-def channel_stats(images: torch.Tensor, max_images: int = 10_000) -> tuple[tuple, tuple]:
+def channel_stats(images: torch.Tensor,     # uint8 images N×C×H×W
+                  max_images: int = 10_000,  # above this many, use every (N // max_images)-th image only (speed)
+                 ) -> tuple[tuple, tuple]:
     "Per-channel (mean, std) of uint8 `images` on the 0–1 scale, from at most `max_images` evenly spaced images."
     if len(images) == 0: return (0.5,) * images.shape[1], (0.25,) * images.shape[1]
     step = max(1, len(images) // max_images)
@@ -115,7 +121,10 @@ def digits_split_indices(seed: int = 0) -> dict[str, np.ndarray]:
         for s, part in zip(DIGITS_FRACTIONS, (idx[:v], idx[v:a], idx[a:b], idx[b:])): out[s].append(part)
     return {s: np.sort(np.concatenate(v)) for s, v in out.items()}
 
-def to_classifier_view(images: torch.Tensor, size: int = 32, channels: int = 3) -> torch.Tensor:
+def to_classifier_view(images: torch.Tensor,  # uint8 images N×C×H×W
+                       size: int = 32,        # output side in pixels (bilinear resize when the images differ)
+                       channels: int = 3,     # channels 1-channel images are repeated to (others stay as they are)
+                      ) -> torch.Tensor:
     "Resize uint8 images to `size`×`size` (bilinear) and repeat grey to `channels` channels, staying uint8."
     x = images
     if x.shape[-1] != size or x.shape[-2] != size:
@@ -124,7 +133,12 @@ def to_classifier_view(images: torch.Tensor, size: int = 32, channels: int = 3) 
     return x
 
 @DATASETS.register('digits')
-def load_digits_set(split='train', root=None, native: bool = False, size: int = 32, seed: int = 0) -> ImageSet:
+def load_digits_set(split='train',         # train, val, corpus or test: disjoint, class-stratified (`DIGITS_FRACTIONS`)
+                    root=None,             # unused (scikit-learn ships the digits); accepted as every loader takes it
+                    native: bool = False,  # the 8×8 grey images as shipped, instead of the classifier view
+                    size: int = 32,        # side in pixels of the classifier view (RGB); ignored when `native`
+                    seed: int = 0,         # seed of the split assignment (`digits_split_indices`)
+                   ) -> ImageSet:
     "scikit-learn's digits: 32×32 RGB for classifiers, or `native` 8×8 grayscale; `split` in train/val/corpus/test."
     from sklearn.datasets import load_digits
     d = load_digits()
@@ -173,7 +187,11 @@ CORPUS_FRACTION = 0.5
 #: The share of the teacher's part of each class that `val` takes (at least one image): every choice is made on it.
 VAL_FRACTION = 0.1
 
-def carve_corpus(labels, split: str, fraction: float = CORPUS_FRACTION, seed: int = 0) -> torch.Tensor:
+def carve_corpus(labels,                             # class index of each image of the dataset's train split
+                 split: str,                         # the part to return: 'train', 'val' or 'corpus'
+                 fraction: float = CORPUS_FRACTION,  # share of each class taken as `corpus` (0: all of it, shared)
+                 seed: int = 0,                      # seed of the per-class shuffles (same seed: same carving)
+                ) -> torch.Tensor:
     "Sorted indices of `split` ('train': the teacher's part less `val`, 'val', 'corpus': the generator's) in a train split with `labels`."
     labels = torch.as_tensor(labels)
     knob('corpus_fraction', 0 <= fraction < 1, f"must lie in [0, 1) (0: no carving, the corpus is the teacher's whole train split), got {fraction}.")
@@ -189,9 +207,24 @@ def carve_corpus(labels, split: str, fraction: float = CORPUS_FRACTION, seed: in
         parts.append(dict(corpus=idx[:k], val=idx[k:v], train=idx[v:])[split])
     return torch.cat(parts).sort().values
 
-def data_options(dataset: str, size: int | None = None, corpus_fraction: float = CORPUS_FRACTION) -> dict:
+def data_options(dataset: str,                             # dataset key (`CORPUS_SPLIT` ones get `corpus_fraction`)
+                 size: int | None = None,                  # imagefolder decode size in pixels (None or 0: not passed)
+                 corpus_fraction: float = CORPUS_FRACTION, # share of each class of the train split that is `corpus`
+                ) -> dict:
     "`load_dataset` options of a run's dataset knobs: `size` when set, `corpus_fraction` where `dataset` carves its train split."
     return (dict(size=size) if size else {}) | (dict(corpus_fraction=corpus_fraction) if dataset in CORPUS_SPLIT else {})
+
+# %% ../nbs/01_data.ipynb #7b293fe6
+@dataclass
+class Data:
+    "A run's dataset: its key, an imagefolder tree's decode size, the share of the train split that is the corpus."
+    dataset: str = 'digits'  # a key of `DATASETS`: digits, cifar10, cifar100 or imagefolder (its tree is the root)
+    size: int | None = None  # imagefolder: decode every image at this square size (None: the files' own size)
+    corpus_fraction: float = CORPUS_FRACTION  # train split's share kept as the generator's corpus (0: all, shared)
+
+    def options(self) -> dict:
+        "The `load_dataset` options these knobs give (`data_options`)."
+        return data_options(self.dataset, self.size, self.corpus_fraction)
 
 # %% ../nbs/01_data.ipynb #efa6542f
 def _load_cifar(name, split, root, download, corpus_fraction=CORPUS_FRACTION):
@@ -213,12 +246,20 @@ def _load_cifar(name, split, root, download, corpus_fraction=CORPUS_FRACTION):
     return ImageSet(x, y, list(ds.classes), name, split, mean, std)
 
 @DATASETS.register('cifar10')
-def load_cifar10(split='train', root=None, download: bool = False, corpus_fraction: float = CORPUS_FRACTION) -> ImageSet:
+def load_cifar10(split='train',                            # train, val, corpus (carved from the train split) or test
+                 root=None,                                # data root (None: `$DMKD_DATA`, else data/) of cifar10/
+                 download: bool = False,                   # fetch it through torchvision when it is missing
+                 corpus_fraction: float = CORPUS_FRACTION, # share of each class of the train split that is `corpus`
+                ) -> ImageSet:
     "CIFAR-10 through torchvision from `root/cifar10` (`train` and `corpus` carved from its train split); `download=True` fetches it."
     return _load_cifar('cifar10', split, root, download, corpus_fraction)
 
 @DATASETS.register('cifar100')
-def load_cifar100(split='train', root=None, download: bool = False, corpus_fraction: float = CORPUS_FRACTION) -> ImageSet:
+def load_cifar100(split='train',                            # train, val, corpus (carved from the train split) or test
+                  root=None,                                # data root (None: `$DMKD_DATA`, else data/) of cifar100/
+                  download: bool = False,                   # fetch it through torchvision when it is missing
+                  corpus_fraction: float = CORPUS_FRACTION, # share of each class of the train split that is `corpus`
+                 ) -> ImageSet:
     "CIFAR-100 through torchvision from `root/cifar100` (`train` and `corpus` carved from its train split); `download=True` fetches it."
     return _load_cifar('cifar100', split, root, download, corpus_fraction)
 
@@ -252,8 +293,14 @@ def _decode(path: Path, size: int | None) -> torch.Tensor:
     return im.contiguous()
 
 @DATASETS.register('imagefolder')
-def load_imagefolder(split='train', root=None, size: int | None = None, cache: str | Path | None = None,
-                     workers: int | None = None, progress: bool = True, corpus_fraction: float = CORPUS_FRACTION) -> ImageSet:
+def load_imagefolder(split='train',                    # train, val or corpus (carved from root/train), or test
+                     root=None,                        # the tree: train/ and test/ (or val/) class folders (required)
+                     size: int | None = None,          # decode at this square side (resize+centre crop); None: as is
+                     cache: str | Path | None = None,  # cache root (None: `$DMKD_CACHE`, else <data root>/cache)
+                     workers: int | None = None,       # decoding threads (None: `os.cpu_count()`)
+                     progress: bool = True,            # show a progress bar while decoding
+                     corpus_fraction: float = CORPUS_FRACTION, # share of each class of root/train that is `corpus`
+                    ) -> ImageSet:
     "Class folders under `root/train` (carved into `train`, `val` and `corpus`) and `root/test` (or `val/`), decoded once into a cached uint8 tensor."
     if root is None: raise ValueError("dataset 'imagefolder' needs root=<folder with train/ and test/ class folders>.")
     root = Path(root).expanduser().resolve()
@@ -297,8 +344,13 @@ def load_imagefolder(split='train', root=None, size: int | None = None, cache: s
     return ImageSet(x, y, classes, 'imagefolder', split, mean, std)
 
 # %% ../nbs/01_data.ipynb #0b7b53f1
-def batch_indices(n: int, batch_size: int, shuffle: bool = True, seed: int | None = None,
-                  drop_last: bool = False, device='cpu') -> list[torch.Tensor]:
+def batch_indices(n: int,                   # number of items: the indices are 0…n-1
+                  batch_size: int,          # indices per batch (the last may hold fewer)
+                  shuffle: bool = True,     # a random order (False: 0…n-1 in order)
+                  seed: int | None = None,  # seed of the shuffle (None: a fresh random one)
+                  drop_last: bool = False,  # drop the last, smaller batch (kept when n < batch_size)
+                  device='cpu',             # where the index tensors are put
+                 ) -> list[torch.Tensor]:
     "Index tensors for one epoch over `n` items, shuffled reproducibly from `seed`."
     if batch_size < 1: raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     if shuffle:
@@ -327,7 +379,10 @@ class BatchAugment:
         self.kind, self.padding, self.flip, self.scale, self.ratio, self.size = kind, padding, flip, scale, ratio, size
 
     @classmethod
-    def for_images(cls, shape: tuple, dataset: str | None = None) -> 'BatchAugment':
+    def for_images(cls,
+                   shape: tuple,                # image shape (C, H, W): width <= 64 gets crop+flip, larger rrc+flip
+                   dataset: str | None = None,  # dataset key: `NO_FLIP` datasets get no flips (None: flips)
+                  ) -> 'BatchAugment':
         "The peers' default for images of `shape` (C, H, W): crop+flip up to 64 pixels, random-resized crop above; no flip for `NO_FLIP` datasets."
         flip = dataset not in NO_FLIP
         return cls('crop_flip', padding=max(1, shape[-1] // 8), flip=flip) if shape[-1] <= 64 else cls('rrc_flip', flip=flip)

@@ -19,7 +19,11 @@ from .inversion import Passes, bn_stat_loss, count_passes, disagreement, teacher
 # %% ../nbs/07b_datafree.ipynb #2daa3b7f
 class ImageGenerator(nn.Module):
     "The DCGAN-style generator of DAFL, DFAD, DFQ and Fast-DFKD: noise `nz` → C×`size`×`size` images on the 0–1 scale."
-    def __init__(self, nz: int = 100, ngf: int = 64, size: int = 32, channels: int = 3):
+    def __init__(self,
+                 nz: int = 100,       # length of the latent code z (DAFL: 100; DFAD, DFQ, Fast-DFKD, CMI: 256)
+                 ngf: int = 64,       # width: feature maps of the last block (the first blocks have 2·`ngf`)
+                 size: int = 32,      # side of the square output images in pixels (a multiple of 4)
+                 channels: int = 3):  # colour channels of the output images (1 or 3)
         super().__init__()
         if size % 4: raise ValueError(f"The generator's image size must be a multiple of 4, got {size}.")
         self.nz, self.init = nz, size // 4
@@ -31,12 +35,18 @@ class ImageGenerator(nn.Module):
             nn.Conv2d(2 * ngf, ngf, 3, 1, 1, bias=False), nn.BatchNorm2d(ngf), nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(ngf, channels, 3, 1, 1), nn.Sigmoid())
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self,
+                z: torch.Tensor,  # latent codes, N×`nz` (standard normal draws)
+               ) -> torch.Tensor:
         return self.body(self.l1(z).view(len(z), -1, self.init, self.init))
 
 # %% ../nbs/07b_datafree.ipynb #8027a27f
-def random_view(x: torch.Tensor, generator: torch.Generator | None = None, padding: int = 4, scale: tuple | None = None,
-                flip: bool = True) -> torch.Tensor:
+def random_view(x: torch.Tensor,                           # float images N×C×H×W, 0-1 scale (differentiable)
+                generator: torch.Generator | None = None,  # generator of the draws, any device (None: global)
+                padding: int = 4,                          # largest shift in pixels (the crop when `scale` is None)
+                scale: tuple | None = None,                # (min, max) area fraction of a random-resized crop
+                flip: bool = True,                         # flip each image horizontally, with probability 1/2
+               ) -> torch.Tensor:
     "A differentiable random view of each image of the float batch `x`: a crop after zero-padding by `padding` pixels (kornia's `RandomCrop(padding=4)`) or, with `scale`, a random-resized crop of that area range (kornia's `RandomResizedCrop`), then a random horizontal flip; Fast-DFKD's and CMI's synthesis views (Fast-Datafree `datafree/synthesis/fast_meta.py:228-231`, `contrastive.py:154-167`)."
     n, c, h, w = x.shape; dev = x.device
     r = lambda: torch.rand(n, generator=generator, device=generator.device if generator is not None else dev).to(dev)
@@ -56,10 +66,21 @@ def random_view(x: torch.Tensor, generator: torch.Generator | None = None, paddi
     return F.grid_sample(x, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
 
 # %% ../nbs/07b_datafree.ipynb #8cddc5ed
-def generator_loss(teacher: Classifier, x: torch.Tensor, student: Classifier | None = None, bns: list | None = None,
-                   targets: torch.Tensor | None = None, oh: float = 0.0, act: float = 0.0, ie: float = 0.0, bn: float = 0.0,
-                   adv: float = 0.0, divergence: str = 'l1', ema: list | None = None, momentum: float = 0.0,
-                   ie_base: float = math.e) -> tuple[torch.Tensor, dict]:
+def generator_loss(teacher: Classifier,                  # the frozen teacher that scores the images
+                   x: torch.Tensor,                      # generated images N×C×H×W on the 0-1 scale (differentiable)
+                   student: Classifier | None = None,    # the adversarial term's student (needed when `adv` > 0)
+                   bns: list | None = None,              # the teacher's BatchNorm layers (needed when `bn` > 0)
+                   targets: torch.Tensor | None = None,  # class of each image (one-hot term; None: teacher's argmax)
+                   oh: float = 0.0,                      # weight of the one-hot term, CE to `targets` (0: off)
+                   act: float = 0.0,                     # weight of −mean |penultimate feature| (0: off)
+                   ie: float = 0.0,                      # weight of −entropy of the mean prediction (0: off)
+                   bn: float = 0.0,                      # weight of `bn_stat_loss` (0: off)
+                   adv: float = 0.0,                     # weight of the adversarial term: −`disagreement` (0: off)
+                   divergence: str = 'l1',               # the adversarial term's disagreement: l1, kl, masked_kl or js
+                   ema: list | None = None,              # per-layer BN statistics of earlier batches, updated in place
+                   momentum: float = 0.0,                # weight of `ema` in them (Fast-DFKD; 0: this batch's)
+                   ie_base: float = math.e,              # base of the information-entropy term's logarithm (DAFL: 10)
+                  ) -> tuple[torch.Tensor, dict]:
     "The weighted generator objective (minimised) of the data-free methods, and its terms: one-hot, activation, information entropy (logarithm to `ie_base`: DAFL's is 10), BN statistics, adversarial."
     if adv and student is None: raise ValueError("The adversarial term compares the teacher with the student: pass student=...")
     if bn and not bns: raise ValueError("The BN-statistics term needs the teacher's BatchNorm layers: pass bns=teacher_bn_layers(teacher).")
@@ -124,11 +145,18 @@ class GeneratorHook:
         self.g = torch.Generator(self.dev).manual_seed(seed)
         self.seconds, self.updates, self.last, self.passes, self.batch = 0.0, 0, {}, Passes(), None
 
-    def z(self, n: int) -> torch.Tensor: return torch.randn(n, self.gen.nz, generator=self.g, device=self.dev)
+    def z(self,
+          n: int,  # how many latent codes to draw (standard normal, from the hook's seeded generator)
+         ) -> torch.Tensor: return torch.randn(n, self.gen.nz, generator=self.g, device=self.dev)
 
-    def targets(self, n: int): return torch.randint(0, self.num_classes, (n,), generator=self.g, device=self.dev) if self.random_targets else None
+    def targets(self,
+                n: int):  # how many target classes to draw (uniform; None unless `random_targets`)
+        return (torch.randint(0, self.num_classes, (n,), generator=self.g, device=self.dev)
+                if self.random_targets else None)
 
-    def view(self, x): return random_view(x, self.g) if self.augment else x
+    def view(self,
+             x):  # generated float images N×C×H×W: a `random_view` of each when `augment`, else unchanged
+        return random_view(x, self.g) if self.augment else x
 
     def weights_now(self) -> dict:
         "The loss weights of this update: no adversarial term during the first `warmup` updates (Fast-Datafree fast_meta.py:277)."
@@ -139,7 +167,10 @@ class GeneratorHook:
         if self.clip: nn.utils.clip_grad_norm_(params, self.clip)     # ZSKT clips the generator's gradient at 5 (solver.py:100)
         self.opt.step()
 
-    def update(self, teacher: Classifier, student: Classifier | None, n: int):
+    def update(self,
+               teacher: Classifier,         # the frozen teacher the generator is trained against
+               student: Classifier | None,  # the student being distilled (None only without an adversarial term)
+               n: int):                     # images per generator step (the KD batch's size)
         "One generator update on `n` images; returns the images the student is to keep (Fast-DFKD: the lowest-loss inner step's), or None."
         w, kw = self.weights_now(), dict(divergence=self.divergence, ie_base=self.ie_base)
         if self.reset_l0 and self.updates + 1 == self.reset_l0: _reset_l0(self.gen)     # at the reset_l0-th round, as fast_meta.py:238-244
@@ -174,7 +205,12 @@ class GeneratorHook:
         self.updates += 1
         return best
 
-    def __call__(self, x: torch.Tensor, step: int, student: Classifier, teacher: Classifier) -> torch.Tensor:
+    def __call__(self,
+                 x: torch.Tensor,      # the loop's augmented batch: only its length is used (the hook makes the images)
+                 step: int,            # the KD optimiser step: a generator update when `step % student_steps == 0`
+                 student: Classifier,  # the student being distilled (eval mode during the generator update)
+                 teacher: Classifier,  # the frozen teacher
+                ) -> torch.Tensor:
         t0 = time.perf_counter(); n = len(x)
         if step % self.student_steps == 0:
             was = student.training; student.eval()     # against the student's inference behaviour (BN running stats), as DFQ, Fast and CMI do; ZSKT, DFAD keep train mode (a declared deviation)
@@ -194,7 +230,9 @@ class GeneratorHook:
         return out
 
     @torch.no_grad()
-    def sample(self, n: int = 32) -> torch.Tensor:
+    def sample(self,
+               n: int = 32,  # how many images to return
+              ) -> torch.Tensor:
         "`n` uint8 images as the student now sees them (from the memory bank, or fresh from the generator), without a generator update."
         if self.bank is not None: return self.bank[torch.randint(0, len(self.bank), (n,), generator=self.g, device=self.dev)].cpu()
         return to_uint8(self.gen(self.z(n)))
@@ -218,8 +256,15 @@ def _reset_model(model):
 
 class CMIHook(GeneratorHook):
     "Contrastive model inversion (Fang et al. 2021) as Fast-Datafree `datafree/synthesis/contrastive.py:88-258`: each update re-initialises the generator and optimises it and its codes for `generator_steps` steps on the inversion loss plus an instance-contrastive loss between a global and a local view, against a memory bank of earlier images' features; the lowest-loss images go to the student's bank."
-    def __init__(self, teacher: Classifier, weights: dict, contrast: float = 0.8, contrast_temperature: float = 0.2, head_dim: int = 256,
-                 n_neg: int = 4096, bank_features: int = 40960, **kw):
+    def __init__(self,
+                 teacher: Classifier,                # the frozen teacher (its BN layers' inputs: the features)
+                 weights: dict,                      # weights of the terms bn, oh and adv (act, ie: unused)
+                 contrast: float = 0.8,              # weight of the instance-contrastive term (reference: 0.8)
+                 contrast_temperature: float = 0.2,  # temperature of the contrastive cross-entropy (reference: 0.2)
+                 head_dim: int = 256,                # output size of the MLP projection head (reference: 256)
+                 n_neg: int = 4096,                  # negatives drawn from the memory bank (reference: 4096)
+                 bank_features: int = 40960,         # rows of the feature memory bank (a ring buffer of earlier images)
+                 **kw):                              # `GeneratorHook`'s other settings (generator_lr, nz, …)
         super().__init__(teacher, weights, divergence='masked_kl', augment=True, random_targets=True, **kw)
         self.cr, self.cr_T, self.n_neg = contrast, contrast_temperature, n_neg
         self.all_bns = teacher_bn_layers(teacher, 'CMI')       # its features: the instance means of every BN layer's input (contrastive.py:129-131)
@@ -229,7 +274,9 @@ class CMIHook(GeneratorHook):
         self.memory = torch.randn(bank_features, 2 * dim, generator=torch.Generator().manual_seed(kw.get('seed', 0))).to(self.dev)
         self.ptr, self.stored = 0, 0
 
-    def features(self, teacher, x):
+    def features(self,
+                 teacher,  # the teacher (its BatchNorm layers are `all_bns`)
+                 x):       # float images N×C×H×W on the 0-1 scale
         with tap_inputs(self.all_bns) as taps: t = teacher(x)
         return t, taps, torch.cat([a.float().mean((2, 3)) for a in taps], 1)
 
@@ -239,7 +286,10 @@ class CMIHook(GeneratorHook):
         idx = torch.randperm(size, generator=self.g, device=self.dev)[:self.n_neg] if size else torch.zeros(0, dtype=torch.long, device=self.dev)
         return self.memory[idx]
 
-    def update(self, teacher: Classifier, student: Classifier | None, n: int):
+    def update(self,
+               teacher: Classifier,         # the frozen teacher the generator and its codes are optimised against
+               student: Classifier | None,  # the student being distilled (None only without an adversarial term)
+               n: int):                     # images made per update (the KD batch's size)
         w = self.weights_now(); _reset_model(self.gen)
         z = self.z(n).requires_grad_(True); y = self.targets(n)
         opt = torch.optim.Adam([dict(params=self.gen.parameters()), dict(params=[z])], lr=self.generator_lr, betas=(0.5, 0.999))

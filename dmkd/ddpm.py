@@ -78,7 +78,9 @@ class DDPMConfig:
     def to_dict(self) -> dict:
         "The fields, less the speed knobs left at their defaults (so configs, manifests and keys made before those knobs stay as they were)."
         return {k: v for k, v in asdict(self).items() if not (k in _SPEED and v == _SPEED[k])}
-    def key(self, data_digest: str = '') -> str:
+    def key(self,
+            data_digest: str = '',  # digest of the training images (`tensor_digest` of their images and labels)
+           ) -> str:
         d = {k: v for k, v in self.to_dict().items() if k not in _HOW}   # how it computes (memory format, compiler, fused kernel) is not what
         for k in ('size', 'data_size'):
             if d[k] is None: del d[k]            # keys of configs made before these fields existed stay valid
@@ -97,14 +99,20 @@ class DDPMConfig:
         "The peak learning rate training uses: `lr` scaled by `lr_scaling` for `batch_size` (linear: × batch_size / lr_batch_size; sqrt: × its square root)."
         r = self.batch_size / self.lr_batch_size
         return self.lr * dict(none=1.0, linear=r, sqrt=math.sqrt(r))[self.lr_scaling]
-    def train_precision(self, device) -> str:
+    def train_precision(self,
+                        device,   # the device training runs on ('cpu', 'cuda', … or a `torch.device`; not 'auto')
+                       ) -> str:
         "'bf16' or 'fp32' on `device`, by the one rule of `dmkd.core.resolve_precision`."
         return resolve_precision(self.precision, device)
     def noise_config(self) -> dict:
         return dict(num_train_timesteps=self.num_train_timesteps, beta_schedule=self.beta_schedule,
                     prediction_type=self.prediction_type, clip_sample=True, clip_sample_range=1.0)
 
-def build_unet(cfg: DDPMConfig, resolution: int, channels: int, num_classes: int):
+def build_unet(cfg: DDPMConfig,    # the DDPM's config: widths, layers per block, attention
+               resolution: int,    # image side in pixels the UNet samples at
+               channels: int,      # colour channels of the images (in and out)
+               num_classes: int,   # real classes; one more class embedding is the null class
+              ):
     "The `UNet2DModel` of `cfg` for `num_classes` classes plus the null class."
     from diffusers import UNet2DModel
     n = len(cfg.block_out_channels)
@@ -121,7 +129,9 @@ def build_unet(cfg: DDPMConfig, resolution: int, channels: int, num_classes: int
     return unet
 
 # %% ../nbs/04b_ddpm.ipynb #0fdfc071
-def ddpm_kwargs(size: int | None = None, steps: int | None = None) -> dict:
+def ddpm_kwargs(size: int | None = None,   # training resolution in pixels, resized from the dataset (None or 0: native)
+                steps: int | None = None,  # optimiser steps (None or 0: `DDPMConfig.steps`)
+               ) -> dict:
     "`get_generator('ddpm', …)` options for the in-project DDPM trained at resolution `size` for `steps` (None or 0: `DDPMConfig`'s defaults)."
     return (dict(native=False, size=size) if size else {}) | (dict(steps=steps) if steps else {})
 
@@ -129,8 +139,14 @@ def ddpm_kwargs(size: int | None = None, steps: int | None = None) -> dict:
 class DDPMGenerator(Generator):
     "The in-project class-conditional DDPM: a diffusers `UNet2DModel` plus its noise schedule and class names."
     kind = 'ddpm'
-    def __init__(self, unet, noise_config: dict, classes: list, meta: dict | None = None, device='auto', batch_size: int = 256,
-                 cuda_graphs: bool = True):
+    def __init__(self,
+                 unet,                       # a diffusers `UNet2DModel` with len(classes)+1 class embeddings
+                 noise_config: dict,         # its noise schedule (`DDPMConfig.noise_config()`), for `make_scheduler`
+                 classes: list,              # class names; id `len(classes)` is the null class
+                 meta: dict | None = None,   # provenance (key, config, weights' SHA-256) kept in `dmkd.json`
+                 device='auto',              # auto, cpu, cuda, or a torch.device
+                 batch_size: int = 256,      # images per sampling batch
+                 cuda_graphs: bool = True):  # on CUDA, replay each sampling step's UNet pass from a CUDA graph
         self.unet = unet.to(get_device(device)).eval().requires_grad_(False)
         self.cuda_graphs, self._graphs = cuda_graphs, {}       # on CUDA, each step's guided UNet pass replays a captured graph
         self.sampling = dict(cuda_graphs=False, precision='fp32')   # how the last batch was sampled (stores record it)
@@ -147,7 +163,12 @@ class DDPMGenerator(Generator):
         return dict(kind=self.kind, key=self.meta.get('key'), weights_sha256=self.meta.get('weights_sha256'),
                     config=self.meta.get('config'), classes=self.classes, resolution=self.resolution, channels=self.channels)
 
-    def eps(self, x, t, ids, guidance_scale: float) -> torch.Tensor:
+    def eps(self,
+            x,                       # scaled noisy images x_t, N×C×H×W, on the UNet's device
+            t,                       # the timestep (a 0-dim tensor)
+            ids,                     # class ids, N (long); the null class for unconditional
+            guidance_scale: float,   # 0: unconditional; 1: conditional; > 1: classifier-free guidance
+           ) -> torch.Tensor:
         "Guided noise prediction; the conditional and unconditional passes run as one batch."
         null = torch.full_like(ids, self.null_class)
         if guidance_scale == 0: return self.unet(x, t, class_labels=null).sample
@@ -155,7 +176,12 @@ class DDPMGenerator(Generator):
         e_c, e_u = self.unet(torch.cat([x, x]), t, class_labels=torch.cat([ids, null])).sample.chunk(2)
         return e_u + guidance_scale * (e_c - e_u)
 
-    def graphed_eps(self, x, t, ids, guidance_scale: float) -> torch.Tensor:
+    def graphed_eps(self,
+                    x,                       # scaled noisy images x_t, N×C×H×W, on the CUDA device
+                    t,                       # the timestep (a 0-dim tensor)
+                    ids,                     # class ids, N (long)
+                    guidance_scale: float,   # 0: unconditional; 1: conditional; > 1: classifier-free guidance
+                   ) -> torch.Tensor:
         "`eps` replayed from a CUDA graph captured once per (shape, guidance scale): one launch per sampling step instead of hundreds."
         k = (tuple(x.shape), x.dtype, float(guidance_scale))
         if k not in self._graphs:
@@ -216,7 +242,11 @@ class DDPMGenerator(Generator):
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, device='auto', expect: dict | None = None) -> 'DDPMGenerator':
+    def load(cls,
+             folder: str | Path,          # a folder `save` wrote
+             device='auto',               # auto, cpu, cuda, or a torch.device
+             expect: dict | None = None,  # fields `dmkd.json` must hold with these values (None: no check)
+            ) -> 'DDPMGenerator':
         "Load a generator saved by `save`; `expect` items must match its `dmkd.json`."
         from diffusers import UNet2DModel
         folder = Path(folder)
@@ -277,12 +307,34 @@ def ddpm_loss(unet,                        # the UNet (or its compiled forward)
         return F.mse_loss(unet(xt, t, class_labels=y).sample.float(), target)
 
 # %% ../nbs/04b_ddpm.ipynb #12f9a420
-def ddpm_dir(cfg: DDPMConfig, data_digest: str, cache=None) -> Path:
+def ddpm_dir(cfg: DDPMConfig,     # the DDPM's settings (its dataset and `key` name the folder)
+             data_digest: str,    # digest of the training images (`tensor_digest` of images and labels)
+             cache=None,          # cache root (None: $DMKD_CACHE, else <data root>/cache)
+            ) -> Path:
     "Cache folder of the DDPM of `cfg` trained on images with `data_digest`."
     return cache_root(cache) / 'generators' / f'ddpm-{cfg.dataset}-{cfg.key(data_digest)}'
 
-def train_ddpm(cfg: DDPMConfig, data: ImageSet | None = None, cache=None, device='auto', progress: bool = True,
-               save_every: int = 250, stop_after: int | None = None, root=None) -> DDPMGenerator:
+def _resume(state: Path, key: str, acc, unet, ema, opt, sched, say: bool, steps: int) -> tuple[int, list, float]:
+    "Load DDPM run checkpoint `state` (if any) into the models, optimiser and schedule; the step, losses and seconds so far."
+    if not state.exists(): return 0, [], 0.0
+    st = load_state(state, acc.device)
+    if st.get('key') != key: raise ValueError(f"{state} belongs to another run; delete {state.parent} to start fresh.")
+    acc.unwrap_model(unet).load_state_dict(st['unet'])
+    ema.load_state_dict(st['ema'])
+    opt.load_state_dict(st['opt'])
+    sched.load_state_dict(st['sched'])
+    if say: print(f"Resuming DDPM training from step {st['step']} of {steps} ({state}).")
+    return st['step'], st['losses'], st['seconds']
+
+def train_ddpm(cfg: DDPMConfig,                # the DDPM's settings
+               data: ImageSet | None = None,  # the training images (None: `cfg.load_data(root)`)
+               cache=None,                    # cache root (None: $DMKD_CACHE, else <data root>/cache)
+               device='auto',                 # auto, cpu, cuda, or a torch.device
+               progress: bool = True,         # show a progress bar
+               save_every: int = 250,         # write the resumable checkpoint every this many optimiser steps
+               stop_after: int | None = None, # stop after this many steps (to test resuming); None: `cfg.steps`
+               root=None,                     # data root when `data` is None (None: $DMKD_DATA, else data/)
+              ) -> DDPMGenerator:
     "Train (or resume) the DDPM of `cfg` into its cache folder and return it (EMA weights)."
     from tqdm.auto import tqdm
     data = data if data is not None else cfg.load_data(root)
@@ -299,14 +351,8 @@ def train_ddpm(cfg: DDPMConfig, data: ImageSet | None = None, cache=None, device
     noise_sched = make_scheduler('ddpm', cfg.noise_config())
     unet, opt = acc.prepare(unet, opt)
     drop_autocast(unet); forward = maybe_compile(unet, cfg.compile, cache)    # the loop's autocast sets the precision it records
-    step, losses, t_train = 0, [], 0.0
     state = run / 'state.pt'
-    if state.exists():
-        st = load_state(state, dev)
-        if st.get('key') != key: raise ValueError(f"{state} belongs to another run; delete {run} to start fresh.")
-        acc.unwrap_model(unet).load_state_dict(st['unet']); ema.load_state_dict(st['ema']); opt.load_state_dict(st['opt'])
-        sched.load_state_dict(st['sched']); step, losses, t_train = st['step'], st['losses'], st['seconds']
-        if progress and acc.is_main_process: print(f"Resuming DDPM training from step {step} of {cfg.steps} ({state}).")
+    step, losses, t_train = _resume(state, key, acc, unet, ema, opt, sched, progress and acc.is_main_process, cfg.steps)
     x_all = data.images.to(dev); y_all = data.labels.to(dev)
     world, rank = acc.num_processes, acc.process_index
     alphas = noise_sched.alphas_cumprod.to(dev)
@@ -340,7 +386,13 @@ def train_ddpm(cfg: DDPMConfig, data: ImageSet | None = None, cache=None, device
         gen.save(out); shutil.rmtree(run, ignore_errors=True)
     return gen
 
-def get_ddpm(cfg: DDPMConfig | None = None, cache=None, device='auto', progress: bool = True, root=None, **kwargs) -> DDPMGenerator:
+def get_ddpm(cfg: DDPMConfig | None = None,  # the DDPM's settings (None: `DDPMConfig(**kwargs)`)
+             cache=None,                     # cache root (None: $DMKD_CACHE, else <data root>/cache)
+             device='auto',                  # auto, cpu, cuda, or a torch.device
+             progress: bool = True,          # show a progress bar while it trains
+             root=None,                      # data root (None: $DMKD_DATA, else data/ in the checkout)
+             **kwargs,                       # `DDPMConfig` fields, when `cfg` is None
+            ) -> DDPMGenerator:
     "The in-project DDPM of `cfg` (or `DDPMConfig(**kwargs)`) from the cache, training it first if needed."
     cfg = cfg or DDPMConfig(**kwargs)
     data = cfg.load_data(root)

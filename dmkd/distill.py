@@ -20,8 +20,12 @@ from .models import MODELS, Classifier, get_model
 from .train import Objective, check_optim, check_optim_fields, evaluate, fit
 
 # %% ../nbs/06_distill.ipynb #e3ccc854
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 4.0,
-            ce_weight: float = 0.0, kd_weight: float = 1.0) -> torch.Tensor:
+def kd_loss(student_logits: torch.Tensor,  # the student's logits, N×K
+            teacher_logits: torch.Tensor,  # the teacher's logits on the same images, N×K (the targets)
+            temperature: float = 4.0,      # KD temperature T (> 0): both distributions are softened by it
+            ce_weight: float = 0.0,        # weight of the cross-entropy against the teacher's argmax (0: none)
+            kd_weight: float = 1.0,        # weight of the T²-scaled KL term
+           ) -> torch.Tensor:
     "`kd_weight`·T²·KL(softmax(t/T) ‖ softmax(s/T)) + `ce_weight`·cross-entropy(s, argmax t), averaged over the batch."
     if not temperature > 0: raise ValueError(f"temperature must be > 0, got {temperature}.")
     if student_logits.shape != teacher_logits.shape:
@@ -60,13 +64,20 @@ class KDConfig:
         knob('precision', self.precision in ('auto', 'bf16', 'fp32'), f"must be auto, bf16 or fp32, got {self.precision!r}.")
 
     def to_dict(self) -> dict: return asdict(self)
-    def key(self, teacher_key: str = '', data_digest: str = '', world: int = 1) -> str:
+    def key(self,
+            teacher_key: str = '',  # content key of the teacher (its sidecar's `key`)
+            data_digest: str = '',  # content digest of the training images (`ImageSet.digest()`)
+            world: int = 1,         # number of processes (in the key only when > 1: the batch is `batch_size`×`world`)
+           ) -> str:
         "Content key: every field plus the teacher's key, the digest of the training images, and the number of processes when several (the effective batch is `batch_size` × `world`)."
         return config_key(dict(self.to_dict(), teacher=teacher_key, data=data_digest) | (dict(world=world) if world > 1 else {}))
 
 # %% ../nbs/06_distill.ipynb #797601a3
-def check_compatible(teacher_meta: dict, images: ImageSet, test: ImageSet | None = None, dataset: str | None = None,
-                     labelled: bool = True):
+def check_compatible(teacher_meta: dict,            # the teacher's sidecar (its arch, classes, num_classes, dataset)
+                     images: ImageSet,              # the training (transfer) images
+                     test: ImageSet | None = None,  # the real test split: classes, size, channels (None: not checked)
+                     dataset: str | None = None,    # the dataset the teacher must be trained on (None: not checked)
+                     labelled: bool = True):        # images labelled in the teacher's classes (False: not checked)
     "Raise a clear error if the teacher (its sidecar `teacher_meta`), the training `images` and the `test` split do not fit together."
     arch, tcls = teacher_meta.get('arch', '?'), teacher_meta.get('classes')
     n = teacher_meta.get('num_classes', len(tcls or []))
@@ -117,7 +128,10 @@ class TeacherCache:
         teacher.train(was)
         self.draws, self.seconds = draws, time.time() - t0
 
-    def batch(self, epoch: int, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self,
+              epoch: int,         # the KD epoch (0-based): it reads draw number `epoch % draws`
+              idx: torch.Tensor,  # indices of the batch's images (on the cache's device)
+             ) -> tuple[torch.Tensor, torch.Tensor]:
         "Views and teacher logits of images `idx` for `epoch` (draw `epoch % draws`)."
         d = epoch % self.draws
         return self.views[d][idx], self.logits[d][idx].float()
@@ -137,13 +151,24 @@ class Distillation(Objective):
         self.teacher, self.cfg, self.on_batch, self.cache = teacher, cfg, on_batch, None
         self.hint = f"Check the teacher (is it finite on these images?) and lr (now {cfg.lr})."
 
-    def start(self, data, augment, autocast, progress):
+    def start(self,
+              data,       # the training images (an `ImageSet` on the device): the teacher cache is built on them
+              augment,    # the loop's `BatchAugment`: the cache's views are drawn with it
+              autocast,   # a context-manager factory: the loop's precision, also used for the teacher's forward
+              progress):  # show the teacher cache's progress bar
         self.autocast = autocast
         if self.cfg.teacher_cache:
             self.cache = TeacherCache(self.teacher, data.images, augment, self.cfg.teacher_cache, self.cfg.seed,
                                       progress=progress, autocast=autocast)
 
-    def batch(self, data, idx, augment, g, epoch, step, model):
+    def batch(self,
+              data,     # the training images (an `ImageSet` on the device)
+              idx,      # this process's indices of the batch in `data`
+              augment,  # the loop's `BatchAugment`
+              g,        # the epoch's seeded `torch.Generator` (the augmentation draws)
+              epoch,    # the epoch (0-based): picks the teacher cache's draw
+              step,     # the optimiser step about to be taken (passed to `on_batch`)
+              model):   # the student being trained (passed to `on_batch`: a generator is trained against it)
         if self.cache is not None:
             x, t = self.cache.batch(epoch, idx)
             return x.contiguous(memory_format=torch.channels_last), t
@@ -153,7 +178,10 @@ class Distillation(Objective):
         with torch.no_grad(), self.autocast(): t = self.teacher(x).float()
         return x, t
 
-    def loss(self, out, target): return kd_loss(out, target, self.cfg.temperature, self.cfg.ce_weight)
+    def loss(self,
+             out,      # the student's logits, N×K
+             target):  # the teacher's logits from `batch`, N×K
+        return kd_loss(out, target, self.cfg.temperature, self.cfg.ce_weight)
 
 # %% ../nbs/06_distill.ipynb #3502411f
 def distill_student(cfg: KDConfig,                  # the KD settings (student, epochs, temperature, optimiser, precision, ...)
@@ -198,6 +226,11 @@ def distill_student(cfg: KDConfig,                  # the KD settings (student, 
                      precision=res['precision'], compile=cfg.compile, channels_last=True, complete=done)
 
 # %% ../nbs/06_distill.ipynb #f8613d15
-def distill_dir(cfg: KDConfig, teacher_key: str, data_digest: str, cache=None, world: int = 1) -> Path:
+def distill_dir(cfg: KDConfig,     # the KD settings of the student
+                teacher_key: str,  # content key of the teacher (its sidecar's `key`)
+                data_digest: str,  # content digest of the training images (`ImageSet.digest()`)
+                cache=None,        # cache root (None: `$DMKD_CACHE`, else `<data root>/cache`)
+                world: int = 1,    # number of processes the student is distilled by (in the key only when > 1)
+               ) -> Path:
     "Checkpoint folder of the student of `cfg` distilled from teacher `teacher_key` on images `data_digest` by `world` processes."
     return cache_root(cache) / 'students' / f'{cfg.student}-{cfg.key(teacher_key, data_digest, world)}'

@@ -28,7 +28,11 @@ def _images(x) -> torch.Tensor:
                     f"{tuple(getattr(x, 'shape', ()))}.")
 
 @torch.no_grad()
-def extract_features(model: torch.nn.Module, images, batch_size: int = 500, device='cpu') -> np.ndarray:
+def extract_features(model: torch.nn.Module,  # the feature network: its `features(x)` if it has one, else its output
+                     images,                  # an `ImageSet`, or uint8 images N×C×H×W
+                     batch_size: int = 500,   # images per forward pass
+                     device='cpu',            # where they are computed: cpu, cuda or a torch.device (not 'auto')
+                    ) -> np.ndarray:
     "Features (N×D float64 numpy) of `images` (an `ImageSet` or uint8 tensor): `model.features` if it has one, else `model(x)`."
     x = _images(images); model = model.to(device).eval()
     fn = model.features if hasattr(model, 'features') and callable(model.features) else model
@@ -38,7 +42,8 @@ def extract_features(model: torch.nn.Module, images, batch_size: int = 500, devi
 # %% ../nbs/08_fidelity.ipynb #04c34f5a
 class InceptionFeatures(torch.nn.Module):
     "torchvision Inception-v3 (ImageNet weights from a local file) as a 2048-d feature network for uint8 images."
-    def __init__(self, weights: str | Path):
+    def __init__(self,
+                 weights: str | Path):  # local file of torchvision's inception_v3 ImageNet weights (.pth, .safetensors)
         super().__init__()
         import torchvision
         weights = Path(weights) if weights else None
@@ -55,20 +60,25 @@ class InceptionFeatures(torch.nn.Module):
         self.register_buffer('mean', torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer('std', torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self,
+                 x: torch.Tensor,  # images N×C×H×W: uint8 (0-255) or float (0-1); one channel is repeated to three
+                ) -> torch.Tensor:
         x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
         if x.shape[1] == 1: x = x.expand(-1, 3, -1, -1)
         x = F.interpolate(x, size=(299, 299), mode='bilinear', align_corners=False)
         return self.net((x - self.mean) / self.std)
 
 # %% ../nbs/08_fidelity.ipynb #c4feb9ec
-def feature_stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def feature_stats(feats: np.ndarray,  # features N×D with N ≥ 2 (anything `np.asarray` takes)
+                 ) -> tuple[np.ndarray, np.ndarray]:
     "Mean and covariance (unbiased) of N×D features."
     feats = np.asarray(feats, dtype=np.float64)
     if feats.ndim != 2 or len(feats) < 2: raise ValueError(f"Need an N×D feature array with N ≥ 2, got shape {feats.shape}.")
     return feats.mean(0), np.cov(feats, rowvar=False)
 
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+def frechet_distance(a: np.ndarray,  # one feature set, N×D (N ≥ 2)
+                     b: np.ndarray,  # the other feature set, M×D (M ≥ 2, the same D)
+                    ) -> float:
     "Fréchet distance ‖μa−μb‖² + tr(Σa + Σb − 2(ΣaΣb)^½) between Gaussians fitted to feature sets `a` and `b` (FID's formula)."
     (m1, s1), (m2, s2) = feature_stats(a), feature_stats(b)
     if m1.shape != m2.shape: raise ValueError(f"Feature sets differ in dimension: {m1.shape[0]} vs {m2.shape[0]}.")
@@ -84,8 +94,15 @@ def _poly_mmd2(x: np.ndarray, y: np.ndarray, degree: int, gamma: float, coef: fl
     m, n = len(x), len(y)
     return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1)) - 2 * kxy.mean())
 
-def kernel_distance(a: np.ndarray, b: np.ndarray, subsets: int = 20, subset_size: int = 500, degree: int = 3,
-                    gamma: float | None = None, coef: float = 1.0, seed: int = 0) -> tuple[float, float]:
+def kernel_distance(a: np.ndarray,               # one feature set, N×D
+                    b: np.ndarray,               # the other feature set, M×D (the same D)
+                    subsets: int = 20,           # random subsets the MMD² is computed on (mean and std over them)
+                    subset_size: int = 500,      # features drawn per subset from each set (at most N and M)
+                    degree: int = 3,             # degree of the polynomial kernel
+                    gamma: float | None = None,  # scale γ of x·y in the kernel (None or 0: 1/D)
+                    coef: float = 1.0,           # constant added to γ x·y in the kernel
+                    seed: int = 0,               # seed of the subsets
+                   ) -> tuple[float, float]:
     "KID: mean and std over `subsets` random subsets of the unbiased MMD² with kernel (γ x·y + coef)^degree, γ = 1/D by default."
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape[1] != b.shape[1]: raise ValueError(f"Feature sets differ in dimension: {a.shape[1]} vs {b.shape[1]}.")
@@ -104,7 +121,10 @@ def _knn_radii(x: torch.Tensor, k: int) -> torch.Tensor:
 def _inside(q: torch.Tensor, ref: torch.Tensor, radii: torch.Tensor, batch: int = 1000) -> torch.Tensor:
     return torch.cat([(torch.cdist(q[i:i + batch], ref) <= radii[None]).any(1) for i in range(0, len(q), batch)])
 
-def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> dict:
+def precision_recall(real: np.ndarray,  # features of the real images, N×D
+                     fake: np.ndarray,  # features of the generated images, M×D
+                     k: int = 3,        # each point's manifold radius is its distance to its k-th nearest neighbour
+                    ) -> dict:
     "Improved precision and recall (Kynkäänniemi et al. 2019): share of `fake` inside the real k-NN manifold, and of `real` inside the fake one."
     r, f = torch.as_tensor(np.asarray(real), dtype=torch.float64), torch.as_tensor(np.asarray(fake), dtype=torch.float64)
     if min(len(r), len(f)) <= k: raise ValueError(f"precision_recall needs more than k={k} features in each set, got {len(r)} and {len(f)}.")
@@ -114,14 +134,23 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> dict:
 
 # %% ../nbs/08_fidelity.ipynb #98b86d99
 @torch.no_grad()
-def teacher_outputs(teacher: torch.nn.Module, images, batch_size: int = 500, device='cpu') -> tuple[torch.Tensor, np.ndarray]:
+def teacher_outputs(teacher: torch.nn.Module,  # a `Classifier` (called with `return_features=True`)
+                    images,                    # an `ImageSet`, or uint8 images N×C×H×W
+                    batch_size: int = 500,     # images per forward pass
+                    device='cpu',              # where the forward runs: cpu, cuda or a torch.device (not 'auto')
+                   ) -> tuple[torch.Tensor, np.ndarray]:
     "The teacher's logits (N×C float tensor) and penultimate features (N×D float64 numpy) of `images`, from one forward pass."
     x = _images(images); teacher = teacher.to(device).eval()
     outs = [teacher(x[i:i + batch_size].to(device), return_features=True) for i in range(0, len(x), batch_size)]
     return (torch.cat([o.float().cpu() for o, _ in outs]), torch.cat([f.flatten(1).double().cpu() for _, f in outs]).numpy())
 
 @torch.no_grad()
-def teacher_measures(teacher: torch.nn.Module, images, batch_size: int = 500, device='cpu', logits: torch.Tensor | None = None) -> dict:
+def teacher_measures(teacher: torch.nn.Module,            # the teacher measured (not run when `logits` is given)
+                     images,                              # an `ImageSet` (its labels give `agreement`) or uint8 N×C×H×W
+                     batch_size: int = 500,               # images per forward pass
+                     device='cpu',                        # where the forward runs: cpu, cuda or a torch.device
+                     logits: torch.Tensor | None = None,  # the teacher's logits of `images`, N×K (None: computed here)
+                    ) -> dict:
     """Teacher agreement with the images' labels (%), mean confidence, mean entropy (nats) and class balance of its predictions
     (from the teacher's `logits` of `images` when they are given, e.g. by `teacher_outputs`)."""
     x = _images(images)

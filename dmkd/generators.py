@@ -19,7 +19,11 @@ from .data import batch_indices, to_classifier_view
 # %% ../nbs/04a_generators.ipynb #a855f65b
 SAMPLERS = ('ddpm', 'ddim', 'dpm++')
 
-def check_knobs(guidance_scale: float = 1.0, num_steps: int = 25, sampler: str = 'ddim', strength: float | None = None):
+def check_knobs(guidance_scale: float = 1.0,     # classifier-free guidance scale s: 0 (unconditional) or >= 1 (1: none)
+                num_steps: int = 25,             # sampling steps T: a whole number >= 1
+                sampler: str = 'ddim',           # one of `SAMPLERS`: 'ddpm', 'ddim' or 'dpm++'
+                strength: float | None = None,   # img2img strength in [0, 1] (None: plain generation)
+               ):
     "Validate the sampling knobs; s must be 0 (unconditional) or at least 1, T at least 1, strength in [0, 1]."
     knob('sampler', sampler in SAMPLERS, f"must be one of {', '.join(SAMPLERS)}, got {sampler!r}.")
     num = lambda v: isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
@@ -29,7 +33,9 @@ def check_knobs(guidance_scale: float = 1.0, num_steps: int = 25, sampler: str =
     knob('strength', strength is None or (num(strength) and 0 <= strength <= 1), f"must be None or lie in [0, 1], got {strength!r}.")
 
 # %% ../nbs/04a_generators.ipynb #cd2ec90c
-def make_scheduler(sampler: str, config: dict):
+def make_scheduler(sampler: str,  # 'ddpm', 'ddim' or 'dpm++' (DPM-Solver++, 2nd order); all with trailing timesteps
+                   config: dict,  # a diffusers noise-schedule config, e.g. `DDPMConfig.noise_config()`
+                  ):
     "A diffusers scheduler for `sampler` ('ddpm', 'ddim', 'dpm++') with the noise schedule in `config`."
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
     check_knobs(sampler=sampler)
@@ -64,16 +70,33 @@ class Generator:
 
     def _sample(self, ids, guidance_scale, num_steps, sampler, seed, init=None, strength=None) -> torch.Tensor: raise NotImplementedError
 
-    def generate(self, class_ids, guidance_scale: float = 2.0, num_steps: int = 25, sampler: str = 'ddim', seed: int = 0,
-                 resolution: int | None = None, channels: int | None = None, progress: bool = False) -> torch.Tensor:
+    def generate(self,
+                 class_ids,                       # class id of each image to make (this generator's ids)
+                 guidance_scale: float = 2.0,     # classifier-free guidance scale s (1: none; 0: unconditional)
+                 num_steps: int = 25,             # sampling steps T
+                 sampler: str = 'ddim',           # 'ddpm', 'ddim' or 'dpm++'
+                 seed: int = 0,                   # seed of the noise (each batch of `batch_size` gets its own)
+                 resolution: int | None = None,   # output side in pixels (None: the generator's native size)
+                 channels: int | None = None,     # output channels, 1 repeated to 3 (None: the generator's)
+                 progress: bool = False,          # show a progress bar over the batches
+                ) -> torch.Tensor:
         "uint8 images N×C×H×W of `class_ids` at `resolution` (default: native), reproducible from `seed`."
         check_knobs(guidance_scale, num_steps, sampler)
         ids = self.check_classes(class_ids)
         return self._batched(ids, None, guidance_scale, num_steps, sampler, seed, None, resolution, channels, progress)
 
-    def img2img(self, images: torch.Tensor, class_ids, strength: float = 0.5, guidance_scale: float = 2.0,
-                num_steps: int = 25, sampler: str = 'ddim', seed: int = 0, resolution: int | None = None,
-                channels: int | None = None, progress: bool = False) -> torch.Tensor:
+    def img2img(self,
+                images: torch.Tensor,            # uint8 images N×C×H×W to start from, one per class id
+                class_ids,                       # class id of each image to denoise towards (this generator's ids)
+                strength: float = 0.5,           # noise level in [0, 1]: 0 returns the images, 1 is plain generation
+                guidance_scale: float = 2.0,     # classifier-free guidance scale s (1: none; 0: unconditional)
+                num_steps: int = 25,             # sampling steps T of the full schedule (about `strength` × T are run)
+                sampler: str = 'ddim',           # 'ddpm', 'ddim' or 'dpm++'
+                seed: int = 0,                   # seed of the noise (each batch of `batch_size` gets its own)
+                resolution: int | None = None,   # output side in pixels (None: the generator's native size)
+                channels: int | None = None,     # output channels, 1 repeated to 3 (None: the generator's)
+                progress: bool = False,          # show a progress bar over the batches
+               ) -> torch.Tensor:
         "SDEdit: noise uint8 `images` to the level `strength` sets, then denoise towards `class_ids`."
         check_knobs(guidance_scale, num_steps, sampler, strength)
         ids = self.check_classes(class_ids)
@@ -93,7 +116,12 @@ class Generator:
         return to_classifier_view(x, resolution or x.shape[-1], channels or x.shape[1])
 
 # %% ../nbs/04a_generators.ipynb #4979cac3
-def load_pipeline(cls, model: str | Path, device='auto', dtype=None, **kwargs):
+def load_pipeline(cls,                # a diffusers pipeline class, e.g. `DiTPipeline`
+                  model: str | Path,  # a local pipeline folder, or a hub id (read from the hub cache or downloaded)
+                  device='auto',      # auto, cpu, cuda, or a torch.device
+                  dtype=None,         # the weights' dtype (None: float16 on CUDA, float32 elsewhere)
+                  **kwargs,           # further `from_pretrained` options (e.g. `safety_checker=None`)
+                 ):
     "`cls.from_pretrained(model)` from a local folder or the hub cache, with an error that says how to provide it."
     dev = get_device(device)
     dtype = dtype or (torch.float16 if dev.type == 'cuda' else torch.float32)
@@ -216,7 +244,12 @@ GENERATORS['dit'] = lambda classes, model=None, device='auto', cache=None, **kw:
 GENERATORS['sd'] = lambda classes, model=None, device='auto', cache=None, **kw: StableDiffusionGenerator(
     classes, model or 'stable-diffusion-v1-5/stable-diffusion-v1-5', device=device, **kw)
 
-def get_generator(name: str = 'ddpm', classes: list[str] | None = None, model: str | Path | None = None, device='auto',
-                  cache=None, **kwargs) -> Generator:
+def get_generator(name: str = 'ddpm',                # 'ddpm' (in-project, trained if needed), 'dit', 'sd' (pretrained)
+                  classes: list[str] | None = None,  # class names: the prompts of 'sd' ('ddpm', 'dit' have their own)
+                  model: str | Path | None = None,   # 'dit'/'sd': a pipeline folder or hub id (None: their default)
+                  device='auto',                     # auto, cpu, cuda, or a torch.device
+                  cache=None,                        # cache root (None: $DMKD_CACHE, else <data root>/cache)
+                  **kwargs,                          # `get_ddpm`, `DiTGenerator` or `StableDiffusionGenerator` options
+                 ) -> Generator:
     "Generator `name` ('ddpm', 'dit', 'sd'): the in-project DDPM from the cache (trained if needed) or a pretrained pipeline `model`."
     return GENERATORS[name](classes, model=model, device=device, cache=cache, **kwargs)

@@ -29,7 +29,8 @@ def one_image_set(image: str | Path | None = None,   # the single real image (de
                   channels: int = 3,                 # channels of the patches
                   grayscale: bool = False,           # make the patches grey (for a grey dataset such as digits)
                   scale: tuple = (0.005, 0.3),       # random-resized-crop area range, as a fraction of the image
-                  seed: int = 0) -> torch.Tensor:
+                  seed: int = 0,                     # seed of the crops and their augmentations
+                 ) -> torch.Tensor:
     "One-Image (Asano & Saeed 2023): `n_images` heavily augmented random crops of one real image, as uint8 N×C×`size`×`size`."
     from PIL import Image
     from torchvision.transforms import v2
@@ -47,7 +48,10 @@ def one_image_set(image: str | Path | None = None,   # the single real image (de
 
 # %% ../nbs/07c_imagebased.ipynb #15bca5af
 @torch.no_grad()
-def teacher_labels(teacher: Classifier, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+def teacher_labels(teacher: Classifier,    # the teacher that labels the images (in eval mode meanwhile)
+                   images: torch.Tensor,  # uint8 images N×C×H×W (any device: moved to the teacher's in batches)
+                   batch_size: int = 500, # images per teacher forward
+                  ) -> torch.Tensor:
     "The teacher's argmax class of each uint8 image (the label a bank of unlabelled images is stored with; KD never reads it)."
     was = teacher.training; teacher.eval(); dev = next(teacher.parameters()).device
     out = torch.cat([teacher(images[i:i + batch_size].to(dev)).argmax(1).cpu() for i in range(0, len(images), batch_size)]) if len(images) else torch.zeros(0, dtype=torch.long)
@@ -55,7 +59,11 @@ def teacher_labels(teacher: Classifier, images: torch.Tensor, batch_size: int = 
     return out
 
 @torch.no_grad()
-def feature_similarity(teacher: Classifier, a: torch.Tensor, b: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+def feature_similarity(teacher: Classifier,     # the teacher whose penultimate features are compared
+                       a: torch.Tensor,         # first images, uint8 N×C×H×W
+                       b: torch.Tensor,         # second images, the same shape: `b[i]` is compared with `a[i]`
+                       batch_size: int = 500,   # image pairs per teacher forward
+                      ) -> torch.Tensor:
     "Cosine similarity of the teacher's penultimate features of images `a[i]` and `b[i]`."
     if a.shape != b.shape: raise ValueError(f"feature_similarity compares images pairwise; got shapes {tuple(a.shape)} and {tuple(b.shape)}.")
     was = teacher.training; teacher.eval(); dev = next(teacher.parameters()).device
@@ -65,9 +73,19 @@ def feature_similarity(teacher: Classifier, a: torch.Tensor, b: torch.Tensor, ba
     return out
 
 # %% ../nbs/07c_imagebased.ipynb #eab891e8
-def dda_augment(teacher: Classifier, bank: ImageSet, generator, strength: float = 0.5, n_aug: int = 2, threshold: float = 0.7,
-                guidance_scale: float = 2.0, num_steps: int = 25, sampler: str = 'ddim', class_ids: list | None = None,
-                seed: int = 0, progress: bool = False) -> tuple[ImageSet, dict]:
+def dda_augment(teacher: Classifier,            # the teacher whose features filter the augmentations
+                bank: ImageSet,                 # the labelled images to diversify (DDA: a DeepInversion bank)
+                generator,                      # a diffusion `Generator` with `img2img` (the in-project DDPM)
+                strength: float = 0.5,          # img2img/SDEdit strength in [0, 1]: how far each image is noised
+                n_aug: int = 2,                 # diffusion augmentations per bank image
+                threshold: float = 0.7,         # keep augmentations with feature cosine similarity to the source ≥ this
+                guidance_scale: float = 2.0,    # classifier-free guidance scale of the diffusion step
+                num_steps: int = 25,            # sampling steps of the diffusion step
+                sampler: str = 'ddim',          # sampler of the diffusion step: ddpm, ddim or dpm++
+                class_ids: list | None = None,  # the generator's class index of each bank class (None: the same index)
+                seed: int = 0,                  # seed of the diffusion noise
+                progress: bool = False,         # show a progress bar
+               ) -> tuple[ImageSet, dict]:
     "DDA (Li et al. 2024): diversify `bank` by diffusion img2img at `strength` (`n_aug` per image), keep the augmentations whose teacher features have cosine similarity ≥ `threshold` to their source, return bank + kept."
     if n_aug < 1: raise ValueError(f"n_aug must be at least 1, got {n_aug}.")
     ids = torch.as_tensor(class_ids if class_ids is not None else range(bank.num_classes))[bank.labels.cpu()]
@@ -82,7 +100,11 @@ def dda_augment(teacher: Classifier, bank: ImageSet, generator, strength: float 
                      mean_similarity=round(sim.mean().item(), 4))
 
 # %% ../nbs/07c_imagebased.ipynb #d4683abe
-def class_prototypes(features: torch.Tensor, labels: torch.Tensor, k: int = 10, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def class_prototypes(features: torch.Tensor,  # one feature vector per image, N×D (more dimensions are flattened)
+                     labels: torch.Tensor,    # class index of each image, N
+                     k: int = 10,             # k-means centres per class (each class needs at least `k` images)
+                     seed: int = 0,           # random state of the k-means
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     "D4M's prototypes: `k` k-means centres of each class's `features` (N×D); returns (centres C·k×D, their class labels)."
     from sklearn.cluster import KMeans
     feats, labels = features.detach().float().flatten(1).cpu(), torch.as_tensor(labels).cpu()
@@ -94,9 +116,20 @@ def class_prototypes(features: torch.Tensor, labels: torch.Tensor, k: int = 10, 
         cents.append(torch.from_numpy(km.cluster_centers_).float()); labs.append(torch.full((k,), c))
     return torch.cat(cents), torch.cat(labs)
 
-def d4m_set(teacher: Classifier, real: ImageSet, generator, n_per_class: int = 100, prototypes: int = 10, strength: float = 0.7,
-            encoder: str = 'pixels', guidance_scale: float = 2.0, num_steps: int = 25, sampler: str = 'ddim', class_ids: list | None = None,
-            seed: int = 0, progress: bool = False) -> tuple[ImageSet, dict]:
+def d4m_set(teacher: Classifier,            # the teacher (its penultimate features: the space of encoder='teacher')
+            real: ImageSet,                 # the labelled real images whose prototypes seed the synthesis
+            generator,                      # the in-project DDPM (a `Generator`: img2img, resolution, channels)
+            n_per_class: int = 100,         # images to make per class, spread evenly over its prototypes
+            prototypes: int = 10,           # k-means prototypes per class
+            strength: float = 0.7,          # img2img/SDEdit strength in [0, 1]: how far each prototype is noised
+            encoder: str = 'pixels',        # prototype space: 'pixels' (the DDPM's) or 'teacher' (its features)
+            guidance_scale: float = 2.0,    # classifier-free guidance scale of the diffusion step
+            num_steps: int = 25,            # sampling steps of the diffusion step
+            sampler: str = 'ddim',          # sampler of the diffusion step: ddpm, ddim or dpm++
+            class_ids: list | None = None,  # the generator's class index of each class of `real` (None: the same index)
+            seed: int = 0,                  # seed of the k-means and of the diffusion noise
+            progress: bool = False,         # show a progress bar
+           ) -> tuple[ImageSet, dict]:
     "D4M (Su et al. 2024): per-class k-means prototypes of the encoded real images, then diffusion synthesis from each prototype at `strength`."
     if encoder not in ('pixels', 'teacher'): raise ValueError(f"Unknown encoder {encoder!r}: use 'pixels' (the in-project DDPM's space) or 'teacher' (its features).")
     res = generator.resolution; C, H = real.shape[0], real.shape[-1]

@@ -17,7 +17,9 @@ from .data import ImageSet
 from .models import Classifier, tap_inputs
 
 # %% ../nbs/07a_inversion.ipynb #170a73aa
-def teacher_bn_layers(teacher: Classifier, method: str = 'this method') -> list[nn.Module]:
+def teacher_bn_layers(teacher: Classifier,          # the teacher whose BatchNorm layers are wanted
+                      method: str = 'this method',  # the method's name, for the error when the teacher has none
+                     ) -> list[nn.Module]:
     "The teacher's BatchNorm layers, or a clear error for a method that matches their statistics."
     bns = teacher.bn_layers()
     if not bns:
@@ -26,7 +28,11 @@ def teacher_bn_layers(teacher: Classifier, method: str = 'this method') -> list[
                          "(dafl, zskt, dfad, one_image).")
     return bns
 
-def bn_stat_loss(bns: list[nn.Module], inputs: list[torch.Tensor], ema: list | None = None, momentum: float = 0.0) -> torch.Tensor:
+def bn_stat_loss(bns: list[nn.Module],        # the teacher's BatchNorm layers (`teacher_bn_layers`)
+                 inputs: list[torch.Tensor],  # each layer's input on this batch, N×C×H×W (as `tap_inputs` records them)
+                 ema: list | None = None,     # (mean, var) of earlier batches per layer, updated in place (None: none)
+                 momentum: float = 0.0,       # Fast-DFKD's weight of `ema` in the statistics (0: this batch's alone)
+                ) -> torch.Tensor:
     "DeepInversion's feature-statistics loss: Σ‖μ(x) − running mean‖₂ + ‖σ²(x) − running var‖₂ over the BatchNorm layers `bns` whose inputs are `inputs`."
     total = 0.0
     for i, (bn, x) in enumerate(zip(bns, inputs)):
@@ -38,14 +44,20 @@ def bn_stat_loss(bns: list[nn.Module], inputs: list[torch.Tensor], ema: list | N
     return total
 
 # %% ../nbs/07a_inversion.ipynb #a2ee5f81
-def tv_loss(x: torch.Tensor, kind: str = 'l2') -> torch.Tensor:
+def tv_loss(x: torch.Tensor,    # a batch of images, N×C×H×W (DeepInversion: the normalised pixels)
+            kind: str = 'l2',  # 'l2': the sum of the directions' L2 norms; 'l1': the sum of their mean absolute values
+           ) -> torch.Tensor:
     "DeepInversion's total-variation prior over four neighbour directions (right, down and both diagonals): `'l2'` sums their L2 norms (NVlabs/DeepInversion `cifar10/deepinversion_cifar10.py:173-177`), `'l1'` their mean absolute values (zju-vipa/Fast-Datafree `datafree/criterions.py:40-49`)."
     d = (x[..., :, :-1] - x[..., :, 1:], x[..., :-1, :] - x[..., 1:, :], x[..., 1:, :-1] - x[..., :-1, 1:], x[..., :-1, :-1] - x[..., 1:, 1:])
     if kind == 'l2': return sum(torch.linalg.vector_norm(v) for v in d)
     if kind == 'l1': return sum(v.abs().mean() for v in d)
     raise ValueError(f"Unknown total variation {kind!r}: use 'l2' (NVlabs/DeepInversion) or 'l1' (Fast-Datafree).")
 
-def jitter_flip(x: torch.Tensor, jitter: int = 2, flip: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
+def jitter_flip(x: torch.Tensor,                           # a batch of images, N×C×H×W
+                jitter: int = 2,                           # largest shift of the roll in pixels, each axis (0: none)
+                flip: bool = True,                         # also flip the whole batch horizontally, half the time
+                generator: torch.Generator | None = None,  # CPU generator of the draws (None: torch's global one)
+               ) -> torch.Tensor:
     "One random roll of up to ±`jitter` pixels and (if `flip`) a random horizontal flip of the whole batch (DeepInversion's augmentation)."
     dx, dy = (torch.randint(-jitter, jitter + 1, (2,), generator=generator).tolist() if jitter else (0, 0))
     x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
@@ -53,7 +65,11 @@ def jitter_flip(x: torch.Tensor, jitter: int = 2, flip: bool = True, generator: 
     return x
 
 # %% ../nbs/07a_inversion.ipynb #6bb8024e
-def disagreement(teacher_logits: torch.Tensor, student_logits: torch.Tensor, kind: str = 'l1', temperature: float = 1.0) -> torch.Tensor:
+def disagreement(teacher_logits: torch.Tensor,  # the teacher's logits, N×K
+                 student_logits: torch.Tensor,  # the student's logits on the same images, N×K
+                 kind: str = 'l1',              # 'l1' (DFAD), 'kl' (ZSKT, DFQ), 'masked_kl' (Fast-DFKD, CMI) or 'js'
+                 temperature: float = 1.0,      # softmax temperature T of 'kl', 'masked_kl' (× T²) and 'js'
+                ) -> torch.Tensor:
     "How much the student disagrees with the teacher: mean absolute logit difference (`'l1'`, DFAD), KL(teacher ‖ student) per image (`'kl'`, ZSKT and DFQ), the same KL only on images where both predict the same class (`'masked_kl'`, Fast-DFKD's and CMI's decision-adversarial term) or Jensen–Shannon (`'js'`)."
     t, s = teacher_logits.float(), student_logits.float()
     if t.shape != s.shape: raise ValueError(f"Teacher logits {tuple(t.shape)} and student logits {tuple(s.shape)} differ in shape.")
@@ -68,7 +84,10 @@ def disagreement(teacher_logits: torch.Tensor, student_logits: torch.Tensor, kin
         return 0.5 * (F.kl_div(lm, lt, reduction='batchmean', log_target=True) + F.kl_div(lm, ls, reduction='batchmean', log_target=True))
     raise ValueError(f"Unknown disagreement {kind!r}: use 'l1' (DFAD), 'kl' (ZSKT, DFQ), 'masked_kl' (Fast-DFKD, CMI) or 'js'.")
 
-def competition_loss(teacher_logits: torch.Tensor, student_logits: torch.Tensor, temperature: float = 3.0) -> torch.Tensor:
+def competition_loss(teacher_logits: torch.Tensor,  # the teacher's logits, N×K
+                     student_logits: torch.Tensor,  # the student's logits on the same images, N×K
+                     temperature: float = 3.0,      # softmax temperature of both distributions (reference: 3)
+                    ) -> torch.Tensor:
     "Adaptive DeepInversion's competition term: 1 − JS(student, teacher) at `temperature` with the probabilities clamped to [0.01, 0.99], as NVlabs/DeepInversion `cifar10/deepinversion_cifar10.py:152-168` (minimised: images where the student disagrees)."
     P, Q = F.softmax(student_logits.float() / temperature, 1), F.softmax(teacher_logits.float() / temperature, 1)
     M = (0.5 * (P + Q)).clamp(0.01, 0.99); P, Q = P.clamp(0.01, 0.99), Q.clamp(0.01, 0.99)
@@ -83,7 +102,8 @@ class Passes:
     def __repr__(self): return f"Passes(forward={self.forward}, backward={self.backward})"
 
 @contextlib.contextmanager
-def count_passes(model: nn.Module, passes: Passes | None = None):
+def count_passes(model: nn.Module,              # the network whose inputs are counted (the teacher)
+                 passes: Passes | None = None):  # the counter to add to (None: a new `Passes`); the block gets it
     "Count the images `model` sees while the block runs: a forward whose input needs a gradient (the synthesis objectives) is also a backward."
     passes = passes if passes is not None else Passes()
     def pre(m, args):
@@ -96,7 +116,8 @@ def count_passes(model: nn.Module, passes: Passes | None = None):
 # %% ../nbs/07a_inversion.ipynb #b8bd701c
 def _classes(teacher, classes): return list(classes) if classes is not None else [str(i) for i in range(teacher.num_classes)]
 
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
+def to_uint8(x: torch.Tensor,  # images on the 0-1 scale, any float dtype and device (values outside are clamped)
+            ) -> torch.Tensor:
     "Images on the 0-1 scale as uint8 on the CPU (how every method hands over what it made)."
     return x.detach().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
 
@@ -118,7 +139,10 @@ def deep_inversion(teacher: Classifier,                # the teacher (with Batch
                    shape: tuple | None = None,         # C×H×W of the images (default: 3×32×32 or the teacher's input)
                    classes: list | None = None,        # class names (default '0', '1', …)
                    passes: Passes | None = None,       # where to count the teacher passes
-                   seed: int = 0, device='auto', progress: bool = False) -> ImageSet:
+                   seed: int = 0,                      # seed of the initial pixels, the jitter and the flips
+                   device='auto',                      # where to optimise: auto, cpu, cuda, or a torch.device
+                   progress: bool = False,             # show a progress bar over the batches
+                  ) -> ImageSet:
     "DeepInversion (Yin et al. 2020) as NVlabs/DeepInversion `cifar10/deepinversion_cifar10.py:90-238`: Adam on normalised pixels so the teacher's BatchNorm statistics match and it predicts the cycled labels; each batch's lowest-loss iterate is kept."
     from tqdm.auto import tqdm
     bns = teacher_bn_layers(teacher, 'DeepInversion')

@@ -31,7 +31,8 @@ class BasicBlock(nn.Module):
         self.conv2, self.bn2 = _conv3(cout, cout), nn.BatchNorm2d(cout)
         self.shortcut = nn.Sequential() if stride == 1 and cin == cout else nn.Sequential(
             nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-    def forward(self, x):
+    def forward(self,
+                x):   # feature maps N×cin×H×W
         out = F.relu(self.bn1(self.conv1(x)))
         return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
@@ -50,10 +51,13 @@ class CifarResNet(nn.Module):
                 layers.append(BasicBlock(cin, w, 2 if (i > 0 and j == 0) else 1)); cin = w
         self.layers = nn.Sequential(*layers)
         self.fc = nn.Linear(cin, num_classes)
-    def forward_features(self, x):
+    def forward_features(self,
+                         x):   # normalised images N×3×H×W (32×32 by design); returns pooled features N×widths[-1]
         x = self.layers(F.relu(self.bn1(self.conv1(x))))
         return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-    def forward(self, x): return self.fc(self.forward_features(x))
+    def forward(self,
+                x):   # normalised images N×3×H×W; returns logits N×num_classes
+        return self.fc(self.forward_features(x))
 
 # %% ../nbs/02_models.ipynb #2a533430
 class VGG(nn.Module):
@@ -67,8 +71,12 @@ class VGG(nn.Module):
             if i < len(cfg) - 1: layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
         self.fc = nn.Linear(cin, num_classes)
-    def forward_features(self, x): return torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1)
-    def forward(self, x): return self.fc(self.forward_features(x))
+    def forward_features(self,
+                         x):   # normalised images N×3×H×W; returns pooled features N×(last stage's width)
+        return torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1)
+    def forward(self,
+                x):   # normalised images N×3×H×W; returns logits N×num_classes
+        return self.fc(self.forward_features(x))
 
 # %% ../nbs/02_models.ipynb #daf6a465
 class _WideBlock(nn.Module):
@@ -101,10 +109,13 @@ class WideResNet(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.bn = nn.BatchNorm2d(w[3])
         self.fc = nn.Linear(w[3], num_classes)
-    def forward_features(self, x):
+    def forward_features(self,
+                         x):   # normalised images N×3×H×W; returns pooled features N×64·widen
         x = F.relu(self.bn(self.blocks(self.conv1(x))))
         return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-    def forward(self, x): return self.fc(self.forward_features(x))
+    def forward(self,
+                x):   # normalised images N×3×H×W; returns logits N×num_classes
+        return self.fc(self.forward_features(x))
 
 # %% ../nbs/02_models.ipynb #6e722ee9
 class TorchvisionNet(nn.Module):
@@ -114,12 +125,15 @@ class TorchvisionNet(nn.Module):
         import torchvision
         self.model = getattr(torchvision.models, arch)(weights=None, num_classes=num_classes)
         self.fc, self.model.fc = self.model.fc, nn.Identity()   # one head under one name (safetensors refuses shared tensors)
-    def forward_features(self, x):
+    def forward_features(self,
+                         x):   # normalised images N×3×H×W (224×224 by design); returns pooled features N×fc.in_features
         m = self.model
         x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
         x = m.layer4(m.layer3(m.layer2(m.layer1(x))))
         return torch.flatten(m.avgpool(x), 1)
-    def forward(self, x): return self.fc(self.forward_features(x))
+    def forward(self,
+                x):   # normalised images N×3×H×W; returns logits N×num_classes
+        return self.fc(self.forward_features(x))
 
 def _read_state(path: Path) -> dict:
     if path.suffix == '.safetensors':
@@ -128,7 +142,10 @@ def _read_state(path: Path) -> dict:
     sd = torch.load(str(path), map_location='cpu', weights_only=True)
     return sd.get('state_dict', sd.get('model', sd)) if isinstance(sd, dict) else sd
 
-def load_torchvision_weights(net: TorchvisionNet, arch: str, weights: str | Path) -> TorchvisionNet:
+def load_torchvision_weights(net: TorchvisionNet,  # loaded in place (a head of another size stays as built)
+                             arch: str,            # its torchvision architecture name, e.g. 'resnet18'
+                             weights: str | Path,  # a local file (.safetensors or torch checkpoint) or 'torchvision'
+                            ) -> TorchvisionNet:
     "Load ImageNet weights into `net` from a local file or, when `weights == 'torchvision'`, torchvision's download."
     if str(weights) == 'torchvision':
         import torchvision
@@ -177,24 +194,35 @@ _reg('resnet50_imagenet', lambda nc: TorchvisionNet('resnet50', nc), 224)
 # %% ../nbs/02_models.ipynb #6534c3d7
 class Classifier(nn.Module):
     "A zoo network with its normalisation: `forward` gives logits, `features` the penultimate features."
-    def __init__(self, net: nn.Module, arch: str, num_classes: int, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)):
+    def __init__(self, net: nn.Module,          # a zoo network: `forward_features` (pooled features) and a linear `fc`
+                 arch: str,                     # its architecture key (saved in the weights' sidecar; in messages)
+                 num_classes: int,              # number of classes of its output layer
+                 mean=(0.5, 0.5, 0.5),          # per-channel mean (0–1 scale) inputs are normalised with
+                 std=(0.25, 0.25, 0.25)):       # per-channel standard deviation (0–1 scale) inputs are normalised with
         super().__init__()
         self.net, self.arch, self.num_classes = net, arch, num_classes
         self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer('std', torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+    def normalize(self,
+                  x: torch.Tensor,   # uint8 images, or floats on the 0–1 scale, N×C×H×W
+                 ) -> torch.Tensor:
         "uint8 images, or floats on the 0–1 scale, to the network's normalised input."
         if x.dtype == torch.uint8: x = x.float().div_(255)
         if x.shape[1] != self.mean.shape[1]:
             raise ValueError(f"{self.arch} expects {self.mean.shape[1]}-channel images, got {x.shape[1]} channels.")
         return (x.to(self.mean.dtype) - self.mean) / self.std
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self,
+                 x: torch.Tensor,   # uint8 images, or floats on the 0–1 scale, N×C×H×W
+                ) -> torch.Tensor:
         "Pooled penultimate features (N×`feature_dim`)."
         return self.net.forward_features(self.normalize(x))
 
-    def forward(self, x: torch.Tensor, return_features: bool = False):
+    def forward(self,
+                x: torch.Tensor,                # uint8 images, or floats on the 0–1 scale, N×C×H×W
+                return_features: bool = False,  # also return the penultimate features: `(logits, features)`
+               ):
         "Logits (and the penultimate features if `return_features`)."
         f = self.features(x); out = self.net.fc(f)
         return (out, f) if return_features else out
@@ -212,7 +240,8 @@ class Classifier(nn.Module):
 
 def get_model(key: str,              # architecture key of the zoo, e.g. 'resnet20', 'vgg11', 'wrn_40_2'
               num_classes: int = 10, # size of the label space
-              mean=None, std=None,   # normalisation statistics (0–1 scale); ImageNet's for `*_imagenet`, CIFAR-10's otherwise
+              mean=None,             # per-channel input mean (0–1 scale); None: ImageNet's (`*_imagenet`) or CIFAR-10's
+              std=None,              # per-channel input standard deviation (0–1 scale); None: chosen as for `mean`
               weights: str | Path | None = None,  # `*_imagenet` only: a local weights file or 'torchvision'
               ) -> Classifier:
     "Build the zoo model `key` as a `Classifier`; an unknown key lists the valid ones."
@@ -226,25 +255,30 @@ def get_model(key: str,              # architecture key of the zoo, e.g. 'resnet
     default = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)) if key.endswith('_imagenet') else ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
     return Classifier(net, key, num_classes, mean or default[0], std or default[1])
 
-def count_params(model: nn.Module) -> int:
+def count_params(model: nn.Module,   # the network (parameters with `requires_grad` count)
+                ) -> int:
     "Number of trainable parameters."
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 # %% ../nbs/02_models.ipynb #e0fb4a44
 class OwnNet(nn.Module):
     "A user's `nn.Module` (images → logits) under the zoo's interface: `forward_features` and `fc` (timm models: their pooled features and classifier; else the logits and an identity head)."
-    def __init__(self, module: nn.Module):
+    def __init__(self,
+                 module: nn.Module):   # images → logits (a timm model is split into pooled features and head)
         super().__init__()
         self.module, self.timm = module, hasattr(module, 'forward_head') and hasattr(module, 'get_classifier')
         self.fc = module.get_classifier() if self.timm else nn.Identity()
-    def forward_features(self, x):
+    def forward_features(self,
+                         x):   # normalised images N×C×H×W; returns timm's pooled features, else the module's logits
         m = self.module
         return m.forward_head(m.forward_features(x), pre_logits=True) if self.timm else m(x)
 
 def as_classifier(module: nn.Module,      # images (normalised by mean/std) → logits: torchvision, timm or your own
                   num_classes: int,       # the size of its label space
-                  mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616),   # its input normalisation (0–1 scale)
-                  name: str = 'own') -> Classifier:
+                  mean=(0.4914, 0.4822, 0.4465),  # per-channel mean (0–1 scale) its input is normalised with
+                  std=(0.2470, 0.2435, 0.2616),   # per-channel standard deviation (0–1 scale) of that normalisation
+                  name: str = 'own',      # its `arch` in the `Classifier` (and saved sidecars), named in messages
+                 ) -> Classifier:
     "`module` as a dmkd `Classifier` (uint8 images in, logits out), e.g. a pretrained teacher of your own for `dmkd.distill.distill_student`."
     net = OwnNet(module)
     with torch.no_grad():
@@ -255,7 +289,8 @@ def as_classifier(module: nn.Module,      # images (normalised by mean/std) → 
 
 # %% ../nbs/02_models.ipynb #165708eb
 @contextlib.contextmanager
-def tap_inputs(modules: list[nn.Module]):
+def tap_inputs(modules: list[nn.Module],   # modules whose forward input is captured, e.g. `Classifier.bn_layers()`
+              ):
     "Within the block, the yielded list holds the latest input tensor of each module in `modules` (order kept)."
     taps = [None] * len(modules)
     def hook(i): return lambda mod, inp, out: taps.__setitem__(i, inp[0])

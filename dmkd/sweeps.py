@@ -24,7 +24,9 @@ def _slug(v) -> str:
     s = f'{v:g}' if isinstance(v, float) else str(v)
     return re.sub(r'[^A-Za-z0-9.+-]+', '_', s).strip('_') or 'x'
 
-def run_name(params: dict, keys) -> str:
+def run_name(params: dict,  # the run's parameters (defaults ← job parameters ← grid point ← seed)
+             keys,          # the grid's keys, in order, each adding `key-value` (not seed: `seed<N>` ends it)
+            ) -> str:
     "A readable folder name for one run: the grid's `keys` and their values, then the seed."
     parts = [f'{k}-{_slug(params[k])}' for k in keys if k != 'seed'] + [f"seed{params.get('seed', 0)}"]
     return '_'.join(parts)
@@ -33,7 +35,9 @@ def run_name(params: dict, keys) -> str:
 #: there are several), `ray` (a Ray task per run, on a local instance or a cluster's `address`), `slurm` (a submitit job per run).
 EXECUTORS = ('local', 'ray', 'slurm')
 
-def executor_options(sw: dict, kind: str | None = None) -> dict:
+def executor_options(sw: dict,                # the loaded sweep (its `executor:`; its `path` names it in errors)
+                     kind: str | None = None,  # local, ray or slurm, replacing the sweep's kind (None: keep it)
+                    ) -> dict:
     """The sweep's `executor:` (a name, or `{kind, ...options}`) with `kind` (the command line's `--executor`) put first; checked.
     ray takes `address` (None: a local instance; 'auto' or host:port: a running cluster), `cpus_per_run`, `gpus_per_run`; slurm
     takes submitit's `folder`, `cluster` (None: SLURM when present; 'local': subprocesses here) and `timeout_min`, `mem_gb`,
@@ -50,7 +54,8 @@ def executor_options(sw: dict, kind: str | None = None) -> dict:
                              + (" and slurm_* parameters" if e['kind'] == 'slurm' else '') + f", not {', '.join(bad)}.")
     return e
 
-def load_sweep(path: str | Path) -> dict:
+def load_sweep(path: str | Path,  # the sweep file (YAML), e.g. sweeps/digits.yaml
+              ) -> dict:
     "Read and check a sweep file (YAML); returns it with defaults filled in."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"Sweep file {path} not found: sweeps live in sweeps/*.yaml.")
@@ -75,7 +80,9 @@ def load_sweep(path: str | Path) -> dict:
 #: The record fields a sweep may choose by: validation accuracies only (the test split is scored once and never chooses).
 VALIDATION_METRICS = ('student_val_acc', 'teacher_val_acc', 'scratch_val_acc')
 
-def check_selections(sw: dict, path='the sweep') -> list[dict]:
+def check_selections(sw: dict,          # the loaded sweep (its `select:` entries and `jobs`)
+                     path='the sweep',  # how error messages name the sweep (e.g. its file)
+                    ) -> list[dict]:
     "The sweep's `select:` entries (`{job, by, sets}`: a default chosen from a job's records), checked: `by` must be a validation metric."
     out = []
     for s in sw.get('select') or []:
@@ -88,7 +95,9 @@ def check_selections(sw: dict, path='the sweep') -> list[dict]:
         out.append(s)
     return out
 
-def selections(sw: dict, df: pd.DataFrame) -> pd.DataFrame:
+def selections(sw: dict,          # the loaded sweep (its `select:` entries and `defaults:`)
+               df: pd.DataFrame,  # the sweep's records (`collect_records`), with their `job`
+              ) -> pd.DataFrame:
     """For each `select:` entry of sweep `sw`, the job's settings with their mean validation metric over the seeds whose run did not
     collapse (collapsed runs are counted, never averaged in, as `best_budgets` does), the choice, and whether the sweep's defaults hold it."""
     rows = []
@@ -115,12 +124,16 @@ def selections(sw: dict, df: pd.DataFrame) -> pd.DataFrame:
 #: What a job's `vary:` list can add to what a seed changes (always: the images and the student), and the run parameters it sets to the seed.
 VARY = dict(teacher='teacher_seed', generator='ddpm.seed')
 
-def job_defaults(sw: dict, job: dict) -> dict:
+def job_defaults(sw: dict,   # the loaded sweep (its `defaults:`)
+                 job: dict,  # one entry of its `jobs:` (its `inherit:` list, if any: None takes every default)
+                ) -> dict:
     "The sweep's `defaults:` job `job` takes: all of them, or only those its `inherit:` list names (a notebook of another study, e.g. `continual`, takes the dataset but not the KD knobs)."
     d = dict(sw.get('defaults') or {})
     return d if job.get('inherit') is None else {k: v for k, v in d.items() if k in job['inherit']}
 
-def expand_sweep(sw: dict, reports=None) -> list[dict]:
+def expand_sweep(sw: dict,      # the loaded sweep (`load_sweep`)
+                 reports=None,  # root of the run folders (None: the sweep's `reports:`, $DMKD_REPORTS or reports/)
+                ) -> list[dict]:
     "Every run of sweep `sw`: job, notebook, parameters (defaults ← job parameters ← grid point ← seed) and run folder."
     runs, root = [], Path(reports) if reports else reports_root(sw.get('reports'))
     for j in sw['jobs']:
@@ -154,7 +167,8 @@ def _same_parameters(old: dict, run: dict) -> bool:
     strip = lambda p: {k: v for k, v in json.loads(json.dumps(p, default=str)).items() if not (isinstance(v, str) and v in skip)}
     return strip(old) == strip(run['parameters'])
 
-def run_done(run: dict) -> bool:
+def run_done(run: dict,  # one run of `expand_sweep` (its `folder` and `parameters`)
+            ) -> bool:
     "Whether `run` has finished with its current parameters: its `run.json` (written only after its notebook succeeded) holds them."
     f = Path(run['folder']) / 'run.json'
     if not f.exists(): return False
@@ -194,7 +208,8 @@ def _notebook(path: str, job: str) -> Path:
     return nb
 
 # %% ../nbs/10a_sweeps.ipynb #3f118f63
-def check_parameters(sw: dict) -> dict[str, list]:
+def check_parameters(sw: dict,  # the loaded sweep (its jobs' notebooks, defaults, parameters, grids; its report)
+                    ) -> dict[str, list]:
     """Every parameter sweep `sw` gives a notebook (defaults, job parameters, grid keys, seed, the records folder; the report's) must be
     one the notebook declares: papermill would inject an unknown one and run on the defaults. Returns each job's declared names."""
     import difflib, papermill as pm
@@ -214,7 +229,12 @@ def check_parameters(sw: dict) -> dict[str, list]:
     return declared
 
 # %% ../nbs/10a_sweeps.ipynb #1029d776
-def execute_run(run: dict, threads: int | None = None, timeout: float | None = None, log=print, gpu: str | None = None) -> dict:
+def execute_run(run: dict,                     # one run of `expand_sweep` (job, run, notebook, parameters, folder)
+                threads: int | None = None,    # OMP/MKL threads of its notebook's process (None: inherited)
+                timeout: float | None = None,  # papermill's execution timeout per cell, in seconds (None: no limit)
+                log=print,                     # where progress lines go (called with one string)
+                gpu: str | None = None,        # the only GPU its process sees, an id (None: the same GPUs as this one)
+               ) -> dict:
     """Execute one run's notebook with papermill in a fresh process, writing into a fresh attempt folder; on success claim its
     records into the run folder and write `<folder>/run.json`. One driver at a time per run (a lock); returns the status."""
     from filelock import FileLock, Timeout
@@ -353,12 +373,15 @@ def run_sweep(sweep: str | Path | dict,           # the sweep file (YAML), or it
 #: Record fields that differ between two executions of one run (timings, ids, where it ran); the rest identify what was measured.
 VOLATILE = ('run_id', 'created', 'record', 'history', 'seconds', 'hardware', 'git_revision', 'dmkd_version', 'images_cached')
 
-def record_identity(rec: dict) -> str:
+def record_identity(rec: dict,  # one results record (as read from its JSON file)
+                   ) -> str:
     "What one record measured: its spec, labels and seed (or, without a spec, every field but timings and ids), as a key."
     if 'spec' in rec: return config_key(dict(spec=rec['spec'], seed=rec.get('seed'), labels={k: rec.get(k) for k in ('ablation', 'axis', 'value')}))
     return config_key({k: v for k, v in rec.items() if k not in VOLATILE and not k.endswith(('_seconds', '_per_s'))})
 
-def collect_records(reports=None, sweep: str | None = None) -> pd.DataFrame:
+def collect_records(reports=None,              # reports root whose `runs/` is read (None: $DMKD_REPORTS, else reports/)
+                    sweep: str | None = None,  # only this sweep's runs, by its name (None: every sweep's)
+                   ) -> pd.DataFrame:
     """Every results record under `<reports>/runs/<sweep>/<job>/<run>/results/` as one row (with `sweep`, `job`, `run` columns).
     Two records of one measurement in one run (a run and seed counted twice) are an error, never averaged in."""
     root = Path(reports) if reports else reports_root()
@@ -375,7 +398,11 @@ def collect_records(reports=None, sweep: str | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 # %% ../nbs/10a_sweeps.ipynb #3420f5da
-def subset_imagefolder(src: str | Path, dst: str | Path, train: int = 300, test: int = 100) -> Path:
+def subset_imagefolder(src: str | Path,   # ImageFolder root with train/ and test/, one folder per class in each
+                       dst: str | Path,   # root of the subset tree of symlinks (created; links already there are kept)
+                       train: int = 300,  # images linked per class from train/: the first by sorted file name
+                       test: int = 100,   # images linked per class from test/: the first by sorted file name
+                      ) -> Path:
     "Link the first `train`/`test` images (sorted names) of each class of ImageFolder tree `src` into `dst`; returns `dst`."
     src, dst = Path(src), Path(dst)
     for split, n in (('train', train), ('test', test)):

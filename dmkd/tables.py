@@ -21,14 +21,23 @@ from .baselines import METHODS, methods
 from .runs import diffusion_budget
 
 # %% ../nbs/10b_tables.ipynb #ca7e0201
-def mean_std(df: pd.DataFrame, by: list[str], value: str, digits: int = 2) -> pd.DataFrame:
+def mean_std(df: pd.DataFrame,  # the rows to aggregate (e.g. results records, one row per record)
+             by: list[str],     # columns to group by (a missing key is a group of its own)
+             value: str,        # the column to aggregate (rows where it is missing are dropped)
+             digits: int = 2,   # decimals of the `mean ± std` text
+            ) -> pd.DataFrame:
     "Mean, std and count of `value` per group of `by` (groups with missing values dropped), plus `mean ± std` text."
     d = df.dropna(subset=[value]).groupby(by, dropna=False)[value].agg(['mean', 'std', 'count']).reset_index()
     d['std'] = d['std'].fillna(0.0)
     d['text'] = [f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(d['mean'], d['std'])]
     return d
 
-def write_table(df: pd.DataFrame, name: str, folder: str | Path, title: str = '', settings: str = '') -> tuple[Path, Path]:
+def write_table(df: pd.DataFrame,    # the table to write
+                name: str,           # file stem: writes `<name>.csv` and `<name>.md`
+                folder: str | Path,  # folder to write into (created if missing)
+                title: str = '',     # the markdown file's `# ` heading ('': none)
+                settings: str = '',  # the line under the heading saying what it was measured at (`settings`; '': none)
+               ) -> tuple[Path, Path]:
     "Write `df` as `<folder>/<name>.csv` and `<name>.md` (a title, the settings it was measured at, then the table)."
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     csv, md = folder / f'{name}.csv', folder / f'{name}.md'
@@ -38,31 +47,38 @@ def write_table(df: pd.DataFrame, name: str, folder: str | Path, title: str = ''
     return csv, md
 
 # %% ../nbs/10b_tables.ipynb #dc97d715
-def method_label(method: str) -> str:
+def method_label(method: str,  # a method name: a key of `dmkd.baselines.METHODS`, or one no longer registered
+                ) -> str:
     "A method's row label: its entry's in `dmkd.baselines.METHODS`, else its name (a method no longer registered)."
     e = METHODS.get(method)
     return e.label if e else method
 
-def method_order(names) -> list[str]:
+def method_order(names,  # method names, any iterable (each counted once)
+                ) -> list[str]:
     "The method `names` in the tables' order: the registry's, then the unregistered ones sorted."
     names = set(names)
     return [m for m in METHODS if m in names] + sorted(names - set(METHODS))
 
-def is_method(method: str, **facts) -> bool:
+def is_method(method: str,  # a method name (an unregistered one is never a match)
+              **facts,      # attributes its `METHODS` entry must have, e.g. `kind='reference'`, `distilled=False`
+             ) -> bool:
     "Whether `method` is registered with these `facts` of its entry (e.g. `kind='reference'`)."
     e = METHODS.get(method)
     return e is not None and all(getattr(e, k) == v for k, v in facts.items())
 
 def _col(d: pd.DataFrame, name: str) -> pd.Series: return d[name] if name in d else pd.Series(np.nan, index=d.index, dtype=float)
 
-def budget_field(d: pd.DataFrame, name: str) -> pd.Series:
+def budget_field(d: pd.DataFrame,  # results records, one row per record (`synthesis_budget` dicts, `method`)
+                 name: str,        # a numeric key of `synthesis_budget`: `budget` or a key of `BUDGET_UNITS`
+                ) -> pd.Series:
     "One field of each record's `synthesis_budget` (NaN where a record has none); a diffusion record made before records stated it gets `dmkd.runs.diffusion_budget` of its fields."
     b = _col(d, 'synthesis_budget')
     if 'method' in d:
         b = pd.Series([diffusion_budget(r.to_dict()) if not isinstance(x, dict) and m == 'diffusion' else x for (_, r), x, m in zip(d.iterrows(), b, d.method)], index=d.index)
     return pd.Series([x.get(name, np.nan) if isinstance(x, dict) else np.nan for x in b], index=d.index, dtype=float)
 
-def collapsed_mask(d: pd.DataFrame) -> pd.Series:
+def collapsed_mask(d: pd.DataFrame,  # results records, one row per record (`collapse`; without it: nothing collapsed)
+                  ) -> pd.Series:
     "Which records are flagged as collapsed (`collapse` set): reported, never averaged in."
     return _col(d, 'collapse').notna() & (_col(d, 'collapse').astype(str) != 'nan') & (_col(d, 'collapse').astype(str) != 'None')
 
@@ -72,7 +88,11 @@ def _seen(real) -> str:
     parts = [f"{k}: {real[k]}" for k in ('generator', 'images') if real.get(k)]
     return '; '.join(parts) or 'none (the teacher only)'
 
-def main_table(df: pd.DataFrame, value: str = 'student_acc', val: str = 'student_val_acc', digits: int = 2) -> pd.DataFrame:
+def main_table(df: pd.DataFrame,              # results records of the main jobs (method, teacher, student, accuracies)
+               value: str = 'student_acc',    # the column of the test accuracy, scored once ("test, final")
+               val: str = 'student_val_acc',  # the validation accuracy column that chose the epoch ("val, selects")
+               digits: int = 2,               # decimals of the `mean ± std (n)` cells
+              ) -> pd.DataFrame:
     """The paper's layout: one row per method, per teacher→student pair two accuracy columns (`mean ± std (n)`): the
     validation accuracy that chose each student's epoch ("val, selects") and its test accuracy, scored once ("test,
     final"); then the synthesis method, whether and which real images it used, the cost (teacher passes and seconds,
@@ -121,7 +141,9 @@ def main_table(df: pd.DataFrame, value: str = 'student_acc', val: str = 'student
 BUDGET_UNITS = dict(teacher_backward='teacher passes (fwd+bwd, images)', teacher_forward='teacher forwards (images)',
                     generator_updates='generator updates', denoiser_passes='denoiser passes (images × steps)')
 
-def budget_table(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+def budget_table(df: pd.DataFrame,  # results records of the budget jobs (method, `synthesis_budget`, accuracies)
+                 digits: int = 2,   # decimals of the `mean ± std (n)` cells
+                ) -> pd.DataFrame:
     """One row per method and budget: what the images cost (`BUDGET_UNITS`, synthesis seconds and device, means over
     runs), the validation accuracy that chooses a budget and the test accuracy (`mean ± std (n)` over the runs that did
     not collapse) and how many runs collapsed. Diffusion rows have no `budget`: their cost is the denoiser's."""
@@ -146,14 +168,19 @@ def budget_table(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     order = {m: i for i, m in enumerate(METHODS)}
     return out.sort_values(['_method', 'budget'], key=lambda c: c.map(order).fillna(99) if c.name == '_method' else c.fillna(-1)).reset_index(drop=True)
 
-def best_budgets(bt: pd.DataFrame) -> pd.DataFrame:
+def best_budgets(bt: pd.DataFrame,  # a `budget_table` (its `_method`, `_val` and `budget` columns)
+                ) -> pd.DataFrame:
     "Per method, the budget row of `budget_table` with the best mean validation accuracy over its runs that did not collapse (ties: the cheaper), chosen on validation, never on test; a method whose every run collapsed keeps its largest budget, so its row still reports the collapse."
     b = bt.dropna(subset=['_val']).sort_values(['_method', '_val', 'budget'], ascending=[True, False, True], na_position='first')
     gone = bt[~bt._method.isin(b._method)].sort_values('budget').drop_duplicates('_method', keep='last')
     return pd.concat([b.drop_duplicates('_method'), gone]).reset_index(drop=True)
 
 # %% ../nbs/10b_tables.ipynb #9067d384
-def budget_figure(bt: pd.DataFrame, x: str = 'teacher passes (fwd+bwd, images)', ax=None, title: str = ''):
+def budget_figure(bt: pd.DataFrame,                             # a `budget_table`
+                  x: str = 'teacher passes (fwd+bwd, images)',  # x axis, log scale: a `BUDGET_UNITS` column of `bt`
+                  ax=None,                                      # matplotlib axes to draw into (None: a new 6×4 figure)
+                  title: str = '',                              # the axes' title ('': none)
+                 ):
     "Test accuracy (mean over the runs that did not collapse) against a budget column of `budget_table` on a log axis, a line per method; methods without that cost (diffusion: no teacher pass) are a horizontal line labelled with their own cost."
     import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=(6, 4))
@@ -174,7 +201,9 @@ def budget_figure(bt: pd.DataFrame, x: str = 'teacher passes (fwd+bwd, images)',
     return ax
 
 # %% ../nbs/10b_tables.ipynb #7ead6e8a
-def settings(d: pd.DataFrame, keys) -> str:
+def settings(d: pd.DataFrame,  # the records the table was built from
+             keys,             # record columns to state with their value(s); those absent or all missing are left out
+            ) -> str:
     "The settings of a table, read from its records `d`: each of `keys` with its value (or values), the seeds and the hardware."
     parts = []
     for k in keys:
@@ -185,7 +214,8 @@ def settings(d: pd.DataFrame, keys) -> str:
     return (f"Settings: {', '.join(parts)}; seeds {seeds}; mean ± std over seeds (count). {variation(d)} "
             f"Hardware: {hw.get('processor', '?')}, {hw.get('cpu_count', '?')} cores, cuda={hw.get('cuda', '?')}.")
 
-def variation(d: pd.DataFrame) -> str:
+def variation(d: pd.DataFrame,  # the records a table was built from (`method`, `teacher_key`, `generator_key`)
+             ) -> str:
     "What the ± of a table built from records `d` covers: per method, which of the teacher, the generator and the images + student differ between its seeds."
     said = {}
     for m, g in (d.groupby('method') if 'method' in d else [('runs', d)]):
@@ -197,14 +227,17 @@ def variation(d: pd.DataFrame) -> str:
     return '; '.join(f"{k}: {', '.join(v)}" for k, v in said.items()) + '.'
 
 
-def compare(a, b) -> tuple:
+def compare(a,  # one value per run (seed) of the setting under test, e.g. its students' test accuracies
+            b,  # one value per run (seed) of the setting it is compared with
+           ) -> tuple:
     "Mean of runs `a` minus mean of runs `b`, the spread √(sa² + sb²) of their seeds (0 with one seed), and the verdict."
     a, b = pd.Series(list(a), dtype=float), pd.Series(list(b), dtype=float)
     spread = float(np.hypot(a.std(), b.std())) if min(len(a), len(b)) > 1 else 0.0
     d = a.mean() - b.mean()
     return d, spread, 'yes' if d > spread else 'no' if d < -spread else 'within noise'
 
-def overall(verdicts) -> str:
+def overall(verdicts,  # verdicts of `compare`: each 'yes', 'no' or 'within noise'
+           ) -> str:
     "One verdict of several comparisons: yes (all yes), within noise (all within noise), partly (some yes), else no."
     if all(v == 'yes' for v in verdicts): return 'yes'
     if all(v == 'within noise' for v in verdicts): return 'within noise'
@@ -214,7 +247,8 @@ def overall(verdicts) -> str:
 #: The fidelity measures recorded at every fake-set size (`dmkd.fidelity.FIDELITY_NS`): KID first, the small-N measure.
 DISTANCES = ('kid', 'kid_std', 'fd', 'precision', 'recall')
 
-def matched_fidelity(d: pd.DataFrame) -> tuple[pd.DataFrame, int | None, str]:
+def matched_fidelity(d: pd.DataFrame,  # results records (`n_fidelity`, `fidelity_at`, `fidelity_features`, `DISTANCES`)
+                    ) -> tuple[pd.DataFrame, int | None, str]:
     """Records `d` with their distances (`DISTANCES`) read at one N, the largest number of generated images every row was
     measured at (`fidelity_at` holds nested subsets), with that N and what it is; or `d`, None and why they do not compare
     (no fidelity, or more than one feature space: each teacher's own space, or different feature networks)."""
@@ -234,7 +268,8 @@ def matched_fidelity(d: pd.DataFrame) -> tuple[pd.DataFrame, int | None, str]:
     out['n_fidelity'] = n
     return out, n, f"N = {n} generated images in every row (nested subsets: FD is biased by N), features: {space[0]}"
 
-def fidelity_comparable(d: pd.DataFrame) -> tuple[bool, str]:
+def fidelity_comparable(d: pd.DataFrame,  # results records (`n_fidelity`, `fidelity_at`, `fidelity_features`)
+                       ) -> tuple[bool, str]:
     "Whether the fidelity measures of records `d` compare (`matched_fidelity` finds one space and one N); and the N and space, or why not."
     _, n, why = matched_fidelity(d)
     return n is not None, why
@@ -243,7 +278,9 @@ def fidelity_comparable(d: pd.DataFrame) -> tuple[bool, str]:
 #: Classes of the built-in datasets, for records made before they stated `num_classes`.
 NUM_CLASSES = dict(digits=10, cifar10=10, cifar100=100)
 
-def above_chance(d: pd.DataFrame, factor: float = 1.5) -> tuple[pd.DataFrame, pd.DataFrame]:
+def above_chance(d: pd.DataFrame,      # results records (`teacher_acc` in %; `num_classes`, else a built-in `dataset`)
+                 factor: float = 1.5,  # above chance: teacher test accuracy > factor × 100 / classes
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Records `d` split into those whose teacher scores above `factor` × chance (100 / classes) and those at chance level."
     n = (d['num_classes'] if 'num_classes' in d else pd.Series(np.nan, index=d.index)).fillna(d['dataset'].map(NUM_CLASSES))
     if n.isna().any(): raise ValueError(f"Records of {sorted(set(d.dataset[n.isna()]))} do not state num_classes: rebuild them with the current dmkd.")

@@ -24,7 +24,10 @@ def _tiny_vae():
     return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=('DownEncoderBlock2D',) * 2, up_block_types=('UpDecoderBlock2D',) * 2,
                          block_out_channels=(8, 16), latent_channels=4, norm_num_groups=8, sample_size=16)
 
-def tiny_dit_pipeline(folder: str | Path, id2label: dict | None = None, seed: int = 0) -> Path:
+def tiny_dit_pipeline(folder: str | Path,            # the folder to save the pipeline to (made if missing)
+                      id2label: dict | None = None,  # class names by class id in model_index.json (None: four of them)
+                      seed: int = 0,                 # torch seed of the random weights
+                     ) -> Path:
     "Save a random-weight `DiTPipeline` (8×8 images, 1,000 classes) to `folder`, with `id2label` names; for tests and demos."
     from diffusers import DiTPipeline, DiTTransformer2DModel, DPMSolverMultistepScheduler
     torch.manual_seed(seed)

@@ -48,7 +48,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict: return asdict(self)
 
-    def key(self, data_digest: str = '', world: int = 1) -> str:
+    def key(self,
+            data_digest: str = '',  # digest of the training images (`tensor_digest` of their images and labels)
+            world: int = 1,         # processes it is trained on (in the key only when > 1)
+           ) -> str:
         "Content key: every field plus the digest of the training images, and the number of processes when several (the effective batch is `batch_size` × `world`)."
         d = self.to_dict()
         # 'auto' stopped flipping NO_FLIP datasets: their keys differ from the flipped models cached before
@@ -57,7 +60,8 @@ class TrainConfig:
         return config_key(dict(d, data=data_digest) | (dict(world=world) if world > 1 else {}))   # one process: the keys made before stay
 
 # %% ../nbs/03_train.ipynb #9819e671
-def check_optim(cfg):
+def check_optim(cfg,   # a `TrainConfig` or a `dmkd.distill.KDConfig`
+               ):
     "Check the fields a `TrainConfig` and a `dmkd.distill.KDConfig` share: types, then ranges and names (a `KnobError` names the field)."
     check_types(cfg)
     knob('epochs', cfg.epochs >= 1, f"must be at least 1, got {cfg.epochs}.")
@@ -70,7 +74,10 @@ def check_optim(cfg):
     knob('augment', cfg.augment == 'auto' or cfg.augment in BatchAugment.kinds,
          f"must be 'auto' or one of {', '.join(BatchAugment.kinds)}, got {cfg.augment!r}.")
 
-def check_optim_fields(cfg, arch: str = 'arch', splits=()):
+def check_optim_fields(cfg,                # a `TrainConfig` or a `dmkd.distill.KDConfig`
+                       arch: str = 'arch',  # name of the field holding the model key ('student' for a `KDConfig`)
+                       splits=(),           # the splits `cfg.split` may be; empty: check the model key only
+                      ):
     "The model key `arch` of `cfg` (and, for a `TrainConfig`, dataset, split, size and label smoothing)."
     a = getattr(cfg, arch)
     knob(arch, a in MODELS, f"must be a model key, got {a!r}. Valid keys: {', '.join(sorted(MODELS))}.")
@@ -85,7 +92,12 @@ def check_optim_fields(cfg, arch: str = 'arch', splits=()):
 
 # %% ../nbs/03_train.ipynb #6facafef
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, data: ImageSet, batch_size: int = 500, device=None, accelerator=None) -> dict:
+def evaluate(model: torch.nn.Module,  # the classifier (uint8 images in); its train/eval mode is restored afterwards
+             data: ImageSet,         # the images and labels to score
+             batch_size: int = 500,  # images per forward pass (per process)
+             device=None,            # where to compute (None: the model's device)
+             accelerator=None,       # an `accelerate.Accelerator`: each process scores a share (None: one process)
+            ) -> dict:
     "Top-1 accuracy (%) and mean cross-entropy of `model` on `data`; shards and gathers across Accelerate processes."
     dev = device or next(model.parameters()).device
     if accelerator: model = accelerator.unwrap_model(model)   # a DDP forward is a collective: ranks with fewer batches would deadlock it
@@ -103,7 +115,11 @@ def evaluate(model: torch.nn.Module, data: ImageSet, batch_size: int = 500, devi
     return dict(acc=100 * correct.item() / n, loss=loss.item() / n, n=len(data))
 
 # %% ../nbs/03_train.ipynb #2566e71f
-def sgd_schedule(model: torch.nn.Module, cfg, n_images: int, world: int = 1):
+def sgd_schedule(model: torch.nn.Module,  # the network whose parameters are optimised
+                 cfg,                    # a `TrainConfig` or `KDConfig`: its SGD, batch and schedule fields
+                 n_images: int,          # training images per epoch
+                 world: int = 1,         # processes; an optimiser step takes `cfg.batch_size` × `world` images
+                ):
     """SGD (Nesterov; no weight decay on biases and norms) and its warm-up plus schedule for `cfg` (a `TrainConfig` or a
     `dmkd.distill.KDConfig`) over `n_images` a epoch on `world` processes; returns (optimizer, scheduler, steps per epoch)."""
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
@@ -114,7 +130,14 @@ def sgd_schedule(model: torch.nn.Module, cfg, n_images: int, world: int = 1):
     total, warm = cfg.epochs * steps, round(cfg.warmup_epochs * steps)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warm, cfg.schedule)), steps
 
-def resume(state_path: Path | None, key: str | None, model, opt, sched, acc, extra: tuple = ()) -> tuple:
+def resume(state_path: Path | None,  # the run's checkpoint `state.pt` (None or missing: start from epoch 0)
+           key: str | None,          # the run's content key: a checkpoint of another key is refused
+           model,                    # the (prepared) network its weights are loaded into
+           opt,                      # the optimiser its state is loaded into
+           sched,                    # the learning-rate scheduler its state is loaded into
+           acc,                      # the accelerator (or `Solo`): its device and `unwrap_model`
+           extra: tuple = (),        # names of further checkpoint fields to return after (epoch, history)
+          ) -> tuple:
     "Load the checkpoint at `state_path` into `model`, `opt`, `sched`; returns its (epoch, history, *its `extra` fields), or (0, [], None...) when there is none."
     if not state_path or not state_path.exists(): return (0, [], *(None for _ in extra))
     st = load_state(state_path, acc.device)
@@ -166,10 +189,20 @@ class CrossEntropy(Objective):
                  hint: str = ''):               # what to do when the loss is not finite
         self.label_smoothing, self.what, self.hint = label_smoothing, what, hint
 
-    def batch(self, data, idx, augment, g, epoch, step, model):
+    def batch(self,
+              data,       # the training images, on the device
+              idx,        # this process's indices of the batch
+              augment,    # the loop's batch augmentation
+              g,          # the epoch's seeded generator (augmentation draws)
+              epoch,      # the epoch (0-based; unused)
+              step,       # the optimiser step about to be taken (unused)
+              model):     # the network being trained (unused)
         return augment(data.images[idx], g).contiguous(memory_format=torch.channels_last), data.labels[idx]
 
-    def loss(self, out, target): return F.cross_entropy(out.float(), target, label_smoothing=self.label_smoothing)
+    def loss(self,
+             out,         # the network's outputs (logits)
+             target):     # the batch's labels
+        return F.cross_entropy(out.float(), target, label_smoothing=self.label_smoothing)
 
 # %% ../nbs/03_train.ipynb #f3163230
 TRACKERS = ('tensorboard', 'wandb', 'mlflow')
@@ -360,11 +393,17 @@ def _sidecar(cfg, net, train, history, meta):
                 dmkd_version=dmkd.__version__)
 
 # %% ../nbs/03_train.ipynb #17cf4f3a
-def save_classifier(model: Classifier, path: str | Path, meta: dict) -> Path:
+def save_classifier(model: Classifier,  # the classifier (its `arch` and `num_classes` join `meta`)
+                    path: str | Path,   # the .safetensors file (the sidecar is the same path with .json)
+                    meta: dict,         # provenance for the JSON sidecar
+                   ) -> Path:
     "Save `model`'s weights and `meta` (safetensors + JSON sidecar), atomically."
     return save_weights(model.state_dict(), path, dict(meta, arch=model.arch, num_classes=model.num_classes))
 
-def load_classifier(path: str | Path, device='cpu', **expect) -> tuple[Classifier, dict]:
+def load_classifier(path: str | Path,  # a .safetensors file dmkd wrote, or a folder holding `model.safetensors`
+                    device='cpu',      # where to load it ('cpu', 'cuda', 'cuda:1' or a `torch.device`; not 'auto')
+                    **expect,          # sidecar fields it must match, e.g. `arch='vgg11'`, `key=...`
+                   ) -> tuple[Classifier, dict]:
     "Load a classifier saved by dmkd; each `expect` item (e.g. `arch='vgg11'`) must match the sidecar."
     path = Path(path)
     if path.is_dir(): path = path / 'model.safetensors'
@@ -378,7 +417,11 @@ def load_classifier(path: str | Path, device='cpu', **expect) -> tuple[Classifie
     return model.to(device).eval(), meta
 
 # %% ../nbs/03_train.ipynb #7615fdf7
-def teacher_dir(cfg: TrainConfig, data_digest: str, cache: str | Path | None = None, world: int = 1) -> Path:
+def teacher_dir(cfg: TrainConfig,                 # the teacher's settings (its dataset, arch and `key` name the folder)
+                data_digest: str,                 # digest of the training images (`tensor_digest` of images and labels)
+                cache: str | Path | None = None,  # cache root (None: `$DMKD_CACHE`, else <data root>/cache)
+                world: int = 1,                   # processes it is trained on (in the key when > 1)
+               ) -> Path:
     "Cache folder of the teacher trained with `cfg` on images with `data_digest` by `world` processes."
     return cache_root(cache) / 'teachers' / f'{cfg.dataset}-{cfg.arch}-{cfg.key(data_digest, world)}'
 
@@ -387,8 +430,16 @@ def _load_splits(cfg: TrainConfig, root=None, **data_kwargs):
     kw = dict(data_kwargs) | data_options(cfg.dataset, cfg.size, cfg.corpus_fraction)
     return tuple(load_dataset(cfg.dataset, s, root=root, **kw) for s in (cfg.split, 'val', 'test'))
 
-def train_teacher(cfg: TrainConfig, root=None, cache=None, device='auto', keep_epochs=(), progress: bool = True,
-                  data: tuple[ImageSet, ImageSet, ImageSet] | None = None, accelerator=None, **data_kwargs) -> tuple[Classifier, dict]:
+def train_teacher(cfg: TrainConfig,       # the teacher's settings
+                  root=None,              # data root (None: $DMKD_DATA, else data/ in the checkout)
+                  cache=None,             # cache root (None: $DMKD_CACHE, else <data root>/cache)
+                  device='auto',          # auto, cpu, cuda, or a torch.device
+                  keep_epochs=(),         # epochs also saved as `epoch_NNN.safetensors` (for `get_teacher(epoch=…)`)
+                  progress: bool = True,  # progress bars and a line per epoch
+                  data: tuple[ImageSet, ImageSet, ImageSet] | None = None,  # (train, val, test) instead of loading them
+                  accelerator=None,       # an accelerate.Accelerator (None: the process's, made from `device`)
+                  **data_kwargs,          # `load_dataset` options (e.g. `download=True`) when `data` is None
+                 ) -> tuple[Classifier, dict]:
     "Train (or resume) the teacher of `cfg` into its cache folder; returns `(model, sidecar)`."
     train, val, test = data or _load_splits(cfg, root, **data_kwargs)
     digest = tensor_digest(train.images, train.labels)
@@ -433,9 +484,9 @@ def get_teacher(cfg: TrainConfig | None = None,    # the teacher's settings (Non
     if done.exists(): return load_classifier(done, get_device(device), key=cfg.key(digest, world))   # read only: no lock (a read-only cache works)
     out.parent.mkdir(parents=True, exist_ok=True)
     with build_lock(out):   # two processes asking for one teacher: one trains, the other then loads it
-        return _get_teacher(cfg, epoch, out, digest, train, val, test, cache, device, keep_epochs, progress, accelerator)
+        return _get_teacher(cfg, epoch, out, digest, (train, val, test), cache, device, keep_epochs, progress, accelerator)
 
-def _get_teacher(cfg, epoch, out, digest, train, val, test, cache, device, keep_epochs, progress, accelerator=None):
+def _get_teacher(cfg, epoch, out, digest, splits, cache, device, keep_epochs, progress, accelerator=None):
     want, key = out / ('model.safetensors' if epoch in (None, cfg.epochs) else f'epoch_{epoch:03d}.safetensors'), cfg.key(digest, world_size(accelerator))
     if want.exists():
         model, meta = load_classifier(want, get_device(device), key=key)
@@ -443,6 +494,6 @@ def _get_teacher(cfg, epoch, out, digest, train, val, test, cache, device, keep_
     if epoch is not None and (out / 'model.safetensors').exists():
         warnings.warn(f"Epoch {epoch} of teacher {out.name} was not kept; training it again (deterministic) to keep it.")
     keep = sorted(set(keep_epochs) | ({epoch} if epoch else set()))
-    model, meta = train_teacher(cfg, device=device, keep_epochs=keep, progress=progress, data=(train, val, test), cache=cache, accelerator=accelerator)
+    model, meta = train_teacher(cfg, device=device, keep_epochs=keep, progress=progress, data=splits, cache=cache, accelerator=accelerator)
     if epoch in (None, cfg.epochs): return model, meta
     return load_classifier(want, get_device(device), key=key)

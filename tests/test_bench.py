@@ -13,7 +13,8 @@ from dmkd.core import maybe_compile, read_json
 from dmkd.data import load_dataset
 from dmkd.generators import make_scheduler
 from dmkd.ddpm import DDPMConfig, DDPMGenerator, build_unet, ddpm_batch, ddpm_loss, train_ddpm
-from dmkd.synth import make_store, read_manifest
+from dmkd.synth import StoreSpec, make_store, read_manifest
+from dmkd.core import Where
 
 ROOT = Path(__file__).resolve().parent.parent
 CUDA = torch.cuda.is_available()
@@ -80,7 +81,7 @@ def test_train_ddpm_fast_knobs_same_losses_and_recorded(tmp_path):
 def test_store_records_sampling(tmp_path):
     cfg = DDPMConfig(block_out_channels=(16, 16))
     gen = DDPMGenerator(build_unet(cfg, 8, 1, 10), cfg.noise_config(), [str(i) for i in range(10)], dict(key='untrained'), 'cpu')
-    folder = make_store(gen, tmp_path / 's', n_per_class=2, num_steps=2, progress=False)
+    folder = make_store(gen, tmp_path / 's', StoreSpec(n_per_class=2, num_steps=2), where=Where(device='cpu', progress=False))
     man = read_manifest(folder)
     assert man['sampling'] == dict(precision='fp32', cuda_graphs=False)
 

@@ -17,7 +17,8 @@ from dmkd.core import hyphen_args, read_json
 from dmkd.data import load_dataset
 from dmkd.runs import distill_main
 from dmkd.ddpm import DDPMConfig, DDPMGenerator, build_unet
-from dmkd.synth import make_store
+from dmkd.synth import StoreSpec, make_store
+from dmkd.core import Where
 from dmkd.train import evaluate, load_classifier
 
 ARGS = ['--dataset', 'digits', '--teacher', 'resnet8', '--teacher-epochs', '3', '--student', 'resnet8', '--epochs', '6', '--batch-size', '32',
@@ -27,7 +28,7 @@ ARGS = ['--dataset', 'digits', '--teacher', 'resnet8', '--teacher-epochs', '3', 
 def _make_store(out):
     cfg = DDPMConfig(block_out_channels=(32, 32), attention=False)
     gen = DDPMGenerator(build_unet(cfg, 8, 1, 10), cfg.noise_config(), [str(i) for i in range(10)], dict(key='untrained'), 'cpu')
-    make_store(gen, out, n_per_class=30, num_steps=3, resolution=32, channels=3, progress=False)
+    make_store(gen, out, StoreSpec(n_per_class=30, num_steps=3), resolution=32, channels=3, where=Where(device='cpu', progress=False))
 
 
 @pytest.fixture
@@ -184,11 +185,11 @@ def test_bad_input(tmp_path, store, monkeypatch, capsys):
     assert 'teacher_epochs must be at least 1' in err('--teacher_epochs', '0')      # underscores work as hyphens do; the knob named as given
     letters = make_store(DDPMGenerator(build_unet(DDPMConfig(block_out_channels=(32, 32), attention=False), 8, 1, 10),
                                        DDPMConfig().noise_config(), list('abcdefghij'), dict(key='letters'), 'cpu'),
-                         tmp_path / 'letters', n_per_class=2, num_steps=2, resolution=32, channels=3, progress=False)
+                         tmp_path / 'letters', StoreSpec(n_per_class=2, num_steps=2), resolution=32, channels=3, where=Where(device='cpu', progress=False))
     assert "make the store for the teacher's dataset" in err('--store', str(letters), use_store=False)
     small = make_store(DDPMGenerator(build_unet(DDPMConfig(block_out_channels=(32, 32), attention=False), 8, 1, 10),
                                      DDPMConfig().noise_config(), [str(i) for i in range(10)], dict(key='small'), 'cpu'),
-                       tmp_path / 'small', n_per_class=2, num_steps=2, resolution=16, channels=3, progress=False)
+                       tmp_path / 'small', StoreSpec(n_per_class=2, num_steps=2), resolution=16, channels=3, where=Where(device='cpu', progress=False))
     assert 'make the store at resolution=32' in err('--store', str(small), use_store=False)
     assert 'No synthetic store in' in err('--store', str(tmp_path / 'nowhere'), use_store=False)
     assert not (tmp_path / 'cache' / 'students').exists()               # no student was trained before any of these errors

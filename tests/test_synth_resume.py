@@ -63,7 +63,7 @@ def test_synthesize_refuses_mixed_settings(tmp_path, ref, monkeypatch, capsys):
     assert 'holds a store made with other settings' in other.stderr and 'num_steps: 10 in the store, 5 now' in other.stderr
     # the same entry point in-process (a shell start costs seconds; the wiring is checked from a shell just above)
     for argv, msg in [(['--sampler', 'euler'], "sampler must be one of ddpm, ddim, dpm++, got 'euler'"),
-                      (['--generator', 'gan'], "generator must be ddpm, dit or sd, got 'gan'"),
+                      (['--generator', 'gan'], "generator must be one of dit, sd, ddpm, got 'gan'"),
                       (['--n-per-class', '0'], 'n_per_class must be at least 1, got 0')]:
         monkeypatch.setattr(sys, 'argv', ['dmkd_synthesize', *argv, '--out-dir', str(tmp_path / 'b')])
         with pytest.raises(SystemExit) as e: synthesize_main()      # one line naming the knob, exit status 2
@@ -108,7 +108,7 @@ def test_a_shard_killed_mid_write_is_never_trusted(tmp_path, monkeypatch):
     from dmkd.ddpm import DDPMConfig, DDPMGenerator, build_unet
     cfg = DDPMConfig(block_out_channels=(16, 16), attention=False)
     gen = DDPMGenerator(build_unet(cfg, 8, 1, 10), cfg.noise_config(), [str(i) for i in range(10)], dict(key='untrained'), 'cpu')
-    kw = dict(n_per_class=2, num_steps=2, shard_size=5, resolution=16, channels=3, progress=False)
+    kw = dict(spec=S.StoreSpec(n_per_class=2, num_steps=2), shard_size=5, resolution=16, channels=3, where=S.Where(device='cpu', progress=False))
     real, calls = S.save_file, []
     def dies_on_second_shard(tensors, filename):
         calls.append(filename)

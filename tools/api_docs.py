@@ -156,14 +156,15 @@ def params(obj) -> list[dict]:
     from fastcore.docments import docments
     try: sig = inspect.signature(obj)
     except (TypeError, ValueError): return []
-    try: dm = docments(obj, full=True)
+    try: dm = docments(obj, full=True, args_kwargs=True)     # a comment on `*args` / `**kwargs` documents them too
     except Exception: dm = {}
     rows, gl = [], glossary()
     for i, (k, p) in enumerate(sig.parameters.items()):
         if i == 0 and k in ('self', 'cls'): continue
         doc = (dm.get(k) or {}).get('docment') or ''
         src = 'docments' if doc else ''
-        if not doc and k in gl and (p.annotation is p.empty or not gl[k][2] or _base(p.annotation) == gl[k][2]):
+        variadic = p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL)     # never a config field of the same name
+        if not doc and not variadic and k in gl and (p.annotation is p.empty or not gl[k][2] or _base(p.annotation) == gl[k][2]):
             doc, src = gl[k][:2]   # a config field of this name and type: the same knob
         if not doc and k in COMMON and (p.annotation is p.empty or k not in COMMON_TYPE or _base(p.annotation) == COMMON_TYPE[k]):
             doc, src = COMMON[k], 'convention'

@@ -20,12 +20,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from dmkd.core import get_device
+from dmkd.core import Where, get_device, resolve_precision
 from dmkd.data import load_dataset
-from dmkd.core import resolve_precision
 from dmkd.distill import KDConfig, distill_student, kd_loss
 from dmkd.models import get_model
-from dmkd.synth import export_imagefolder, load_store, synthesize
+from dmkd.synth import StoreSpec, export_imagefolder, load_store, synthesize
 from dmkd.train import get_teacher
 
 
@@ -80,7 +79,7 @@ if __name__ == '__main__':
     a = ap.parse_args()
     dev = get_device(a.device)
     teacher, tmeta = get_teacher(dataset='digits', arch=a.teacher, device=dev, progress=False)
-    store = synthesize('digits', n_per_class=a.n_per_class, device=dev, progress=False)
+    store = synthesize(StoreSpec(n_per_class=a.n_per_class), 'digits', Where(device=dev.type, progress=False))
     images, test = load_store(store), load_dataset('digits', 'test')
     print(f"{a.student} from {a.teacher} on {len(images)} synthetic digits, batch {a.batch_size}, {a.epochs} epochs, device {dev} "
           f"(dmkd precision: {resolve_precision('auto', dev)})", flush=True)
