@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['KINDS', 'METHODS', 'PARAM_DOCS', 'SHARED_DEVIATIONS', 'GENERATOR_STEP', 'Context', 'Reference', 'Method', 'register',
-           'register_method', 'methods', 'scaled', 'epoch_images', 'placeholder_images', 'method_params',
-           'check_hparams', 'param_doc', 'method_table', 'recipe', 'reference_table', 'deviations_table',
-           'methods_table', 'method_page', 'baseline_dir', 'load_bank']
+           'register_method', 'methods', 'scaled', 'epoch_images', 'placeholder_images', 'run_rounds', 'fast_schedule',
+           'method_params', 'check_hparams', 'param_doc', 'method_table', 'recipe', 'reference_table',
+           'deviations_table', 'methods_table', 'method_page', 'baseline_dir', 'load_bank']
 
 # %% ../nbs/07d_baselines.ipynb #54a89255
 import inspect, math, time, warnings
@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from .core import DamagedError, Registry, cache_root, file_digest, knob, load_weights
+from .core import DamagedError, Registry, cache_root, file_digest, knob, load_weights, world_size
 from .data import CORPUS_FRACTION, ImageSet, data_options, load_dataset
 from .generators import get_generator
 from .ddpm import ddpm_kwargs
@@ -338,8 +338,11 @@ _ROUND_DEVIATION = ("a synthesis round every `student_steps` = 4 KD steps, of on
                      generator_lr=(5e-3, 'scripts/fast_cifar.sh:4'), lr_z=(0.015, 'scripts/fast_cifar.sh:4'),
                      bn_weight=(10.0, 'scripts/fast_cifar.sh:4'), oh_weight=(0.5, 'scripts/fast_cifar.sh:4'),
                      adv_weight=(1.33, 'scripts/fast_cifar.sh:4'), bn_momentum=(0.9, 'scripts/fast_cifar.sh:4'),
-                     warmup=(20, 'scripts/fast_cifar.sh:4'), meta=('maml', 'scripts/fast_cifar.sh:4 (--is_maml 1)'),
-                     reset_l0=(140, 'epoch 120 + warmup 20 (fast_meta.py:243, cited before, is past the file end)'),
+                     warmup=(20 / 220, 'scripts/fast_cifar.sh:4 (--warmup 20 of --epochs 220 rounds; the adversarial '
+                                       'term is on from round 20: fast_meta.py:105, 144)'),
+                     meta=('maml', 'scripts/fast_cifar.sh:4 (--is_maml 1)'),
+                     reset_l0=(140 / 220, 'datafree/synthesis/fast_meta.py:110 (at round 120 + warmup 20 = 140 of 220, with --reset_l0 1, '
+                                          'scripts/fast_cifar.sh:4)'),
                      ngf=(64, 'datafree_kd.py:306')),
                      facts=dict(generator_batch=(256, 'scripts/fast_cifar.sh:4'),
                                 student_mode=('eval', 'datafree/synthesis/fast_meta.py:106'))),
@@ -350,12 +353,33 @@ _ROUND_DEVIATION = ("a synthesis round every `student_steps` = 4 KD steps, of on
                               "the reference lowers them for Fast-5 and Fast-10 (scripts/fast_cifar.sh:6, 8)")])
 def _fast(ctx, n_per_class: int = 50, budget: float = 1.0, generator_steps: int = 2, generator_lr: float = 5e-3,
           lr_z: float = 0.015, student_steps: int = 4, bn_weight: float = 10.0, oh_weight: float = 0.5,
-          adv_weight: float = 1.33, bn_momentum: float = 0.9, meta: str = 'maml', warmup: int = 20,
-          reset_l0: int = 140, bank: int = 0, ngf: int = 64):
+          adv_weight: float = 1.33, bn_momentum: float = 0.9, meta: str = 'maml', warmup: float = 20 / 220,
+          reset_l0: float = 140 / 220, bank: int = 0, ngf: int = 64):
+    start, reset = fast_schedule(run_rounds(ctx, n_per_class, student_steps), warmup, reset_l0)
     return _generator_method(ctx, dict(bn=bn_weight, oh=oh_weight, adv=adv_weight), n_per_class, divergence='masked_kl',
                              generator_lr=generator_lr, lr_z=lr_z, generator_steps=scaled(generator_steps, budget),
                              student_steps=student_steps, meta=meta, bn_momentum=bn_momentum, bank=bank,
-                             random_targets=True, augment=True, warmup=warmup, reset_l0=reset_l0, nz=256, ngf=ngf)
+                             random_targets=True, augment=True, warmup=start - 1, reset_l0=reset, nz=256, ngf=ngf)
+
+def run_rounds(ctx,               # the run's `Context` (its `kd`: epochs and batch size; its classes)
+               n_per_class: int,  # placeholder images per class: the length of a KD epoch
+               student_steps: int, # KD steps per synthesis round
+              ) -> int:
+    "The synthesis rounds a KD run makes: ⌈its KD steps / `student_steps`⌉ (220, the reference's, when the KD is not known)."
+    kd = getattr(ctx, 'kd', None)
+    if kd is None: return 220
+    per_epoch = math.ceil(n_per_class * len(ctx.classes) / (kd.batch_size * world_size()))
+    return math.ceil(kd.epochs * per_epoch / student_steps)
+
+def fast_schedule(rounds: int,     # the run's synthesis rounds (`run_rounds`)
+                  warmup: float,   # share of the rounds before the adversarial term is on (the reference: 20 of 220)
+                  reset_l0: float, # share of the rounds at which the input layer is reset (the reference: 140 of 220)
+                 ) -> tuple[int, int]:
+    """Fast-DFKD's schedule in the rounds of this run, counted as the reference counts them (its `ep` is incremented
+    before it is compared, fast_meta.py:105): the round from which the adversarial term is on (`ep >= warmup`,
+    fast_meta.py:144; at least round 1) and the round whose update resets the input layer (fast_meta.py:110; 0: never)."""
+    start = max(1, round(rounds * warmup))
+    return start, max(1, round(rounds * reset_l0)) if reset_l0 else 0
 
 @register_method('cmi', 'CMI', generator_batch=256, student_mode='eval',
                  synthesis='generator (contrastive inversion)', **_ROUNDS,
@@ -471,8 +495,8 @@ PARAM_DOCS = dict(
     bn_momentum='Fast-DFKD: momentum of the BatchNorm statistics across batches',
     meta='Fast-DFKD: the meta update, maml (first-order, every inner gradient) or reptile',
     lr_z="Fast-DFKD: learning rate of the generator's input codes",
-    warmup='Fast-DFKD: first generator updates without the adversarial term',
-    reset_l0="Fast-DFKD: generator update at which its input layer is re-initialised (0: never)",
+    warmup="Fast-DFKD: share of the run's synthesis rounds before the adversarial term is on (reference: 20 of 220)",
+    reset_l0="Fast-DFKD: share of the rounds after which its input layer is re-initialised (reference: 140 of 220; 0: never)",
     clip="ZSKT: the generator's gradient-norm clip (0: none)",
     contrast='CMI: weight of the contrastive term',
     contrast_temperature='CMI: temperature of the contrastive term',

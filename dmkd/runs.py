@@ -255,16 +255,21 @@ def top_class_share(teacher: Classifier, images: torch.Tensor, device='cpu', bat
     pred = torch.cat([teacher(images[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(images), batch_size)])
     return round(torch.bincount(pred, minlength=teacher.num_classes).max().item() / max(len(pred), 1), 4)
 
-def collapse_reason(student_acc: float | None, num_classes: int, train_agreement: float | None = None, top_share: float | None = None) -> str | None:
-    "Why a synthetic-data run must not be averaged in as a method's accuracy (its images are of one class, its generator collapsed, or its student is at chance), or None."
+def collapse_reason(student_acc: float | None,             # the student's validation accuracy in % (never test: it decides)
+                    num_classes: int,                      # classes of the dataset (chance is 100 / num_classes)
+                    train_agreement: float | None = None,  # % of its own training images on which the student agrees
+                    top_share: float | None = None,        # share of the images the teacher puts in its most frequent class
+                   ) -> str | None:
+    """Why a synthetic-data run must not be averaged in as a method's accuracy (its images are of one class, its generator
+    collapsed, or its student is at chance on validation), or None. Read on validation: no flag reads test accuracy."""
     chance = 100 / num_classes
     if top_share is not None and num_classes > 2 and top_share >= 0.5:
         return f"images of one class: the teacher puts {top_share:.0%} of them in one class"
     if student_acc is not None and student_acc < CHANCE_FACTOR * chance:
         if train_agreement is not None and train_agreement >= 50:
-            return (f"generator collapsed: the student is at chance ({student_acc:.1f} %, chance {chance:.0f} %) while it agrees with the "
-                    f"teacher on {train_agreement:.0f} % of its own training images")
-        return f"student at chance: {student_acc:.1f} % (chance {chance:.0f} %)"
+            return (f"generator collapsed: the student is at chance on validation ({student_acc:.1f} %, chance "
+                    f"{chance:.0f} %) while it agrees with the teacher on {train_agreement:.0f} % of its own training images")
+        return f"student at chance on validation: {student_acc:.1f} % (chance {chance:.0f} %)"
     return None
 
 def diffusion_budget(rec: dict) -> dict:
@@ -425,7 +430,7 @@ def _flag_collapse(rec, tnet, images, hook, res, tmeta, acc):
     "Flag a collapsed run in `rec`, so tables report it instead of averaging it in."
     top = top_class_share(tnet, (images.images if hook is None else hook.sample(512))[:2000], acc.device)
     agree = res['history'][-1]['train_agreement'] if res['history'] else None
-    reason = collapse_reason(res['test_acc'], tmeta['num_classes'], agree, top)
+    reason = collapse_reason(res['val_acc'], tmeta['num_classes'], agree, top)
     rec |= dict(image_top_class_share=top, collapse=reason, collapsed=reason is not None)
 
 def _keep_student(rec, kd, out, spec, images, test, w):

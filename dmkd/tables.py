@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['BUDGET_UNITS', 'DISTANCES', 'NUM_CLASSES', 'mean_std', 'write_table', 'method_label', 'method_order', 'is_method',
-           'budget_field', 'collapsed_mask', 'main_table', 'budget_table', 'best_budgets', 'budget_figure', 'settings',
-           'variation', 'compare', 'overall', 'matched_fidelity', 'fidelity_comparable', 'above_chance',
-           'with_chosen_budgets', 'regime', 'conclusions']
+           'budget_field', 'collapse_flags', 'collapsed_mask', 'main_table', 'budget_table', 'best_budgets',
+           'levelled_off', 'budget_figure', 'settings', 'variation', 'compare', 'overall', 'matched_fidelity',
+           'fidelity_comparable', 'above_chance', 'with_chosen_budgets', 'regime', 'conclusions']
 
 # %% ../nbs/10b_tables.ipynb #d9ed012d
 from pathlib import Path
@@ -16,9 +16,10 @@ import pandas as pd
 
 from .core import atomic_path
 from scipy.stats import spearmanr
+from scipy.stats import t as student_t
 
 from .baselines import METHODS, methods
-from .runs import diffusion_budget
+from .runs import collapse_reason, diffusion_budget
 
 # %% ../nbs/10b_tables.ipynb #ca7e0201
 def mean_std(df: pd.DataFrame,  # the rows to aggregate (e.g. results records, one row per record)
@@ -77,10 +78,29 @@ def budget_field(d: pd.DataFrame,  # results records, one row per record (`synth
         b = pd.Series([diffusion_budget(r.to_dict()) if not isinstance(x, dict) and m == 'diffusion' else x for (_, r), x, m in zip(d.iterrows(), b, d.method)], index=d.index)
     return pd.Series([x.get(name, np.nan) if isinstance(x, dict) else np.nan for x in b], index=d.index, dtype=float)
 
-def collapsed_mask(d: pd.DataFrame,  # results records, one row per record (`collapse`; without it: nothing collapsed)
+def collapse_flags(d: pd.DataFrame,  # results records, one row per record
                   ) -> pd.Series:
-    "Which records are flagged as collapsed (`collapse` set): reported, never averaged in."
-    return _col(d, 'collapse').notna() & (_col(d, 'collapse').astype(str) != 'nan') & (_col(d, 'collapse').astype(str) != 'None')
+    """Why each record is left out of the means, decided on validation (`dmkd.runs.collapse_reason` of its student's
+    validation accuracy, its agreement with the teacher on its own images, its images' top-class share); None where the
+    run counts. Records without those fields keep the `collapse` they were written with."""
+    rec = _col(d, 'collapse').astype(object).where(lambda c: c.astype(str).ne('nan') & c.astype(str).ne('None'), None)
+    if 'image_top_class_share' not in d: return rec
+    out = []
+    for i, r in d.iterrows():
+        top, val = r.get('image_top_class_share'), r.get('student_val_acc')
+        if top is None or pd.isna(top) or val is None or pd.isna(val):
+            out.append(rec[i])
+            continue
+        hist = r.get('history')
+        agree = hist[-1].get('train_agreement') if isinstance(hist, list) and hist else None
+        n = r.get('num_classes') if pd.notna(r.get('num_classes')) else NUM_CLASSES.get(r.get('dataset'))
+        out.append(collapse_reason(float(val), int(n), agree, float(top)))
+    return pd.Series(out, index=d.index, dtype=object)
+
+def collapsed_mask(d: pd.DataFrame,  # results records, one row per record
+                  ) -> pd.Series:
+    "Which records are flagged as collapsed on validation (`collapse_flags`): reported, never averaged in."
+    return collapse_flags(d).notna()
 
 def _seen(real) -> str:
     "A record's `real_data` in the words of a table cell: the real images its generator and its training images came from."
@@ -162,7 +182,8 @@ def budget_table(df: pd.DataFrame,  # results records of the budget jobs (method
         row |= {label: round(g[k].mean(), 1) if g[k].notna().any() else np.nan for k, label in BUDGET_UNITS.items()}
         row |= {'synthesis s': round(g.synthesis_s.mean(), 1), 'device': '/'.join(sorted({str(x) for x in g.device.dropna()})) or '—',
                 'val, selects': ms('student_val_acc'), 'test, final': ms('student_acc'), 'collapsed': f"{int(g.collapsed.sum())} of {len(g)}",
-                '_method': m, '_val': ok.student_val_acc.mean() if len(ok) else np.nan, '_test': ok.student_acc.mean() if len(ok) else np.nan}
+                '_method': m, '_val': ok.student_val_acc.mean() if len(ok) else np.nan,
+                '_val_std': ok.student_val_acc.std() if len(ok) > 1 else np.nan, '_test': ok.student_acc.mean() if len(ok) else np.nan}
         rows.append(row)
     out = pd.DataFrame(rows)
     order = {m: i for i, m in enumerate(METHODS)}
@@ -174,6 +195,27 @@ def best_budgets(bt: pd.DataFrame,  # a `budget_table` (its `_method`, `_val` an
     b = bt.dropna(subset=['_val']).sort_values(['_method', '_val', 'budget'], ascending=[True, False, True], na_position='first')
     gone = bt[~bt._method.isin(b._method)].sort_values('budget').drop_duplicates('_method', keep='last')
     return pd.concat([b.drop_duplicates('_method'), gone]).reset_index(drop=True)
+
+def levelled_off(bt: pd.DataFrame,  # a `budget_table` (its `_method`, `budget`, `_val`, `_val_std` columns)
+                ) -> pd.DataFrame:
+    """Per baseline of a `budget_table`: its budgets, the change of mean validation accuracy between its two largest,
+    that largest budget's own ± (std over its runs), and whether its curve had levelled off there (the change is smaller
+    than the ±); otherwise it was "not levelled off at the cap". Read on validation, never on test."""
+    rows = []
+    for m, g in bt[bt.budget.notna()].groupby('_method', sort=False):
+        g = g.dropna(subset=['_val']).sort_values('budget')
+        budgets = '/'.join(f'{b:g}' for b in g.budget)
+        if len(g) < 2:
+            rows.append(dict(_method=m, budgets=budgets, change=np.nan, spread=np.nan, levelled=None,
+                             says=f"budget {budgets}: one budget, so not known whether it had levelled off"))
+            continue
+        change, spread, cap = g._val.iloc[-1] - g._val.iloc[-2], g._val_std.iloc[-1], g.budget.iloc[-1]
+        flat = bool(abs(change) < spread) if pd.notna(spread) else None
+        words = ('levelled off' if flat else f'not levelled off at the cap {cap:g}' if flat is False
+                 else 'one run at the cap: not known')
+        rows.append(dict(_method=m, budgets=budgets, change=change, spread=spread, levelled=flat,
+                         says=f"budgets {budgets}, {words} (val {change:+.2f} over the last doubling, ± {spread:.2f})"))
+    return pd.DataFrame(rows, columns=['_method', 'budgets', 'change', 'spread', 'levelled', 'says'])
 
 # %% ../nbs/10b_tables.ipynb #9067d384
 def budget_figure(bt: pd.DataFrame,                             # a `budget_table`
@@ -227,21 +269,33 @@ def variation(d: pd.DataFrame,  # the records a table was built from (`method`, 
     return '; '.join(f"{k}: {', '.join(v)}" for k, v in said.items()) + '.'
 
 
-def compare(a,  # one value per run (seed) of the setting under test, e.g. its students' test accuracies
-            b,  # one value per run (seed) of the setting it is compared with
-           ) -> tuple:
-    "Mean of runs `a` minus mean of runs `b`, the spread √(sa² + sb²) of their seeds (0 with one seed), and the verdict."
-    a, b = pd.Series(list(a), dtype=float), pd.Series(list(b), dtype=float)
-    spread = float(np.hypot(a.std(), b.std())) if min(len(a), len(b)) > 1 else 0.0
-    d = a.mean() - b.mean()
-    return d, spread, 'yes' if d > spread else 'no' if d < -spread else 'within noise'
+def _pairs(x) -> pd.Series:
+    "Values as a Series keyed by what pairs them (a Series' index: the seed), one value per key (the mean of repeats)."
+    s = x if isinstance(x, pd.Series) else pd.Series(list(x))
+    return s.astype(float).groupby(level=0).mean()
 
-def overall(verdicts,  # verdicts of `compare`: each 'yes', 'no' or 'within noise'
+def compare(a,                    # the setting under test, one value per run: a Series indexed by seed, or a list
+            b,                    # the setting it is compared with, indexed alike (runs with equal keys pair up)
+            level: float = 0.95,  # confidence level of the interval
+           ) -> tuple:
+    """Paired comparison of `a` with `b`: runs that share a key (a seed: one teacher and generator seed, trained on the
+    same data) pair up, and the verdict reads the `level` interval of their mean difference (paired t over the pairs).
+    Returns the mean difference, the interval (lo, hi), the number of pairs and the verdict: 'yes' (the interval lies
+    above 0), 'no' (below 0) or 'not established' (it holds 0, or fewer than two pairs). Unpaired runs are left out."""
+    d = (_pairs(a) - _pairs(b)).dropna()
+    n, m = len(d), float(d.mean()) if len(d) else float('nan')
+    if n < 2: return m, (float('nan'), float('nan')), n, 'not established'
+    h = float(student_t.ppf((1 + level) / 2, n - 1) * d.std(ddof=1) / np.sqrt(n))
+    verdict = 'yes' if m - h > 0 else 'no' if m + h < 0 else 'not established'
+    return m, (m - h, m + h), n, verdict
+
+def overall(verdicts,  # verdicts of `compare`: each 'yes', 'no' or 'not established'
            ) -> str:
-    "One verdict of several comparisons: yes (all yes), within noise (all within noise), partly (some yes), else no."
-    if all(v == 'yes' for v in verdicts): return 'yes'
-    if all(v == 'within noise' for v in verdicts): return 'within noise'
-    return 'partly' if 'yes' in verdicts else 'no'
+    "One verdict of several comparisons: yes (all yes), no (all no), partly (some yes), else not established."
+    verdicts = list(verdicts)
+    if verdicts and all(v == 'yes' for v in verdicts): return 'yes'
+    if verdicts and all(v == 'no' for v in verdicts): return 'no'
+    return 'partly' if 'yes' in verdicts else 'not established'
 
 # %% ../nbs/10b_tables.ipynb #69819f47
 #: The fidelity measures recorded at every fake-set size (`dmkd.fidelity.FIDELITY_NS`): KID first, the small-N measure.
@@ -278,13 +332,16 @@ def fidelity_comparable(d: pd.DataFrame,  # results records (`n_fidelity`, `fide
 #: Classes of the built-in datasets, for records made before they stated `num_classes`.
 NUM_CLASSES = dict(digits=10, cifar10=10, cifar100=100)
 
-def above_chance(d: pd.DataFrame,      # results records (`teacher_acc` in %; `num_classes`, else a built-in `dataset`)
-                 factor: float = 1.5,  # above chance: teacher test accuracy > factor × 100 / classes
+def above_chance(d: pd.DataFrame,      # records (`teacher_val_acc` in %; `num_classes`, else a built-in `dataset`)
+                 factor: float = 1.5,  # above chance: teacher validation accuracy > factor × 100 / classes
                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "Records `d` split into those whose teacher scores above `factor` × chance (100 / classes) and those at chance level."
+    """Records `d` split into those whose teacher scores above `factor` × chance (100 / classes) on validation and those at
+    chance level (read on validation: no filter reads test accuracy)."""
     n = (d['num_classes'] if 'num_classes' in d else pd.Series(np.nan, index=d.index)).fillna(d['dataset'].map(NUM_CLASSES))
     if n.isna().any(): raise ValueError(f"Records of {sorted(set(d.dataset[n.isna()]))} do not state num_classes: rebuild them with the current dmkd.")
-    ok = d['teacher_acc'] > factor * 100 / n
+    if 'teacher_val_acc' not in d or d.teacher_val_acc.isna().any():
+        raise ValueError("Records without teacher_val_acc: the filter reads validation; rebuild them with the current dmkd.")
+    ok = d['teacher_val_acc'] > factor * 100 / n
     return d[ok], d[~ok]
 
 # %% ../nbs/10b_tables.ipynb #2f975768
@@ -297,8 +354,6 @@ def with_chosen_budgets(df: pd.DataFrame,  # a sweep's records (`collect_records
     chosen = best_budgets(budget_table(bud)) if len(bud) else pd.DataFrame(columns=['_method', 'budget'])
     picked = [bud[(bud.method == m) & (budget_field(bud, 'budget') == b)] for m, b in zip(chosen._method, chosen.budget)]
     return pd.concat([main] + picked, ignore_index=True), chosen
-
-def _pm(d: float, s: float) -> str: return f"{d:+.2f} ± {s:.2f}"
 
 def regime(d: pd.DataFrame,         # the records a comparison was made on
            baselines: bool = False,  # say that the baselines ran at their chosen budgets
@@ -319,6 +374,20 @@ def regime(d: pd.DataFrame,         # the records a comparison was made on
     return '; '.join(r)
 
 # %% ../nbs/10b_tables.ipynb #ad3fc43d
+def _ci(d: float, ci: tuple, n: int) -> str:
+    "A paired difference as `+7.85 [-14.96, +30.66] (3 pairs)`: its mean, its 95 % interval and the pairs it rests on."
+    if n < 2: return f"{d:+.2f} (1 pair: no interval)" if n else "no pairs"
+    return f"{d:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}] ({n} pairs)"
+
+def _by_seed(d: pd.DataFrame, col: str = 'student_acc') -> pd.Series:
+    "Column `col` of records `d` indexed by seed: what `compare` pairs on."
+    return d.set_index('seed')[col] if 'seed' in d else d[col].reset_index(drop=True)
+
+def _levelled_words(lv: pd.DataFrame, names) -> str:
+    "Per baseline in `names`: its budgets and whether its curve had levelled off (`levelled_off`)."
+    lv = lv.set_index('_method') if len(lv) else lv
+    return '; '.join(f"{method_label(m)}: {lv.loc[m, 'says']}" for m in names if m in getattr(lv, 'index', []))
+
 def _conclusion_1(main: pd.DataFrame, bt: pd.DataFrame | None) -> dict | None:
     "(1) diffusion data against the strongest data-free baseline (chosen on validation), at its chosen budget."
     acc = main.groupby('method').student_acc.mean()
@@ -326,53 +395,68 @@ def _conclusion_1(main: pd.DataFrame, bt: pd.DataFrame | None) -> dict | None:
             if m in acc and main[(main.method == m) & ~collapsed_mask(main)].student_acc.notna().any()]
     ok = main[~collapsed_mask(main)]
     if 'diffusion' not in acc or not free: return None
-    best = ok.groupby('method').student_val_acc.mean().reindex(free).idxmax()   # the strongest baseline, on validation
-    d, sp, v = compare(ok[ok.method == 'diffusion'].student_acc, ok[ok.method == best].student_acc)
-    bb = budget_table(main[main.method.isin(['diffusion', best])].reset_index(drop=True)).set_index('_method')
-    passes, secs = bb.loc[best, 'teacher passes (fwd+bwd, images)'], bb.loc[best, 'synthesis s']
+    val = ok.groupby('method').student_val_acc.mean().reindex(free)
+    tops = list(val[val == val.max()].index)                   # the strongest baseline, on validation (a tie: every one)
+    comps = {b: compare(_by_seed(ok[ok.method == 'diffusion']), _by_seed(ok[ok.method == b])) for b in tops}
     col = 'teacher passes (fwd+bwd, images)'
+    bb = budget_table(main[main.method.isin(['diffusion'] + tops)].reset_index(drop=True)).set_index('_method')
     top = (bt[bt._method != 'diffusion'].groupby('_method').apply(lambda g: g.loc[g[col].idxmax()], include_groups=False)
            if bt is not None and len(bt) else None)
     reach = '; '.join(f"{method_label(m)} " + (f"{r._test:.1f} %" if pd.notna(r._test) else 'no run that did not collapse')
                       + f" at {r[col]:,.0f} passes" + (f" ({r.collapsed} collapsed)" if not r.collapsed.startswith('0 ') else '')
                       for m, r in top.iterrows()) if top is not None else ''
+    tie = f"tied on validation: {', '.join(tops)}; " if len(tops) > 1 else ''
+    against = '; '.join(f"{b} at its chosen budget ({bb.loc[b, col]:,.0f} teacher passes, {bb.loc[b, 'synthesis s']:.0f} s "
+                        f"of synthesis): {ok[ok.method == b].student_acc.mean():.2f} %, DM-KD minus it {_ci(*comps[b][:3])}"
+                        for b in tops)
+    lv = levelled_off(bt) if bt is not None and len(bt) else pd.DataFrame()
     measured = (f"DM-KD {ok[ok.method == 'diffusion'].student_acc.mean():.2f} % with no teacher pass; the best baseline on "
-                f"validation, {best} at its chosen budget ({passes:,.0f} teacher passes, {secs:.0f} s of synthesis): "
-                f"{ok[ok.method == best].student_acc.mean():.2f} % ({_pm(d, sp)}, test). At the largest budget run here each "
-                f"reaches: {reach}")
-    return dict(conclusion='(1) diffusion data beats the inversion-based data-free methods', agrees=v, measured=measured,
+                f"validation, {tie}{against} (paired over seeds, test; 95 % interval). At the largest budget run here each "
+                f"reaches: {reach}" + (f". Budget curves: {_levelled_words(lv, free)}" if len(lv) else ''))
+    return dict(conclusion='(1) diffusion data beats the inversion-based data-free methods',
+                agrees=overall(c[3] for c in comps.values()), measured=measured,
                 regime=regime(main[main.method.isin(['diffusion'] + free)], baselines=True))
 
 def _conclusion_2(fid: pd.DataFrame) -> dict:
     "(2) lower guidance scale and fewer sampling steps against the higher, cell by cell of the s × T grid."
-    cells = {k: g.student_acc for k, g in fid.groupby(['guidance_scale', 'num_steps'])}
+    cells = {k: _by_seed(g) for k, g in fid.groupby(['guidance_scale', 'num_steps'])}
     ss, ts = sorted(fid.guidance_scale.unique()), sorted(fid.num_steps.unique())
     comps = [(f"s={ss[0]:g} vs s={ss[-1]:g} at T={t:g}", compare(cells[(ss[0], t)], cells[(ss[-1], t)]))
              for t in ts if len(ss) > 1 and (ss[0], t) in cells and (ss[-1], t) in cells]
     comps += [(f"T={ts[0]:g} vs T={ts[-1]:g} at s={s:g}", compare(cells[(s, ts[0])], cells[(s, ts[-1])]))
               for s in ss if len(ts) > 1 and (s, ts[0]) in cells and (s, ts[-1]) in cells]
-    best_s, best_t = fid.groupby(['guidance_scale', 'num_steps']).student_val_acc.mean().idxmax()   # on validation
+    val = fid.groupby(['guidance_scale', 'num_steps']).student_val_acc.mean()
+    best = list(val[val == val.max()].index)                    # on validation; a tie names every tied cell
     rho = spearmanr(fid.kid, fid.student_acc).statistic
-    measured = ('; '.join(f"{n}: {_pm(d, sp)} ({v})" for n, (d, sp, v) in comps)
-                + f"; best cell on validation s={best_s:g}, T={best_t:g} ({cells[(best_s, best_t)].mean():.2f} % test); "
-                f"Spearman(KID, student accuracy) = {rho:.2f}")
+    said = ', '.join(f"s={s:g}, T={t:g} ({cells[(s, t)].mean():.2f} % test)" for s, t in best)
+    measured = ('; '.join(f"{n}: {_ci(d, ci, k)} ({v})" for n, (d, ci, k, v) in comps)
+                + f"; best cell on validation {'(a tie) ' if len(best) > 1 else ''}{said}; "
+                f"T covered: {ts[0]:g}–{ts[-1]:g}; Spearman(KID, student accuracy) = {rho:.2f}")
     return dict(conclusion='(2) low-fidelity images (lower s, fewer T) teach better',
-                agrees=overall([c[2] for _, c in comps]), measured=measured, regime=regime(fid))
+                agrees=overall([c[3] for _, c in comps]), measured=measured, regime=regime(fid))
 
 def _conclusion_3(d: pd.DataFrame, axis: str) -> dict:
     "(3) the best student of a weaker teacher against the strongest teacher's student, along `axis`."
     key = d['value'].astype(str)
     g = d.groupby(key)[['teacher_val_acc', 'teacher_acc', 'student_val_acc', 'student_acc']].mean()
-    # the strongest teacher and the best student of a weaker one are chosen on validation; the difference is measured on test
-    strong = g.teacher_val_acc.idxmax()
-    weak = g.drop(strong).student_val_acc.idxmax()
-    diff, sp, v = compare(d.student_acc[key == weak], d.student_acc[key == strong])
     label = 'architectures, the paper\'s axis' if axis == 'teacher' else 'secondary: earlier epochs of one teacher'
+    out = dict(conclusion=f'(3) relatively weak teachers teach better ({label})', regime=regime(d))
+    # the strongest teacher and the best student of a weaker one are chosen on validation; ties are reported, not broken
+    strongest = list(g.index[g.teacher_val_acc == g.teacher_val_acc.max()])
+    if len(strongest) > 1:
+        return out | dict(agrees='no strength ordering', measured=(
+            f"{axis}={', '.join(strongest)} tie on validation ({g.teacher_val_acc.max():.2f} %): no strongest teacher"))
+    strong, rest = strongest[0], g.drop(strongest[0])
+    weak = list(rest.index[rest.student_val_acc == rest.student_val_acc.max()])
+    if len(weak) > 1:
+        return out | dict(agrees='not established', measured=(
+            f"the students of {axis}={', '.join(weak)} tie on validation: no best weaker teacher"))
+    weak = weak[0]
+    diff, ci, n, v = compare(_by_seed(d[key == weak]), _by_seed(d[key == strong]))
     measured = (f"best student (on validation) of a weaker teacher: {g.student_acc[weak]:.2f} % from {axis}={weak} (teacher "
-                f"{g.teacher_acc[weak]:.2f} %); the strongest teacher, {axis}={strong} ({g.teacher_acc[strong]:.2f} %), "
-                f"gives {g.student_acc[strong]:.2f} % ({_pm(diff, sp)}, test)")
-    return dict(conclusion=f'(3) relatively weak teachers teach better ({label})', agrees=v, measured=measured,
-                regime=regime(d))
+                f"{g.teacher_acc[weak]:.2f} %); the strongest teacher on validation, {axis}={strong} "
+                f"({g.teacher_acc[strong]:.2f} %), gives {g.student_acc[strong]:.2f} % ({_ci(diff, ci, n)}, test)")
+    return out | dict(agrees=v, measured=measured)
 
 def conclusions(main: pd.DataFrame,             # the main jobs' records, each baseline at its chosen budget
                 fid: pd.DataFrame,              # the fidelity grid's records (s × T)
