@@ -348,12 +348,14 @@ def run_sweep(sweep: str | Path | dict,           # the sweep file (YAML), or it
     if dry_run: return pd.DataFrame([dict(job=r['job'], run=r['run'], status='done' if run_done(r) else 'todo') for r in runs])
     opts = executor_options(sw, executor)
     n = parallel or sw.get('parallel', 1)
-    threads = max(1, (os.cpu_count() or 1) // n) if n > 1 else None
+    threads = max(1, (os.cpu_count() or 1) // n)     # each run's threads: fixed by the sweep, whatever else is running
     root = Path(reports) if reports else reports_root(sw.get('reports'))
-    # In parallel, the first unfinished run goes alone with every thread: it fills the caches its job's later runs load
-    # (teacher, generator), which parallel runs would otherwise each build (or wait for) with one thread.
+    # In parallel, the first unfinished run goes alone: it fills the caches its job's later runs load (teacher,
+    # generator), which parallel runs would otherwise each build (or wait for). It keeps the threads of every other run:
+    # a run's numbers depend on its thread count (CPU kernels reduce in another order), so the sweep fixes it.
     first = todo[0] if n > 1 and todo and opts['kind'] == 'local' else None
-    pre = {id(first): execute_run(first, os.cpu_count(), log=log, gpu=(visible_gpus() or [None])[0] if len(visible_gpus()) > 1 else None)} if first else {}
+    gpu = (visible_gpus() or [None])[0] if len(visible_gpus()) > 1 else None
+    pre = {id(first): execute_run(first, threads, log=log, gpu=gpu)} if first else {}
     rest = [r for r in runs if r is not first and not run_done(r)]
     if opts['kind'] == 'ray': ran = _run_ray(rest, threads, None, log, opts)
     elif opts['kind'] == 'slurm': ran = _run_slurm(rest, threads, None, log, opts, root / 'runs' / sw['name'])

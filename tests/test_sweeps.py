@@ -187,13 +187,17 @@ def test_sweep_on_ray_and_submitit_gives_the_local_records(tmp_path):
 
 
 def test_local_executor_gives_each_concurrent_run_its_own_gpu(tmp_path):
-    "With two GPUs visible, the two runs that execute at once each see one of them (`CUDA_VISIBLE_DEVICES` of its kernel)."
-    body = RUN.replace('student_acc=10 * x + seed)', 'student_acc=10 * x + seed, gpu=__import__("os").environ.get("CUDA_VISIBLE_DEVICES"))')
+    """With two GPUs visible, the two runs that execute at once each see one of them (`CUDA_VISIBLE_DEVICES` of its kernel);
+    every run, the first one that runs alone included, gets the sweep's thread count (a run's numbers depend on it)."""
+    env = 'gpu=__import__("os").environ.get("CUDA_VISIBLE_DEVICES"), threads=__import__("os").environ.get("OMP_NUM_THREADS")'
+    body = RUN.replace('student_acc=10 * x + seed)', f'student_acc=10 * x + seed, {env})')
     p = subprocess.run(_toy4(tmp_path, body=body, seeds=(0, 1, 2), x=1.0), capture_output=True, text=True, timeout=300,
                        env=dict(os.environ, CUDA_VISIBLE_DEVICES='0,1'))
     assert p.returncode == 0, p.stdout + p.stderr
     gpus = [json.loads(c)['gpu'] for c in _contents(tmp_path)]
     assert sorted(gpus) == ['0', '0', '1'], gpus          # the first run alone on GPU 0, then the two concurrent runs on GPU 0 and GPU 1
+    threads = [json.loads(c)['threads'] for c in _contents(tmp_path)]
+    assert threads == [str(max(1, (os.cpu_count() or 1) // 2))] * 3, threads      # parallel 2: cores / 2 each, the first run too
 
 
 def test_bad_executor_says_what_to_do(tmp_path):
