@@ -10,7 +10,7 @@ __all__ = ['SOURCES', 'RUN_FIELDS', 'CHANCE_FACTOR', 'WHERE_FLAGS', 'RealSource'
            'train_teacher_cli', 'train_teacher_main', 'synthesize_parser', 'synthesize_cli', 'synthesize_main']
 
 # %% ../nbs/09_runs.ipynb #430ea289
-import dataclasses, importlib, time, typing
+import dataclasses, importlib, math, time, typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -419,7 +419,9 @@ def _kd_results(rec, spec, images, hook, used, res, skey, acc):
     if hook is not None: rec['synthesis_budget'] = hook.budget() | dict(budget=used['params'].get('budget'), device=str(acc.device))
     elif spec.source.kind == 'store': rec['synthesis_budget'] = diffusion_budget(rec | dict(n_images=len(images), device=str(acc.device)))
     if rec.get('synthesis_budget') is not None: rec['synthesis_budget']['synthesis_seconds'] = round((rec.get('synthesis_seconds') or 0.0) + hook_s, 2)
-    rec |= dict(n_images=len(images), student_key=skey, student_val_acc=res['val_acc'], student_acc=res['test_acc'], selected_epoch=res['selected_epoch'],
+    world = acc.num_processes
+    kd_steps = sum(math.ceil(h['images'] / (spec.kd.batch_size * world)) for h in res['history'])   # equal training across rows
+    rec |= dict(n_images=len(images), kd_steps=kd_steps, student_key=skey, student_val_acc=res['val_acc'], student_acc=res['test_acc'], selected_epoch=res['selected_epoch'],
                 selection='the epoch best on val', complete=res['complete'],
                 synthesis_seconds=round((rec.get('synthesis_seconds') or 0.0) + hook_s, 2), kd_seconds=round(res['kd_seconds'] - hook_s, 2),
                 generator_updates=hook.updates if hook is not None else None, kd_images_per_s=res['images_per_s'], kd_precision=res['precision'],

@@ -9,7 +9,7 @@ __all__ = ['EXECUTORS', 'VALIDATION_METRICS', 'VARY', 'VOLATILE', 'sweep_main', 
            'sweep_cli']
 
 # %% ../nbs/10a_sweeps.ipynb #52bee723
-import ctypes, itertools, json, os, re, shutil, signal, subprocess, sys, time, uuid
+import ctypes, itertools, json, math, os, re, shutil, signal, subprocess, sys, time, uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -395,7 +395,10 @@ def collect_records(reports=None,              # reports root whose `runs/` is r
             raise ValueError(f"{run} holds two records of one measurement (seed {rec.get('seed')}): {seen[key].name} and {p.name}, so that seed "
                              f"would count twice. Delete {run / 'results'} and {run / 'run.json'}, then run the sweep again to redo that run.")
         seen[key] = p
-        rec.pop('history', None); rec.pop('spec', None)
+        hist, batch = rec.pop('history', None), rec.get('batch_size')
+        if rec.get('kd_steps') is None and isinstance(hist, list) and batch:   # records made before they stated it
+            rec['kd_steps'] = sum(math.ceil(h['images'] / batch) for h in hist)
+        rec.pop('spec', None)
         rows.append(dict(sweep=run.parent.parent.name, job=run.parent.name, run=run.name, record_path=str(p.relative_to(root))) | rec)
     return pd.DataFrame(rows)
 

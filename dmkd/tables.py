@@ -4,11 +4,12 @@
 
 # %% auto #0
 __all__ = ['BUDGET_UNITS', 'DISTANCES', 'NUM_CLASSES', 'mean_std', 'write_table', 'method_label', 'method_order', 'is_method',
-           'budget_field', 'collapse_flags', 'collapsed_mask', 'main_table', 'budget_table', 'best_budgets',
+           'budget_field', 'collapse_flags', 'collapsed_mask', 'kd_steps', 'main_table', 'budget_table', 'best_budgets',
            'levelled_off', 'budget_figure', 'settings', 'variation', 'compare', 'overall', 'matched_fidelity',
            'fidelity_comparable', 'above_chance', 'with_chosen_budgets', 'regime', 'conclusions']
 
 # %% ../nbs/10b_tables.ipynb #d9ed012d
+import math
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +109,15 @@ def _seen(real) -> str:
     parts = [f"{k}: {real[k]}" for k in ('generator', 'images') if real.get(k)]
     return '; '.join(parts) or 'none (the teacher only)'
 
+def kd_steps(d: pd.DataFrame,  # results records, one row per record (`kd_steps`; older ones: their `history`)
+            ) -> pd.Series:
+    "The KD optimiser steps each record's student took: its `kd_steps`, else its epochs' images / the KD batch."
+    steps = _col(d, 'kd_steps').astype(float)
+    if 'history' not in d: return steps
+    from_history = [sum(math.ceil(h['images'] / b) for h in hist) if isinstance(hist, list) and pd.notna(b) else np.nan
+                    for hist, b in zip(d['history'], _col(d, 'batch_size'))]
+    return steps.fillna(pd.Series(from_history, index=d.index, dtype=float))
+
 def main_table(df: pd.DataFrame,              # results records of the main jobs (method, teacher, student, accuracies)
                value: str = 'student_acc',    # the column of the test accuracy, scored once ("test, final")
                val: str = 'student_val_acc',  # the validation accuracy column that chose the epoch ("val, selects")
@@ -121,23 +131,24 @@ def main_table(df: pd.DataFrame,              # results records of the main jobs
     if not len(df): raise ValueError("No records to tabulate: run the sweep first (dmkd_sweep sweeps/<name>.yaml).")
     d = df.copy(); d['pair'] = d.teacher + '→' + d.student
     d['synthesis_s'] = _col(d, 'synthesis_seconds'); d['passes'] = budget_field(d, 'teacher_backward')
+    d['kd_steps'] = kd_steps(d)
     d['collapsed'] = collapsed_mask(d)
     d.loc[[is_method(m, kind='reference') for m in d.method], 'synthesis_s'] = 0.0   # real images cost no synthesis
     rows = [d.assign(score=d[value].where(~d.collapsed), vscore=_col(d, val).where(~d.collapsed))]
     firsts = d.drop_duplicates(['pair', 'teacher_key'])   # one row per teacher: one teacher used for every seed counts once, not once a seed
     rows.append(firsts.assign(method='teacher', score=firsts.teacher_acc, vscore=_col(firsts, 'teacher_val_acc'), synthesis_s=0.0, kd_seconds=0.0,
-                              real_data=None))
+                              kd_steps=np.nan, real_data=None))
     if 'scratch_acc' in d:
         s = d.dropna(subset=['scratch_acc']).drop_duplicates(['pair', 'seed'])
         rows.append(s.assign(method='scratch', score=s.scratch_acc, vscore=_col(s, 'scratch_val_acc'), synthesis_s=0.0, kd_seconds=np.nan,
-                             real_data=None))
+                             kd_steps=np.nan, real_data=None))
     a = pd.concat(rows, ignore_index=True)
     cols = {}
     for v, label in (('vscore', 'val, selects'), ('score', 'test, final')):
         acc = mean_std(a, ['method', 'pair'], v, digits)
         acc['text'] = acc.text + ' (' + acc['count'].astype(str) + ')'
         for pair, t in acc.pivot(index='method', columns='pair', values='text').items(): cols[f'{pair} {label}'] = t
-    cost = a.groupby('method')[['synthesis_s', 'kd_seconds', 'passes']].mean().round(1)
+    cost = a.groupby('method')[['synthesis_s', 'kd_seconds', 'passes', 'kd_steps']].mean().round(1)
     flag = a.groupby('method')['collapsed'].agg(lambda c: f"{int(c.fillna(False).astype(bool).sum())} of {len(c)}") if 'collapsed' in a else None
     real = a.groupby('method')['uses_real_images'].first() if 'uses_real_images' in a else pd.Series(dtype=object)
     seen = a.groupby('method')['real_data'].first() if 'real_data' in a else pd.Series(dtype=object)
@@ -153,6 +164,7 @@ def main_table(df: pd.DataFrame,              # results records of the main jobs
                                                for m, v in zip(order, cost.loc[order, 'passes'].values)]
     out['synthesis s'] = cost.loc[order, 'synthesis_s'].values
     out['KD s'] = cost.loc[order, 'kd_seconds'].values
+    out['KD steps'] = [f'{v:.0f}' if pd.notna(v) else '—' for v in cost.loc[order, 'kd_steps']]   # equal training: equal rows
     out['collapsed'] = ['—' if is_method(m, distilled=False) else flag.get(m, '0') for m in order]
     return out
 
