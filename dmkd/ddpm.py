@@ -379,7 +379,7 @@ def train_ddpm(cfg: DDPMConfig,                # the DDPM's settings
     final = final.to(memory_format=torch.contiguous_format)              # safetensors stores contiguous weights
     meta = dict(key=key, data_digest=digest, config=cfg.to_dict(), dataset=cfg.dataset, split=cfg.split, steps_done=step,
                 train_seconds=round(t_train, 1), final_loss=float(np.mean(losses[-100:])) if losses else None,
-                training=dict(precision=precision, compile=cfg.compile, channels_last=cfg.channels_last, fused_adamw=fused, lr=cfg.train_lr(),
+                training=dict(images=len(data), precision=precision, compile=cfg.compile, channels_last=cfg.channels_last, fused_adamw=fused, lr=cfg.train_lr(),
                               images_per_s=round((step - first) * cfg.batch_size * world / secs, 1) if step > first and secs > 0 else None))
     gen = DDPMGenerator(final, cfg.noise_config(), data.classes, meta, dev)
     if step >= cfg.steps and acc.is_main_process:

@@ -183,8 +183,13 @@ def rel_path(folder: str | Path, cache=None) -> str:
     return str(folder.relative_to(root)) if folder.is_relative_to(root) else folder.name
 
 # %% ../nbs/09_runs.ipynb #27179115
-def _generator_data(gcfg: dict, dataset: str) -> str:
-    "Which real images the in-project DDPM of config `gcfg` was trained on, in words."
+def _generator_data(gcfg: dict, dataset: str, n: int | None = None) -> str:
+    "Which real images the in-project DDPM of config `gcfg` was trained on, in words (with their number `n`, when known)."
+    words = _generator_split(gcfg, dataset)
+    return f"{words}: {n:,} real labelled images" if n else words
+
+def _generator_split(gcfg: dict, dataset: str) -> str:
+    "The split the in-project DDPM of config `gcfg` learnt from, and whether it is disjoint from the teacher's, in words."
     ds, split = gcfg.get('dataset', dataset), gcfg.get('split')
     if ds not in CORPUS_SPLIT or split != 'corpus': return f"{ds}/{split}" + (' (disjoint from the teacher\'s train split)' if ds == 'digits' and split == 'corpus' else '')
     f = gcfg.get('corpus_fraction', 'unknown (made before the corpus was carved: the whole train split)')
@@ -211,7 +216,8 @@ def store_images(src: StoreSpec,          # the store's settings (or, with `src.
                 ddpm_steps=gcfg.get('steps') if g['kind'] == 'ddpm' else None, ddpm_config=gcfg or None, store_key=man['key'], store=rel_path(folder, cache),
                 synthesis_seconds=man.get('synthesis_seconds'), sampling=man.get('sampling'), ddpm_training=man.get('generator_training'),
                 generator_saw_teacher_data=_saw_teacher_data(gcfg) if g['kind'] == 'ddpm' else None,
-                real_data=dict(generator=_generator_data(gcfg, dataset) if g['kind'] == 'ddpm' else f"pretrained ({g.get('model')})",
+                real_data=dict(generator=_generator_data(gcfg, dataset, (man.get('generator_training') or {}).get('images'))
+                                         if g['kind'] == 'ddpm' else f"pretrained ({g.get('model')})",
                                images=f"{dataset}/corpus (img2img sources)" if sp['strength'] is not None else None))
     return images, used | dict(_store=folder)
 
