@@ -11,8 +11,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import get_device
-from .data import BatchAugment, ImageSet
+from .core import get_device, knob
+from .data import NO_FLIP, BatchAugment, ImageSet
 from .models import Classifier, tap_inputs
 from .inversion import Passes, bn_stat_loss, count_passes, disagreement, teacher_bn_layers, to_uint8
 
@@ -124,6 +124,8 @@ class GeneratorHook:
                  fixed_z: bool = False,              # the student's next steps see the generator's batch of this update (ZSKT), not fresh codes
                  clip: float = 0.0,                  # clip the generator's gradient norm at this value (0: no clipping)
                  ie_base: float = math.e,            # base of the information-entropy term's logarithm (DAFL: 10)
+                 student_mode: str = 'eval',         # the student's mode in a generator step: its reference's (train or eval)
+                 dataset: str | None = None,         # the run's dataset: `NO_FLIP` ones (digits) are never flipped
                  seed: int = 0,                      # seed of the generator's weights, codes and targets
                  device='auto'):                     # auto, cpu, cuda, or a torch.device
         if generator_steps < 1 or student_steps < 1: raise ValueError(f"generator_steps and student_steps must be at least 1, got {generator_steps} and {student_steps}.")
@@ -134,6 +136,8 @@ class GeneratorHook:
         self.weights, self.divergence, self.meta = dict(weights), divergence, meta
         self.generator_steps, self.student_steps, self.bn_momentum, self.random_targets = generator_steps, student_steps, bn_momentum, random_targets
         self.augment, self.warmup, self.reset_l0, self.fixed_z, self.clip, self.ie_base = augment, warmup, reset_l0, fixed_z, clip, ie_base
+        knob('student_mode', student_mode in ('train', 'eval'), f"must be train or eval, got {student_mode!r}.")
+        self.student_mode, self.flip = student_mode, dataset not in NO_FLIP
         self.num_classes = teacher.num_classes
         self.bns = teacher_bn_layers(teacher, 'This method') if weights.get('bn') else None
         self.ema = [None] * len(self.bns) if self.bns else None
@@ -141,7 +145,7 @@ class GeneratorHook:
         self.generator_lr, self.lr_z = generator_lr, (generator_lr if lr_z is None else lr_z)
         # Fast-DFKD's meta optimiser steps at lr_g·g_steps (Fast-Datafree fast_meta.py:88); the others at lr_g
         self.opt = torch.optim.Adam(self.gen.parameters(), lr=generator_lr * (generator_steps if meta else 1), betas=(0.5, 0.999))
-        self.bank, self.bank_size, self.student_augment = None, bank, BatchAugment.for_images((channels, size, size))
+        self.bank, self.bank_size, self.student_augment = None, bank, BatchAugment.for_images((channels, size, size), dataset)
         self.g = torch.Generator(self.dev).manual_seed(seed)
         self.seconds, self.updates, self.last, self.passes, self.batch = 0.0, 0, {}, Passes(), None
 
@@ -156,7 +160,7 @@ class GeneratorHook:
 
     def view(self,
              x):  # generated float images N×C×H×W: a `random_view` of each when `augment`, else unchanged
-        return random_view(x, self.g) if self.augment else x
+        return random_view(x, self.g, flip=self.flip) if self.augment else x
 
     def weights_now(self) -> dict:
         "The loss weights of this update: no adversarial term during the first `warmup` updates (Fast-Datafree fast_meta.py:144)."
@@ -208,12 +212,12 @@ class GeneratorHook:
     def __call__(self,
                  x: torch.Tensor,      # the loop's augmented batch: only its length is used (the hook makes the images)
                  step: int,            # the KD optimiser step: a generator update when `step % student_steps == 0`
-                 student: Classifier,  # the student being distilled (eval mode during the generator update)
+                 student: Classifier,  # the student being distilled (in `student_mode` during the generator update)
                  teacher: Classifier,  # the frozen teacher
                 ) -> torch.Tensor:
         t0 = time.perf_counter(); n = len(x)
         if step % self.student_steps == 0:
-            was = student.training; student.eval()     # against the student's inference behaviour (BN running stats), as DFQ, Fast and CMI do; ZSKT, DFAD keep train mode (a declared deviation)
+            was = student.training; student.train(self.student_mode == 'train')     # as its reference: DFQ, Fast, CMI eval; DAFL, ZSKT, DFAD train
             try:
                 with count_passes(teacher, self.passes): made = self.update(teacher, student, n)
             finally: student.train(was)
@@ -297,7 +301,7 @@ class CMIHook(GeneratorHook):
         neg_local, neg_global = self.negatives().chunk(2, dim=1)
         for _ in range(self.generator_steps):
             x = self.gen(z)
-            gv, lv = random_view(x, self.g), random_view(x, self.g, scale=(0.25, 1.0))
+            gv, lv = random_view(x, self.g, flip=self.flip), random_view(x, self.g, scale=(0.25, 1.0), flip=self.flip)
             t, taps, fg = self.features(teacher, gv)
             terms = dict(bn=bn_stat_loss([b for b in self.all_bns], taps), oh=F.cross_entropy(t.float(), y))
             if w.get('adv'): terms['adv'] = -disagreement(t, student(gv), 'masked_kl')
