@@ -311,7 +311,7 @@ def _dfad(ctx, n_per_class: int | None = None, budget: float | None = None, gene
 
 @register_method('dfq', 'DFQ', generator_batch=256, student_mode='eval',
                  synthesis='generator (BN statistics)', reference_work=8_000, **_JOINT,
-                 reference=Reference(_FD, 'datafree/synthesis/generative.py:42-69 with datafree_kd.py:264-274', dict(
+                 reference=Reference(_FD, 'datafree/synthesis/generative.py:53-80 with datafree_kd.py:264-274', dict(
                      generator_lr=(1e-3, 'scripts/dfq_cifar.sh:12'), student_steps=(10, 'scripts/dfq_cifar.sh:9'),
                      bn_weight=(1.0, 'scripts/dfq_cifar.sh:15'), oh_weight=(1.0, 'scripts/dfq_cifar.sh:16'),
                      ie_weight=(20.0, 'scripts/dfq_cifar.sh:18'), adv_weight=(1.0, 'scripts/dfq_cifar.sh:13'),
@@ -407,8 +407,25 @@ def _cmi(ctx, n_per_class: int = 50, budget: float = 1.0, generator_steps: int =
 # %% ../nbs/07d_baselines.ipynb #865c2bd2
 _IMAGE_BASED = dict(kind='bank', family='image-based')
 
+_AIP, _DDA, _D4M = ('yukimasano/single-img-extrapolating@befd4bd', 'SLGSP/DDA@ffe6ed2', 'suduo94/D4M@da35d10')
+
 @register_method('one_image', 'One-Image', synthesis='augmented single image', uses_real=True,
-                 real_images='one photograph', **_IMAGE_BASED)
+                 real_images='one photograph', **_IMAGE_BASED,
+                 # no default of dmkd's equals the reference's: each difference is a deviation row
+                 reference=Reference(_AIP, 'data_generation/make_single_img_dataset.py:65-127 (patches), cifar/data.py:51-70'),
+                 deviations=[
+                     ("random-resized crops of area 0.005-0.3 of the whole photograph, bilinear, at the dataset's size",
+                      "a first random crop of half the shorter side, then crops of area 1/500-1 of it at 45 px (bicubic), "
+                      "RandomAffine(30°, shear 30) and CenterCrop(32) (make_single_img_dataset.py:90-115, 185-186)"),
+                     ("100 patches per class (1,000 for 10 classes)", "50,000 patches (make_single_img_dataset.py:178)"),
+                     ("crop area from 0.005 of the photograph", "from 1/500 of the first crop (--scale 500 1, "
+                      "make_single_img_dataset.py:193): about 0.0004 of grace_hopper.jpg, so dmkd's crops zoom in less"),
+                     ("colour jitter always, random grayscale 0.2, vertical flip 0.1, horizontal flip when the patches are "
+                      "made; no CutMix", "colour jitter with p = 0.5, no grayscale, no vertical flip by default; horizontal "
+                      "flip, pad-crop and CutMix while distilling (make_single_img_dataset.py:119-120, 182; "
+                      "cifar/data.py:51-57, 62-68)"),
+                     ("matplotlib's grace_hopper.jpg", "ameyoko.jpg, or the 'animals' image for CIFAR "
+                      "(make_single_img_dataset.py:199; cifar/distill.py:34-36)")])
 def _one_image(ctx, n_per_class: int = 100, image: str = '', crop_scale: float = 0.005):
     x = one_image_set(image or None, n_per_class * len(ctx.classes), ctx.shape[-1], ctx.shape[0], grayscale=ctx.grey,
                       scale=(crop_scale, max(crop_scale, 0.3)), seed=ctx.seed)
@@ -418,8 +435,20 @@ def _one_image(ctx, n_per_class: int = 100, image: str = '', crop_scale: float =
     return dict(images=images, hook=None, info=info)
 
 @register_method('dda', 'DDA', synthesis='diffusion img2img of inverted images', budget_knob='iterations',
-                 reference=Reference(_NV, 'inversion as deepinversion, then dmkd.imagebased.dda_augment', dict(
+                 reference=Reference(_NV, 'inversion as deepinversion (NVlabs), then dmkd.imagebased.dda_augment; DDA '
+                                     f'itself ({_DDA}): datafree/synthesis/dda.py:43-176, its diffusion augmentation '
+                                     'and filter not released (README.md:31-33)', dict(
                      iterations=(2000, 'cifar10/deepinversion_cifar10.py:267'), bn_weight=(10.0, 'cifar10/README.md:34'))),
+                 deviations=[
+                     ("the bank is DeepInversion's (pixel optimisation at NVlabs' recipe), 10 images per class, fixed "
+                      "before KD", f"DDA inverts with a generator and a rotation self-supervised term, starts from an "
+                      f"80,000-image bank and keeps synthesising during KD ({_DDA} datafree/synthesis/dda.py:120-152, "
+                      "datafree_kd.py:368-377, README.md:25)"),
+                     ("img2img (SDEdit) at strength 0.5 with the in-project class-conditional DDPM, 4 per image, kept when "
+                      "the teacher's penultimate features have cosine similarity >= 0.7 with the source's",
+                      "Stable Diffusion image variations (CLIP-image conditioned, from noise) through a demo its README "
+                      "links (README.md:31-33; the demo's defaults: 4 samples, guidance 3, 25 steps); the filter's "
+                      "features and threshold are in the paper only, not in the released code")],
                  **_IMAGE_BASED)
 def _dda(ctx, n_per_class: int = 10, budget: float = 1.0, iterations: int = 2000, inversion_lr: float = 0.1,
          bn_weight: float = 10.0, tv_weight: float = 1e-3, strength: float = 0.5, n_aug: int = 4,
@@ -437,7 +466,20 @@ def _dda(ctx, n_per_class: int = 10, budget: float = 1.0, iterations: int = 2000
     return dict(images=out, hook=None, info=info | used)
 
 @register_method('d4m', 'D4M', synthesis='diffusion (prototypes)', uses_real=True,
-                 real_images='{dataset}/{real_split}', **_IMAGE_BASED)
+                 real_images='{dataset}/{real_split}', **_IMAGE_BASED,
+                 reference=Reference(_D4M, 'distillation/gen_prototype.py:51-101, distillation/gen_syn_image.py:56-69', dict(
+                     prototypes=(10, 'distillation/gen_prototype_imgnt.sh:6 (--ipc 10)'),
+                     strength=(0.7, 'distillation/gen_syn_image_imgnt.sh:5'))),
+                 deviations=[
+                     ("k-means (full batch, 3 starts) of the real images' pixels at the DDPM's resolution; each centre is "
+                      "the init of the in-project class-conditional DDPM's img2img",
+                      "MiniBatchKMeans of Stable Diffusion 1.5 VAE latents of the real images at 512 x 512, each latent "
+                      "centre noised to `strength` and denoised with the class name as prompt (gen_prototype.py:45-56, "
+                      "75-82; scripts/pipeline_stable_diffusion_latents2img.py:586-591)"),
+                     ("guidance 2, 25 DDIM steps, no negative prompt", "guidance 8, 50 scheduler steps, negative prompt "
+                      "'cartoon, anime, painting' (gen_syn_image_imgnt.sh:4; gen_syn_image.py:65)"),
+                     ("10 images per prototype (100 per class from 10 prototypes)",
+                      "one per prototype (ipc 10 = 10 prototypes; gen_syn_image_imgnt.sh:6)")])
 def _d4m(ctx, n_per_class: int = 100, prototypes: int = 10, strength: float = 0.7, encoder: str = 'pixels',
          guidance_scale: float = 2.0, num_steps: int = 25, sampler: str = 'ddim', real_split: str = 'train',
          ddpm_steps: int | None = None, ddpm_size: int | None = None):
