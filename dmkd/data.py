@@ -124,11 +124,14 @@ def digits_split_indices(seed: int = 0) -> dict[str, np.ndarray]:
 def to_classifier_view(images: torch.Tensor,  # uint8 images N×C×H×W
                        size: int = 32,        # output side in pixels (bilinear resize when the images differ)
                        channels: int = 3,     # channels 1-channel images are repeated to (others stay as they are)
+                       antialias: bool = False, # low-pass before shrinking (a 256-px generator's images to 32 px)
                       ) -> torch.Tensor:
     "Resize uint8 images to `size`×`size` (bilinear) and repeat grey to `channels` channels, staying uint8."
     x = images
     if x.shape[-1] != size or x.shape[-2] != size:
-        x = F.interpolate(x.float(), size=(size, size), mode='bilinear', align_corners=False).round_().clamp_(0, 255).to(torch.uint8)
+        shrink = antialias and size < x.shape[-1]       # enlarging is never antialiased: the same pixels either way
+        x = F.interpolate(x.float(), size=(size, size), mode='bilinear', align_corners=False, antialias=shrink)
+        x = x.round_().clamp_(0, 255).to(torch.uint8)
     if x.shape[1] == 1 and channels > 1: x = x.expand(-1, channels, -1, -1).contiguous()
     return x
 

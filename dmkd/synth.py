@@ -102,7 +102,8 @@ def store_manifest(spec: StoreSpec,               # the user's settings
                 guidance_scale=spec.guidance_scale, num_steps=int(spec.num_steps), sampler=spec.sampler,
                 strength=spec.strength, resolution=resolution or generator.resolution,
                 channels=channels or generator.channels, seed=spec.seed, shard_size=shard_size, mode=spec.mode,
-                class_map=class_map if spec.mode == 'map' else None, source=source)
+                class_map=class_map if spec.mode == 'map' else None, source=source) | (
+                dict(resize='bilinear, antialiased') if resolution and resolution < generator.resolution else {})  # shrunk
 
 def _plan(spec: dict, num_gen_classes: int) -> list[dict]:
     "Shards: index, seed and the (target, generator) labels of their images."
