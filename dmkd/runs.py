@@ -80,7 +80,9 @@ class RunSpec:
                     teacher_epoch=self.teacher_epoch, scratch=self.scratch, fidelity=self.fidelity)
 
     @classmethod
-    def from_dict(cls, d: dict) -> 'RunSpec':
+    def from_dict(cls,
+                  d: dict,  # a record's `spec` (or the dict `to_dict` returns)
+                 ) -> 'RunSpec':
         "The spec a record's `spec` (or `to_dict`) describes."
         src = dict(d['source']); kind = src.pop('kind')
         return cls(TrainConfig(**d['teacher']), SOURCES[kind](**src), KDConfig(**d['kd']),
@@ -168,7 +170,8 @@ def run_spec(**params) -> RunSpec:
     return _made('run', RunSpec, teacher, source, kd, **{k: v for k, v in part('run').items() if k in RUN_FIELDS})
 
 # %% ../nbs/09_runs.ipynb #51e28995
-def spec_params(ns: dict) -> dict:
+def spec_params(ns: dict,  # a namespace: a notebook's `globals()` after its parameters cell
+               ) -> dict:
     "The run parameters among the names in `ns`: a notebook's `globals()` after its parameters cell, for `run_spec(**spec_params(globals()))`."
     return {k: ns[k] for k in run_params() if k in ns}
 
@@ -222,7 +225,12 @@ def store_images(src: StoreSpec,          # the store's settings (or, with `src.
     return images, used | dict(_store=folder)
 
 # %% ../nbs/09_runs.ipynb #82be3aab
-def baseline_images(src: BaselineSource, ctx: Context, tid: str, cache=None, main: bool = True) -> tuple[ImageSet, object, dict]:
+def baseline_images(src: BaselineSource,  # the baseline and its parameters
+                    ctx: Context,          # what its builder gets: the teacher, the test split, the run's settings
+                    tid: str,              # the teacher's identity (`teacher_id`): part of the bank's key
+                    cache=None,            # cache root (None: $DMKD_CACHE or data/cache)
+                    main: bool = True,     # is this the main process (the one that writes the bank)
+                   ) -> tuple[ImageSet, object, dict]:
     "The images of baseline `src` (cached by content; a generator method's hook instead) and what was used."
     hp, method = src.params, src.method
     key = config_key(dict(method=method, hparams=hp, teacher=tid, seed=src.seed, kd=ctx.kd.to_dict() if hp.get('competition_weight') else None,
@@ -255,7 +263,11 @@ def baseline_images(src: BaselineSource, ctx: Context, tid: str, cache=None, mai
 CHANCE_FACTOR = 1.5
 
 @torch.no_grad()
-def top_class_share(teacher: Classifier, images: torch.Tensor, device='cpu', batch_size: int = 500) -> float:
+def top_class_share(teacher: Classifier,     # the teacher that labels the images
+                    images: torch.Tensor,    # uint8 images N×C×H×W
+                    device='cpu',            # where the teacher runs (cpu, cuda or a torch.device; not 'auto')
+                    batch_size: int = 500,   # images per forward pass
+                   ) -> float:
     "The share of `images` the teacher puts in its most frequent class (1 / classes for balanced images, 1 for images of one class)."
     teacher = teacher.to(device).eval()
     pred = torch.cat([teacher(images[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(images), batch_size)])
@@ -278,7 +290,8 @@ def collapse_reason(student_acc: float | None,             # the student's valid
         return f"student at chance on validation: {student_acc:.1f} % (chance {chance:.0f} %)"
     return None
 
-def diffusion_budget(rec: dict) -> dict:
+def diffusion_budget(rec: dict,  # a diffusion run's record (or a table row of one): n_images, num_steps, guidance_scale, ...
+                    ) -> dict:
     "A diffusion store's synthesis cost in the units of the baselines': no teacher pass (unless the teacher labelled the images), the denoiser's passes (two per step with guidance), the DDPM's training steps."
     get = lambda k: None if rec.get(k) is None or rec.get(k) != rec.get(k) else rec[k]      # None or NaN (a table's empty cell): unset
     n, T, s = get('n_images') or 0, get('num_steps') or 0, get('guidance_scale') or 1.0
@@ -476,7 +489,8 @@ def _finish(rec, record, reports, models, images=None, store=None) -> dict:
     return rec | dict(_models=models, _images=images, _store=store)
 
 # %% ../nbs/09_runs.ipynb #7ed314d8
-def out_file(out: str | Path) -> Path:
+def out_file(out: str | Path,  # a .safetensors file, or a folder
+            ) -> Path:
     "Where `run(..., out=out)` writes the student: `out` itself when it names a .safetensors file, else `<out>/student.safetensors`."
     out = Path(out)
     return out if out.suffix == '.safetensors' else out / 'student.safetensors'
@@ -532,7 +546,9 @@ def add_where(ap: argparse.ArgumentParser,  # the parser to add them to
     for name in names or WHERE_FLAGS: ap.add_argument('--' + name, **dict(dict(default=None), **WHERE_FLAGS[name]))
     return ap
 
-def run_parser(method: str = 'diffusion', prog: str = 'dmkd_run') -> argparse.ArgumentParser:
+def run_parser(method: str = 'diffusion',  # the method whose command this is (dmkd_baseline passes its baseline)
+               prog: str = 'dmkd_run',      # the command's name in its help and errors
+              ) -> argparse.ArgumentParser:
     "The parser of the run command: one flag per `run_params()` entry (unset: the config's default), plus where and how to run."
     ap = argparse.ArgumentParser(prog, allow_abbrev=False, description='Run one spec (teacher -> images -> KD -> the real test split) and write '
                                  'its results record.')
@@ -563,7 +579,10 @@ def _method_flags(method: str, rest: list[str]) -> dict:
     return out
 
 # %% ../nbs/09_runs.ipynb #17dfa207
-def run_cli(argv: list[str] | None = None, method: str = 'diffusion', prog: str = 'dmkd_run') -> dict:
+def run_cli(argv: list[str] | None = None,  # the arguments (None: the command line)
+            method: str = 'diffusion',       # the method when `--method` is not given
+            prog: str = 'dmkd_run',          # the command's name in its help and errors
+           ) -> dict:
     "Parse `argv` (default: the command line), run the spec, print a one-line summary; returns the record."
     args, rest = run_parser(method, prog).parse_known_args(sys.argv[1:] if argv is None else argv)
     a = vars(args); where = {k: a.pop(k) for k in ('root', 'cache', 'reports', 'device', 'quiet', 'out', 'track')}

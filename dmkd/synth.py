@@ -63,7 +63,9 @@ class StoreSpec:
 # %% ../nbs/05_synth.ipynb #9618a255
 def _norm(name: str) -> str: return name.lower().replace('_', ' ').replace('-', ' ').strip()
 
-def map_classes(target: list[str], generator: list[str]) -> list[int]:
+def map_classes(target: list[str],     # the target dataset's class names, in its order
+                generator: list[str],  # the generator's class names (each may list synonyms, comma-separated)
+               ) -> list[int]:
     "Generator class id for each target class name (identical names, or a generator name listing it among synonyms)."
     gen = [[_norm(s) for s in g.split(',')] for g in generator]
     out, missing = [], []
@@ -103,7 +105,7 @@ def store_manifest(spec: StoreSpec,               # the user's settings
                 strength=spec.strength, resolution=resolution or generator.resolution,
                 channels=channels or generator.channels, seed=spec.seed, shard_size=shard_size, mode=spec.mode,
                 class_map=class_map if spec.mode == 'map' else None, source=source) | (
-                dict(resize='bilinear, antialiased') if resolution and resolution < generator.resolution else {})  # shrunk
+                dict(resize='bilinear, antialiased') if resolution and resolution < generator.resolution else {})
 
 def _plan(spec: dict, num_gen_classes: int) -> list[dict]:
     "Shards: index, seed and the (target, generator) labels of their images."
@@ -251,7 +253,10 @@ def read_manifest(folder: str | Path) -> dict:
                                 "make one with make_store or dmkd_synthesize.")
     return read_json(p)
 
-def load_store(folder: str | Path, verify: bool = True, labels: str = 'target') -> ImageSet:
+def load_store(folder: str | Path,      # the store's folder (its `manifest.json` and shards)
+               verify: bool = True,     # check every shard's checksum against the manifest
+               labels: str = 'target',  # 'target' (the dataset's classes) or 'generator' (the classes it was made for)
+              ) -> ImageSet:
     "A complete store as one in-memory `ImageSet`; `verify` checks every shard's checksum, naming any that differs."
     folder = Path(folder); man = read_manifest(folder)
     if not man.get('complete'):
@@ -274,7 +279,9 @@ def load_store(folder: str | Path, verify: bool = True, labels: str = 'target') 
     else: classes = spec['target_classes']
     return ImageSet(torch.cat(xs), y, classes, f"store:{folder.name}", 'synthetic')
 
-def export_imagefolder(folder: str | Path, out: str | Path) -> Path:
+def export_imagefolder(folder: str | Path,  # the store's folder
+                       out: str | Path,     # where the ImageFolder tree of PNGs goes (`out/<class>/<index>.png`)
+                      ) -> Path:
     "Write the store as an ImageFolder tree of PNGs (`out/<class>/<index>.png`) for other tools."
     from PIL import Image
     data, out = load_store(folder), Path(out)
@@ -298,7 +305,7 @@ def show_store(folder: str | Path, n_per_class: int = 8, title: str | None = Non
 def store_name(dataset: str,                     # the target dataset's key
                generator: str,                   # the generator's kind (ddpm, dit, sd)
                spec: StoreSpec,                  # the store's settings
-               key: str = '',                    # the store's key (its first 8 characters end the name; '': none)
+               key: str | None = None,           # the store's key (its first 8 characters end the name; None: none)
               ) -> str:
     "A readable folder name for a store's settings (plus the start of its key)."
     parts = [dataset, generator, f's{spec.guidance_scale:g}', f'T{spec.num_steps}', spec.sampler.replace('+', 'p'),
@@ -341,6 +348,6 @@ def synthesize(spec: StoreSpec | None = None,    # what the store holds (None: `
     digest = None if source is None else tensor_digest(source.images, source.labels)
     man = store_manifest(spec, gen, target.classes, resolution, channels, shard_size, source=digest)
     key = config_key(man)
-    name = store_name(data.dataset, gen.kind, spec, key if source is None else '')
+    name = store_name(data.dataset, gen.kind, spec, key if source is None else None)
     folder = Path(out_dir) if out_dir else cache_root(where.cache) / 'stores' / name
     return _fill(gen, folder, man, source, where.accelerator, where.progress, None, key)
