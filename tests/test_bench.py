@@ -37,7 +37,10 @@ def test_bench_gpu_tiny_on_cpu(tmp_path):
     assert set(res['stages']) == {'kd', 'kd_cached', 'teacher_forward', 'ddpm_train', 'sampling'}
     for name, s in res['stages'].items():
         assert s['loop'] > 0 and s['ceiling'] > 0 and math.isfinite(s['loop']) and math.isfinite(s['ceiling']), name
-        assert s['ratio'] == pytest.approx(s['loop'] / s['ceiling'], rel=1e-3, abs=1e-4), name
+        # loop and ceiling are written to 0.1 images/s, the ratio (of the unrounded rates) to 1e-4: at the tiny preset's
+        # few images/s the rounded rates alone move their quotient by up to 0.05/loop + 0.05/ceiling of itself
+        tol = s['ratio'] * (0.05 / s['loop'] + 0.05 / s['ceiling']) + 1e-4
+        assert s['ratio'] == pytest.approx(s['loop'] / s['ceiling'], abs=tol), name
         assert s['precision'] in ('bf16', 'fp32'), name
     assert res['stages']['ddpm_train']['precision'] == 'fp32' and res['stages']['sampling']['cuda_graphs'] is False   # CPU defaults
 
