@@ -72,7 +72,7 @@ def test_train_ddpm_fast_knobs_same_losses_and_recorded(tmp_path):
     assert fast.key('d') == base.key('d')
     g0 = train_ddpm(base, data, cache=tmp_path / 'a', device='cpu', progress=False)
     g1 = train_ddpm(fast, data, cache=tmp_path / 'b', device='cpu', progress=False)
-    assert g1.meta['training'] == dict(precision='fp32', compile=False, channels_last=True, fused_adamw=False, lr=fast.lr,
+    assert g1.meta['training'] == dict(images=len(data), precision='fp32', compile=False, channels_last=True, fused_adamw=False, lr=fast.lr,
                                        images_per_s=g1.meta['training']['images_per_s'])
     assert g0.meta['training']['channels_last'] is False and g1.meta['training']['images_per_s'] > 0
     assert g1.meta['final_loss'] == pytest.approx(g0.meta['final_loss'], rel=1e-3)
