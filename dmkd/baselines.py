@@ -218,7 +218,8 @@ def epoch_images(ctx,                       # the run's `Context` (its KD epochs
     return max(1, math.ceil(math.ceil(steps / ctx.kd.epochs) * ctx.kd.batch_size / len(ctx.classes)))
 
 def _generator_method(ctx, method, weights, n_per_class, cls=GeneratorHook, **kw):
-    "A generator method's hook, with its reference's student mode in a generator step (its entry's) and no flips of digits."
+    """A generator method's hook, with its reference's student mode in a generator step (its entry's) and no flips of
+    digits."""
     hook = cls(ctx.teacher, weights, size=ctx.shape[-1], channels=ctx.shape[0], seed=ctx.seed, device=ctx.kd_device,
                student_mode=METHODS[method].student_mode, dataset=getattr(ctx, 'dataset', None), **kw)
     return dict(images=placeholder_images(ctx, n_per_class), hook=hook, info={})
@@ -279,7 +280,8 @@ def _dafl(ctx, n_per_class: int | None = None, budget: float | None = None, gene
           student_steps: int = 1, oh_weight: float = 1.0, act_weight: float = 0.1, ie_weight: float = 5.0,
           ngf: int = 64):
     n = epoch_images(ctx, 'dafl', n_per_class, budget, student_steps)
-    return _generator_method(ctx, 'dafl', dict(oh=oh_weight, act=act_weight, ie=ie_weight), n, generator_lr=generator_lr,
+    return _generator_method(ctx, 'dafl', dict(oh=oh_weight, act=act_weight, ie=ie_weight), n,
+                             generator_lr=generator_lr,
                              student_steps=student_steps, fixed_z=True, ie_base=10, nz=100, ngf=ngf)
 
 @register_method('zskt', 'ZSKT', generator_batch=128, student_mode='train',
@@ -323,7 +325,8 @@ def _dfq(ctx, n_per_class: int | None = None, budget: float | None = None, gener
          student_steps: int = 10, bn_weight: float = 1.0, oh_weight: float = 1.0, ie_weight: float = 20.0,
          adv_weight: float = 1.0, ngf: int = 64):
     n = epoch_images(ctx, 'dfq', n_per_class, budget, student_steps)
-    return _generator_method(ctx, 'dfq', dict(bn=bn_weight, oh=oh_weight, ie=ie_weight, adv=adv_weight), n, divergence='kl',
+    return _generator_method(ctx, 'dfq', dict(bn=bn_weight, oh=oh_weight, ie=ie_weight, adv=adv_weight), n,
+                             divergence='kl',
                              generator_lr=generator_lr, student_steps=student_steps, nz=256, ngf=ngf)
 
 # %% ../nbs/07d_baselines.ipynb #752ab3ea
@@ -344,7 +347,8 @@ _ROUND_DEVIATION = ("a synthesis round every `student_steps` = 4 KD steps, of on
                      warmup=(20 / 220, 'scripts/fast_cifar.sh:4 (--warmup 20 of --epochs 220 rounds; the adversarial '
                                        'term is on from round 20: fast_meta.py:105, 144)'),
                      meta=('maml', 'scripts/fast_cifar.sh:4 (--is_maml 1)'),
-                     reset_l0=(140 / 220, 'datafree/synthesis/fast_meta.py:110 (at round 120 + warmup 20 = 140 of 220, with --reset_l0 1, '
+                     reset_l0=(140 / 220, 'datafree/synthesis/fast_meta.py:110 (at round 120 + warmup 20 = 140 of 220, '
+                                          'with --reset_l0 1, '
                                           'scripts/fast_cifar.sh:4)'),
                      ngf=(64, 'datafree_kd.py:306')),
                      facts=dict(generator_batch=(256, 'scripts/fast_cifar.sh:4'),
@@ -359,7 +363,8 @@ def _fast(ctx, n_per_class: int = 50, budget: float = 1.0, generator_steps: int 
           adv_weight: float = 1.33, bn_momentum: float = 0.9, meta: str = 'maml', warmup: float = 20 / 220,
           reset_l0: float = 140 / 220, bank: int = 0, ngf: int = 64):
     start, reset = fast_schedule(run_rounds(ctx, n_per_class, student_steps), warmup, reset_l0)
-    return _generator_method(ctx, 'fast', dict(bn=bn_weight, oh=oh_weight, adv=adv_weight), n_per_class, divergence='masked_kl',
+    return _generator_method(ctx, 'fast', dict(bn=bn_weight, oh=oh_weight, adv=adv_weight), n_per_class,
+                             divergence='masked_kl',
                              generator_lr=generator_lr, lr_z=lr_z, generator_steps=scaled(generator_steps, budget),
                              student_steps=student_steps, meta=meta, bn_momentum=bn_momentum, bank=bank,
                              random_targets=True, augment=True, warmup=start - 1, reset_l0=reset, nz=256, ngf=ngf)
@@ -368,7 +373,8 @@ def run_rounds(ctx,               # the run's `Context` (its `kd`: epochs and ba
                n_per_class: int,  # placeholder images per class: the length of a KD epoch
                student_steps: int, # KD steps per synthesis round
               ) -> int:
-    "The synthesis rounds a KD run makes: ⌈its KD steps / `student_steps`⌉ (220, the reference's, when the KD is not known)."
+    """The synthesis rounds a KD run makes: ⌈its KD steps / `student_steps`⌉ (220, the reference's, when the KD is not
+    known)."""
     kd = getattr(ctx, 'kd', None)
     if kd is None: return 220
     per_epoch = math.ceil(n_per_class * len(ctx.classes) / (kd.batch_size * world_size()))
@@ -380,7 +386,8 @@ def fast_schedule(rounds: int,     # the run's synthesis rounds (`run_rounds`)
                  ) -> tuple[int, int]:
     """Fast-DFKD's schedule in the rounds of this run, counted as the reference counts them (its `ep` is incremented
     before it is compared, fast_meta.py:105): the round from which the adversarial term is on (`ep >= warmup`,
-    fast_meta.py:144; at least round 1) and the round whose update resets the input layer (fast_meta.py:110; 0: never)."""
+    fast_meta.py:144; at least round 1) and the round whose update resets the input layer (fast_meta.py:110;
+    0: never)."""
     start = max(1, round(rounds * warmup))
     return start, max(1, round(rounds * reset_l0)) if reset_l0 else 0
 
@@ -412,16 +419,22 @@ _AIP, _DDA, _D4M = ('yukimasano/single-img-extrapolating@befd4bd', 'SLGSP/DDA@ff
 @register_method('one_image', 'One-Image', synthesis='augmented single image', uses_real=True,
                  real_images='one photograph', **_IMAGE_BASED,
                  # no default of dmkd's equals the reference's: each difference is a deviation row
-                 reference=Reference(_AIP, 'data_generation/make_single_img_dataset.py:65-127 (patches), cifar/data.py:51-70'),
+                 reference=Reference(_AIP, 'data_generation/make_single_img_dataset.py:65-127 (patches), '
+                                     'cifar/data.py:51-70'),
                  deviations=[
                      ("random-resized crops of area 0.005-0.3 of the whole photograph, bilinear, at the dataset's size",
-                      "a first random crop of half the shorter side, then crops of area 1/500-1 of it at 45 px (bicubic), "
+                      """a first random crop of half the shorter side, then crops of area 1/500-1 of it at 45 px
+                      (bicubic),"""
                       "RandomAffine(30°, shear 30) and CenterCrop(32) (make_single_img_dataset.py:90-115, 185-186)"),
-                     ("100 patches per class (1,000 for 10 classes)", "50,000 patches (make_single_img_dataset.py:178)"),
+                     ("100 patches per class (1,000 for 10 "
+                      "classes)", "50,000 patches (make_single_img_dataset.py:178)"),
                      ("crop area from 0.005 of the photograph", "from 1/500 of the first crop (--scale 500 1, "
-                      "make_single_img_dataset.py:193): about 0.0004 of grace_hopper.jpg, so dmkd's crops zoom in less"),
-                     ("colour jitter always, random grayscale 0.2, vertical flip 0.1, horizontal flip when the patches are "
-                      "made; no CutMix", "colour jitter with p = 0.5, no grayscale, no vertical flip by default; horizontal "
+                      "make_single_img_dataset.py:193): about 0.0004 of grace_hopper.jpg, so dmkd's crops zoom in "
+                      "less"),
+                     ("colour jitter always, random grayscale 0.2, vertical flip 0.1, horizontal flip when the "
+                      "patches are "
+                      "made; no CutMix", "colour jitter with p = 0.5, no grayscale, no vertical flip by default; "
+                      "horizontal "
                       "flip, pad-crop and CutMix while distilling (make_single_img_dataset.py:119-120, 182; "
                       "cifar/data.py:51-57, 62-68)"),
                      ("matplotlib's grace_hopper.jpg", "ameyoko.jpg, or the 'animals' image for CIFAR "
@@ -444,9 +457,11 @@ def _one_image(ctx, n_per_class: int = 100, image: str = '', crop_scale: float =
                       "before KD", f"DDA inverts with a generator and a rotation self-supervised term, starts from an "
                       f"80,000-image bank and keeps synthesising during KD ({_DDA} datafree/synthesis/dda.py:120-152, "
                       "datafree_kd.py:368-377, README.md:25)"),
-                     ("img2img (SDEdit) at strength 0.5 with the in-project class-conditional DDPM, 4 per image, kept when "
+                     ("img2img (SDEdit) at strength 0.5 with the in-project class-conditional DDPM, 4 per image, "
+                      "kept when "
                       "the teacher's penultimate features have cosine similarity >= 0.7 with the source's",
-                      "Stable Diffusion image variations (CLIP-image conditioned, from noise) through a demo its README "
+                      """Stable Diffusion image variations (CLIP-image conditioned, from noise) through a demo its
+                      README"""
                       "links (README.md:31-33; the demo's defaults: 4 samples, guidance 3, 25 steps); the filter's "
                       "features and threshold are in the paper only, not in the released code")],
                  **_IMAGE_BASED)
@@ -467,16 +482,20 @@ def _dda(ctx, n_per_class: int = 10, budget: float = 1.0, iterations: int = 2000
 
 @register_method('d4m', 'D4M', synthesis='diffusion (prototypes)', uses_real=True,
                  real_images='{dataset}/{real_split}', **_IMAGE_BASED,
-                 reference=Reference(_D4M, 'distillation/gen_prototype.py:51-101, distillation/gen_syn_image.py:56-69', dict(
+                 reference=Reference(_D4M, 'distillation/gen_prototype.py:51-101, '
+                                     'distillation/gen_syn_image.py:56-69', dict(
                      prototypes=(10, 'distillation/gen_prototype_imgnt.sh:6 (--ipc 10)'),
                      strength=(0.7, 'distillation/gen_syn_image_imgnt.sh:5'))),
                  deviations=[
-                     ("k-means (full batch, 3 starts) of the real images' pixels at the DDPM's resolution; each centre is "
+                     ("k-means (full batch, 3 starts) of the real images' pixels at the DDPM's resolution; each "
+                      "centre is "
                       "the init of the in-project class-conditional DDPM's img2img",
-                      "MiniBatchKMeans of Stable Diffusion 1.5 VAE latents of the real images at 512 x 512, each latent "
+                      """MiniBatchKMeans of Stable Diffusion 1.5 VAE latents of the real images at 512 x 512, each
+                      latent"""
                       "centre noised to `strength` and denoised with the class name as prompt (gen_prototype.py:45-56, "
                       "75-82; scripts/pipeline_stable_diffusion_latents2img.py:586-591)"),
-                     ("guidance 2, 25 DDIM steps, no negative prompt", "guidance 8, 50 scheduler steps, negative prompt "
+                     ("guidance 2, 25 DDIM steps, no negative "
+                      "prompt", "guidance 8, 50 scheduler steps, negative prompt "
                       "'cartoon, anime, painting' (gen_syn_image_imgnt.sh:4; gen_syn_image.py:65)"),
                      ("10 images per prototype (100 per class from 10 prototypes)",
                       "one per prototype (ipc 10 = 10 prototypes; gen_syn_image_imgnt.sh:6)")])
@@ -541,7 +560,8 @@ PARAM_DOCS = dict(
     meta='Fast-DFKD: the meta update, maml (first-order, every inner gradient) or reptile',
     lr_z="Fast-DFKD: learning rate of the generator's input codes",
     warmup="Fast-DFKD: share of the run's synthesis rounds before the adversarial term is on (reference: 20 of 220)",
-    reset_l0="Fast-DFKD: share of the rounds after which its input layer is re-initialised (reference: 140 of 220; 0: never)",
+    reset_l0="Fast-DFKD: share of the rounds after which its input layer is re-initialised (reference: 140 of 220; "
+             "0: never)",
     clip="ZSKT: the generator's gradient-norm clip (0: none)",
     contrast='CMI: weight of the contrastive term',
     contrast_temperature='CMI: temperature of the contrastive term',

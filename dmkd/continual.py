@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 
 import dmkd
-from .core import (REPRODUCIBILITY, KnobError, Solo, Where, check_types, check_writable, config_key, deterministic_kernels, get_device, knob, reports_root,
+from .core import (REPRODUCIBILITY, KnobError, Solo, Where, check_types, check_writable, config_key,
+                       deterministic_kernels, get_device, knob, reports_root,
                        save_weights, seed_everything, tensor_digest, write_record)
 from .data import CORPUS_FRACTION, BatchAugment, Data, ImageSet, batch_indices, data_options, load_dataset
 from .models import get_model
@@ -240,10 +241,12 @@ def continual_images(cfg: ContinualConfig,       # the run (its dataset, root an
     if which == 'real':
         return load_dataset(ds, 'train', root=cfg.root, **data_options(ds)), dict(synthesis_seconds=0.0, real_data=f"{ds}/train")
     if which == 'd4m': return _d4m_images(cfg, test, cache, get_device(device), progress)
-    src = StoreSpec(guidance_scale=cfg.guidance_scale, num_steps=cfg.num_steps, n_per_class=cfg.n_per_class, ddpm_size=cfg.ddpm_size,
+    src = StoreSpec(guidance_scale=cfg.guidance_scale, num_steps=cfg.num_steps, n_per_class=cfg.n_per_class,
+                    ddpm_size=cfg.ddpm_size,
                     ddpm_steps=cfg.ddpm_steps, seed=cfg.seed)
     dev = get_device(device)
-    where = Where(cfg.root, cache, device=dev.type, progress=progress, accelerator=Solo(dev))   # one process makes the store
+    # one process makes the store
+    where = Where(cfg.root, cache, device=dev.type, progress=progress, accelerator=Solo(dev))
     images, used = store_images(src, test, Data(ds), where)
     return images, dict(synthesis_seconds=used['synthesis_seconds'], store_key=used['store_key'], store=used['store'], generator_key=used['generator_key'],
                         real_data=f"none directly: the DDPM's {used['real_data']['generator']}")

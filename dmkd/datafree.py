@@ -47,7 +47,10 @@ def random_view(x: torch.Tensor,                           # float images N×C×
                 scale: tuple | None = None,                # (min, max) area fraction of a random-resized crop
                 flip: bool = True,                         # flip each image horizontally, with probability 1/2
                ) -> torch.Tensor:
-    "A differentiable random view of each image of the float batch `x`: a crop after zero-padding by `padding` pixels (kornia's `RandomCrop(padding=4)`) or, with `scale`, a random-resized crop of that area range (kornia's `RandomResizedCrop`), then a random horizontal flip; Fast-DFKD's and CMI's synthesis views (Fast-Datafree `datafree/synthesis/fast_meta.py:95-98`, `contrastive.py:154-167`)."
+    """A differentiable random view of each image of the float batch `x`: a crop after zero-padding by `padding` pixels
+    (kornia's `RandomCrop(padding=4)`) or, with `scale`, a random-resized crop of that area range (kornia's
+    `RandomResizedCrop`), then a random horizontal flip; Fast-DFKD's and CMI's synthesis views (Fast-Datafree
+    `datafree/synthesis/fast_meta.py:95-98`, `contrastive.py:154-167`)."""
     n, c, h, w = x.shape; dev = x.device
     r = lambda: torch.rand(n, generator=generator, device=generator.device if generator is not None else dev).to(dev)
     theta = torch.zeros(n, 2, 3, device=dev)
@@ -98,7 +101,8 @@ def generator_loss(teacher: Classifier,                  # the frozen teacher th
 
 # %% ../nbs/07b_datafree.ipynb #fc7cd5d4
 def _reset_l0(gen):
-    "Fast-DFKD's re-initialisation of the generator's input layer and first BatchNorm (`l1.0` and `conv_blocks.0` in Fast-Datafree `fast_meta.py:30-34`)."
+    """Fast-DFKD's re-initialisation of the generator's input layer and first BatchNorm (`l1.0` and `conv_blocks.0` in
+    Fast-Datafree `fast_meta.py:30-34`)."""
     for m in (gen.l1, gen.body[0]): nn.init.normal_(m.weight, 0.0, 0.02); nn.init.constant_(m.bias, 0)
 
 class GeneratorHook:
@@ -124,7 +128,7 @@ class GeneratorHook:
                  fixed_z: bool = False,              # the student's next steps see the generator's batch of this update (ZSKT), not fresh codes
                  clip: float = 0.0,                  # clip the generator's gradient norm at this value (0: no clipping)
                  ie_base: float = math.e,            # base of the information-entropy term's logarithm (DAFL: 10)
-                 student_mode: str = 'eval',         # the student's mode in a generator step: its reference's (train or eval)
+                 student_mode: str = 'eval',         # the student's mode in a generator step (its reference's)
                  dataset: str | None = None,         # the run's dataset: `NO_FLIP` ones (digits) are never flipped
                  seed: int = 0,                      # seed of the generator's weights, codes and targets
                  device='auto'):                     # auto, cpu, cuda, or a torch.device
@@ -145,7 +149,8 @@ class GeneratorHook:
         self.generator_lr, self.lr_z = generator_lr, (generator_lr if lr_z is None else lr_z)
         # Fast-DFKD's meta optimiser steps at lr_g·g_steps (Fast-Datafree fast_meta.py:88); the others at lr_g
         self.opt = torch.optim.Adam(self.gen.parameters(), lr=generator_lr * (generator_steps if meta else 1), betas=(0.5, 0.999))
-        self.bank, self.bank_size, self.student_augment = None, bank, BatchAugment.for_images((channels, size, size), dataset)
+        self.bank, self.bank_size = None, bank
+        self.student_augment = BatchAugment.for_images((channels, size, size), dataset)
         self.g = torch.Generator(self.dev).manual_seed(seed)
         self.seconds, self.updates, self.last, self.passes, self.batch = 0.0, 0, {}, Passes(), None
 
@@ -163,7 +168,8 @@ class GeneratorHook:
         return random_view(x, self.g, flip=self.flip) if self.augment else x
 
     def weights_now(self) -> dict:
-        "The loss weights of this update: no adversarial term during the first `warmup` updates (Fast-Datafree fast_meta.py:144)."
+        """The loss weights of this update: no adversarial term during the first `warmup` updates (Fast-Datafree
+        fast_meta.py:144)."""
         return self.weights | (dict(adv=0.0) if self.updates < self.warmup else {})
 
     def _step(self, loss, params):
@@ -177,7 +183,8 @@ class GeneratorHook:
                n: int):                     # images per generator step (the KD batch's size)
         "One generator update on `n` images; returns the images the student is to keep (Fast-DFKD: the lowest-loss inner step's), or None."
         w, kw = self.weights_now(), dict(divergence=self.divergence, ie_base=self.ie_base)
-        if self.reset_l0 and self.updates + 1 == self.reset_l0: _reset_l0(self.gen)     # at the reset_l0-th round, as fast_meta.py:105-111
+        # at the reset_l0-th round, as fast_meta.py:105-111
+        if self.reset_l0 and self.updates + 1 == self.reset_l0: _reset_l0(self.gen)
         if self.meta is None:
             z = self.z(n)
             for _ in range(self.generator_steps):
@@ -198,12 +205,14 @@ class GeneratorHook:
             loss, self.last = generator_loss(teacher, self.view(x), student, self.bns, y, ema=ema, momentum=self.bn_momentum, **w, **kw)
             if loss.item() < best_loss: best_loss, best = loss.item(), x.detach()      # fast_meta.py:152-155
             opt.zero_grad(set_to_none=True); loss.backward(inputs=list(fast.parameters()) + [z])
-            if self.meta == 'maml':        # first-order MAML: every inner step's gradient is added to the meta gradient (fast_meta.py:23-27, 160-163)
+            # first-order MAML: every inner step's gradient is added to the meta gradient (fast_meta.py:23-27, 160-163)
+            if self.meta == 'maml':
                 for m, q in zip(meta_grads, fast.parameters()):
                     if q.grad is not None: m.add_(q.grad)
             opt.step()
         self.ema = ema
-        for p, q, m in zip(self.gen.parameters(), fast.parameters(), meta_grads):     # Reptile: 67 × the displacement (fast_meta.py:16-20)
+        # Reptile: 67 × the displacement (fast_meta.py:16-20)
+        for p, q, m in zip(self.gen.parameters(), fast.parameters(), meta_grads):
             p.grad = m if self.meta == 'maml' else 67 * (p.data - q.data)
         self.opt.step(); self.opt.zero_grad(set_to_none=True)
         self.updates += 1
@@ -217,7 +226,8 @@ class GeneratorHook:
                 ) -> torch.Tensor:
         t0 = time.perf_counter(); n = len(x)
         if step % self.student_steps == 0:
-            was = student.training; student.train(self.student_mode == 'train')     # as its reference: DFQ, Fast, CMI eval; DAFL, ZSKT, DFAD train
+            # as its reference: DFQ, Fast, CMI eval; DAFL, ZSKT, DFAD train
+            was = student.training; student.train(self.student_mode == 'train')
             try:
                 with count_passes(teacher, self.passes): made = self.update(teacher, student, n)
             finally: student.train(was)

@@ -315,7 +315,8 @@ def ddpm_dir(cfg: DDPMConfig,     # the DDPM's settings (its dataset and `key` n
     return cache_root(cache) / 'generators' / f'ddpm-{cfg.dataset}-{cfg.key(data_digest)}'
 
 def _resume(state: Path, key: str, acc, unet, ema, opt, sched, say: bool, steps: int) -> tuple[int, list, float]:
-    "Load DDPM run checkpoint `state` (if any) into the models, optimiser and schedule; the step, losses and seconds so far."
+    """Load DDPM run checkpoint `state` (if any) into the models, optimiser and schedule; the step, losses and seconds
+    so far."""
     if not state.exists(): return 0, [], 0.0
     st = load_state(state, acc.device)
     if st.get('key') != key: raise ValueError(f"{state} belongs to another run; delete {state.parent} to start fresh.")
@@ -379,7 +380,8 @@ def train_ddpm(cfg: DDPMConfig,                # the DDPM's settings
     final = final.to(memory_format=torch.contiguous_format)              # safetensors stores contiguous weights
     meta = dict(key=key, data_digest=digest, config=cfg.to_dict(), dataset=cfg.dataset, split=cfg.split, steps_done=step,
                 train_seconds=round(t_train, 1), final_loss=float(np.mean(losses[-100:])) if losses else None,
-                training=dict(images=len(data), precision=precision, compile=cfg.compile, channels_last=cfg.channels_last, fused_adamw=fused, lr=cfg.train_lr(),
+                training=dict(images=len(data), precision=precision, compile=cfg.compile, channels_last=cfg.channels_last,
+                              fused_adamw=fused, lr=cfg.train_lr(),
                               images_per_s=round((step - first) * cfg.batch_size * world / secs, 1) if step > first and secs > 0 else None))
     gen = DDPMGenerator(final, cfg.noise_config(), data.classes, meta, dev)
     if step >= cfg.steps and acc.is_main_process:

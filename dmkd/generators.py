@@ -113,7 +113,7 @@ class Generator:
             x = self._sample(ids[idx], s, T, sampler, seed * 1_000_003 + i, None if init is None else init[idx], strength)
             out.append(x.cpu())
         x = torch.cat(out) if out else torch.zeros(0, self.channels, self.resolution, self.resolution, dtype=torch.uint8)
-        # shrinking a 256-px pipeline's images to 32 px low-passes them first (no aliasing; DM-KD resizes with antialias)
+        # shrinking a 256-px pipeline's images to 32 px low-passes them first (no aliasing)
         return to_classifier_view(x, resolution or x.shape[-1], channels or x.shape[1], antialias=True)
 
 # %% ../nbs/04a_generators.ipynb #4979cac3

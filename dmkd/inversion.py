@@ -78,7 +78,8 @@ def disagreement(teacher_logits: torch.Tensor,  # the teacher's logits, N×K
     if kind in ('kl', 'masked_kl'):
         kl = (lt.exp() * (lt - ls)).sum(1) * temperature ** 2
         if kind == 'kl': return kl.mean()
-        return (kl * (s.argmax(1) == t.argmax(1)).float()).mean()    # Fast-Datafree datafree/synthesis/fast_meta.py:146-147
+        # Fast-Datafree datafree/synthesis/fast_meta.py:146-147
+        return (kl * (s.argmax(1) == t.argmax(1)).float()).mean()
     if kind == 'js':
         lm = torch.logsumexp(torch.stack([lt, ls]), 0) - math.log(2)
         return 0.5 * (F.kl_div(lm, lt, reduction='batchmean', log_target=True) + F.kl_div(lm, ls, reduction='batchmean', log_target=True))

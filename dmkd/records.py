@@ -56,7 +56,7 @@ RECORD_FIELDS = dict(
                  student_key="the student's content key", student_val_acc='validation accuracy of the chosen epoch (%)',
                  student_acc='test accuracy of the chosen student, scored once (%)', selected_epoch='the chosen epoch',
                  selection='how the epoch was chosen', complete='whether every epoch ran',
-                 kd_steps='KD optimiser steps the student took (epochs × batches): equal across rows for equal training',
+                 kd_steps='KD optimiser steps the student took (epochs × batches): equal across rows',
                  kd_seconds='KD seconds (without a generator hook\'s)', kd_images_per_s='KD images per second',
                  kd_precision='the arithmetic KD ran in', kd_compile='whether the student was compiled',
                  teacher_cache='augmented views cached per image (0: none)',

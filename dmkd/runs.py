@@ -18,7 +18,8 @@ import torch
 from fastcore.docments import docments
 
 import dmkd
-from .core import (REPRODUCIBILITY, KnobError, Solo, Where, cache_root, deterministic_kernels, check_types, check_writable, config_key, get_accelerator, knob, read_json, reports_root,
+from .core import (REPRODUCIBILITY, KnobError, Solo, Where, cache_root, deterministic_kernels, check_types,
+                       check_writable, config_key, get_accelerator, knob, read_json, reports_root,
                        save_weights, tensor_digest, world_size, write_record)
 from .data import CORPUS_FRACTION, CORPUS_SPLIT, Data, ImageSet, data_options, load_dataset
 from .models import Classifier
@@ -59,7 +60,8 @@ class BaselineSource:
 class RunSpec:
     "One run: the teacher, the image source, the student's KD, and what else to measure. `run(spec)` turns it into one record."
     teacher: TrainConfig = field(default_factory=TrainConfig)   # the teacher (trained on the real train split)
-    source: StoreSpec | RealSource | BaselineSource = field(default_factory=StoreSpec)  # where the student's images come from
+    # where the student's images come from
+    source: StoreSpec | RealSource | BaselineSource = field(default_factory=StoreSpec)
     kd: KDConfig = field(default_factory=KDConfig)  # the student and its KD
     teacher_epoch: int | None = None  # use the teacher's checkpoint of this earlier epoch (a weaker teacher); None: the last
     scratch: bool = False            # also train the student from scratch on the real train split (a reference column)
@@ -187,12 +189,14 @@ def rel_path(folder: str | Path, cache=None) -> str:
 
 # %% ../nbs/09_runs.ipynb #27179115
 def _generator_data(gcfg: dict, dataset: str, n: int | None = None) -> str:
-    "Which real images the in-project DDPM of config `gcfg` was trained on, in words (with their number `n`, when known)."
+    """Which real images the in-project DDPM of config `gcfg` was trained on, in words (with their number `n`, when
+    known)."""
     words = _generator_split(gcfg, dataset)
     return f"{words}: {n:,} real labelled images" if n else words
 
 def _generator_split(gcfg: dict, dataset: str) -> str:
-    "The split the in-project DDPM of config `gcfg` learnt from, and whether it is disjoint from the teacher's, in words."
+    """The split the in-project DDPM of config `gcfg` learnt from, and whether it is disjoint from the teacher's, in
+    words."""
     ds, split = gcfg.get('dataset', dataset), gcfg.get('split')
     if ds not in CORPUS_SPLIT or split != 'corpus': return f"{ds}/{split}" + (' (disjoint from the teacher\'s train split)' if ds == 'digits' and split == 'corpus' else '')
     f = gcfg.get('corpus_fraction', 'unknown (made before the corpus was carved: the whole train split)')
@@ -209,7 +213,8 @@ def store_images(src: StoreSpec,          # the store's settings (or, with `src.
                  where: Where,            # data root, cache, device, progress and the processes that split the shards
                 ) -> tuple[ImageSet, dict]:
     "The store of `src` for `data` made if needed, as images, and what its manifest says was used."
-    folder = Path(src.store) if src.store else synthesize(src, data, where, resolution=test.shape[-1], channels=test.shape[0])
+    shape = dict(resolution=test.shape[-1], channels=test.shape[0])
+    folder = Path(src.store) if src.store else synthesize(src, data, where, **shape)
     dataset, cache = data.dataset, where.cache
     man = read_manifest(folder); images = load_store(folder); sp = man['spec']; g = sp['generator']
     gcfg = g.get('config') or {}
@@ -219,7 +224,8 @@ def store_images(src: StoreSpec,          # the store's settings (or, with `src.
                 ddpm_steps=gcfg.get('steps') if g['kind'] == 'ddpm' else None, ddpm_config=gcfg or None, store_key=man['key'], store=rel_path(folder, cache),
                 synthesis_seconds=man.get('synthesis_seconds'), sampling=man.get('sampling'), ddpm_training=man.get('generator_training'),
                 generator_saw_teacher_data=_saw_teacher_data(gcfg) if g['kind'] == 'ddpm' else None,
-                real_data=dict(generator=_generator_data(gcfg, dataset, (man.get('generator_training') or {}).get('images'))
+                real_data=dict(generator=_generator_data(gcfg, dataset, (man.get('generator_training') or {}).get(
+                                         'images'))
                                          if g['kind'] == 'ddpm' else f"pretrained ({g.get('model')})",
                                images=f"{dataset}/corpus (img2img sources)" if sp['strength'] is not None else None))
     return images, used | dict(_store=folder)
@@ -273,12 +279,13 @@ def top_class_share(teacher: Classifier,     # the teacher that labels the image
     pred = torch.cat([teacher(images[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(images), batch_size)])
     return round(torch.bincount(pred, minlength=teacher.num_classes).max().item() / max(len(pred), 1), 4)
 
-def collapse_reason(student_acc: float | None,             # the student's validation accuracy in % (never test: it decides)
+def collapse_reason(student_acc: float | None,             # the student's validation accuracy in % (never test)
                     num_classes: int,                      # classes of the dataset (chance is 100 / num_classes)
                     train_agreement: float | None = None,  # % of its own training images on which the student agrees
-                    top_share: float | None = None,        # share of the images the teacher puts in its most frequent class
+                    top_share: float | None = None,        # share of the images in the teacher's most frequent class
                    ) -> str | None:
-    """Why a synthetic-data run must not be averaged in as a method's accuracy (its images are of one class, its generator
+    """Why a synthetic-data run must not be averaged in as a method's accuracy (its images are of one class, its
+    generator
     collapsed, or its student is at chance on validation), or None. Read on validation: no flag reads test accuracy."""
     chance = 100 / num_classes
     if top_share is not None and num_classes > 2 and top_share >= 0.5:
@@ -286,11 +293,12 @@ def collapse_reason(student_acc: float | None,             # the student's valid
     if student_acc is not None and student_acc < CHANCE_FACTOR * chance:
         if train_agreement is not None and train_agreement >= 50:
             return (f"generator collapsed: the student is at chance on validation ({student_acc:.1f} %, chance "
-                    f"{chance:.0f} %) while it agrees with the teacher on {train_agreement:.0f} % of its own training images")
+                    f"{chance:.0f} %) while it agrees with the teacher on {train_agreement:.0f} % of its own "
+                    f"training images")
         return f"student at chance on validation: {student_acc:.1f} % (chance {chance:.0f} %)"
     return None
 
-def diffusion_budget(rec: dict,  # a diffusion run's record (or a table row of one): n_images, num_steps, guidance_scale, ...
+def diffusion_budget(rec: dict,  # a diffusion run's record (or a table row): n_images, num_steps, guidance_scale, ...
                     ) -> dict:
     "A diffusion store's synthesis cost in the units of the baselines': no teacher pass (unless the teacher labelled the images), the denoiser's passes (two per step with guidance), the DDPM's training steps."
     get = lambda k: None if rec.get(k) is None or rec.get(k) != rec.get(k) else rec[k]      # None or NaN (a table's empty cell): unset
@@ -439,8 +447,10 @@ def _kd_results(rec, spec, images, hook, used, res, skey, acc):
     elif spec.source.kind == 'store': rec['synthesis_budget'] = diffusion_budget(rec | dict(n_images=len(images), device=str(acc.device)))
     if rec.get('synthesis_budget') is not None: rec['synthesis_budget']['synthesis_seconds'] = round((rec.get('synthesis_seconds') or 0.0) + hook_s, 2)
     world = acc.num_processes
-    kd_steps = sum(math.ceil(h['images'] / (spec.kd.batch_size * world)) for h in res['history'])   # equal training across rows
-    rec |= dict(n_images=len(images), kd_steps=kd_steps, student_key=skey, student_val_acc=res['val_acc'], student_acc=res['test_acc'], selected_epoch=res['selected_epoch'],
+    # equal training across rows
+    kd_steps = sum(math.ceil(h['images'] / (spec.kd.batch_size * world)) for h in res['history'])
+    rec |= dict(n_images=len(images), kd_steps=kd_steps, student_key=skey, student_val_acc=res['val_acc'],
+                student_acc=res['test_acc'], selected_epoch=res['selected_epoch'],
                 selection='the epoch best on val', complete=res['complete'],
                 synthesis_seconds=round((rec.get('synthesis_seconds') or 0.0) + hook_s, 2), kd_seconds=round(res['kd_seconds'] - hook_s, 2),
                 generator_updates=hook.updates if hook is not None else None, kd_images_per_s=res['images_per_s'], kd_precision=res['precision'],
@@ -676,7 +686,8 @@ def synthesize_cli(argv: list[str] | None = None,  # the arguments (None: the co
                                          and v is not None}, seed=a['seed'] or 0)
     data = _made('teacher', TrainConfig, **{k: a[k] for k in ('dataset', 'size', 'corpus_fraction') if a[k] is not None})
     where = Where(a['root'], a['cache'], device=a['device'], progress=not a['quiet'])
-    folder = synthesize(src, Data(data.dataset, data.size, data.corpus_fraction), where, a['out_dir'], a['resolution'], 3,
+    data = Data(data.dataset, data.size, data.corpus_fraction)
+    folder = synthesize(src, data, where, a['out_dir'], a['resolution'], 3,
                         a['shard_size'])
     acc = where.accelerator
     if acc.is_main_process:

@@ -106,7 +106,8 @@ def collapsed_mask(d: pd.DataFrame,  # results records, one row per record
 def _real_images(m: str, used, real) -> str:
     """A main-table row's use of real in-distribution images: `yes` (it trains on them, or augments them), `generator`
     (its images are made by a generator that learnt from them: not data-free), or `no` (the teacher only)."""
-    if is_method(m, kind='reference') or (pd.notna(used) and bool(used)): return 'yes'   # numpy booleans: never `is True`
+    # numpy booleans: never `is True`
+    if is_method(m, kind='reference') or (pd.notna(used) and bool(used)): return 'yes'
     gen = real.get('generator') if isinstance(real, dict) else None
     return 'generator' if gen and not str(gen).startswith('pretrained') else 'no'
 
@@ -170,7 +171,8 @@ def main_table(df: pd.DataFrame,              # results records of the main jobs
                                                for m, v in zip(order, cost.loc[order, 'passes'].values)]
     out['synthesis s'] = cost.loc[order, 'synthesis_s'].values
     out['KD s'] = cost.loc[order, 'kd_seconds'].values
-    out['KD steps'] = [f'{v:.0f}' if pd.notna(v) else '—' for v in cost.loc[order, 'kd_steps']]   # equal training: equal rows
+    # equal training: equal rows
+    out['KD steps'] = [f'{v:.0f}' if pd.notna(v) else '—' for v in cost.loc[order, 'kd_steps']]
     out['collapsed'] = ['—' if is_method(m, distilled=False) else flag.get(m, '0') for m in order]
     return out
 
@@ -201,7 +203,8 @@ def budget_table(df: pd.DataFrame,  # results records of the budget jobs (method
         row |= {'synthesis s': round(g.synthesis_s.mean(), 1), 'device': '/'.join(sorted({str(x) for x in g.device.dropna()})) or '—',
                 'val, selects': ms('student_val_acc'), 'test, final': ms('student_acc'), 'collapsed': f"{int(g.collapsed.sum())} of {len(g)}",
                 '_method': m, '_val': ok.student_val_acc.mean() if len(ok) else np.nan,
-                '_val_std': ok.student_val_acc.std() if len(ok) > 1 else np.nan, '_test': ok.student_acc.mean() if len(ok) else np.nan}
+                '_val_std': ok.student_val_acc.std() if len(ok) > 1 else np.nan,
+                '_test': ok.student_acc.mean() if len(ok) else np.nan}
         rows.append(row)
     out = pd.DataFrame(rows)
     order = {m: i for i, m in enumerate(METHODS)}
@@ -353,12 +356,14 @@ NUM_CLASSES = dict(digits=10, cifar10=10, cifar100=100)
 def above_chance(d: pd.DataFrame,      # records (`teacher_val_acc` in %; `num_classes`, else a built-in `dataset`)
                  factor: float = 1.5,  # above chance: teacher validation accuracy > factor × 100 / classes
                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Records `d` split into those whose teacher scores above `factor` × chance (100 / classes) on validation and those at
+    """Records `d` split into those whose teacher scores above `factor` × chance (100 / classes) on validation and
+    those at
     chance level (read on validation: no filter reads test accuracy)."""
     n = (d['num_classes'] if 'num_classes' in d else pd.Series(np.nan, index=d.index)).fillna(d['dataset'].map(NUM_CLASSES))
     if n.isna().any(): raise ValueError(f"Records of {sorted(set(d.dataset[n.isna()]))} do not state num_classes: rebuild them with the current dmkd.")
     if 'teacher_val_acc' not in d or d.teacher_val_acc.isna().any():
-        raise ValueError("Records without teacher_val_acc: the filter reads validation; rebuild them with the current dmkd.")
+        raise ValueError("Records without teacher_val_acc: the filter reads validation; "
+                         "rebuild them with the current dmkd.")
     ok = d['teacher_val_acc'] > factor * 100 / n
     return d[ok], d[~ok]
 
@@ -414,7 +419,8 @@ def _conclusion_1(main: pd.DataFrame, bt: pd.DataFrame | None) -> dict | None:
     ok = main[~collapsed_mask(main)]
     if 'diffusion' not in acc or not free: return None
     val = ok.groupby('method').student_val_acc.mean().reindex(free)
-    tops = list(val[val == val.max()].index)                   # the strongest baseline, on validation (a tie: every one)
+    # the strongest baseline, on validation (a tie: every one)
+    tops = list(val[val == val.max()].index)
     comps = {b: compare(_by_seed(ok[ok.method == 'diffusion']), _by_seed(ok[ok.method == b])) for b in tops}
     col = 'teacher passes (fwd+bwd, images)'
     bb = budget_table(main[main.method.isin(['diffusion'] + tops)].reset_index(drop=True)).set_index('_method')
@@ -424,16 +430,20 @@ def _conclusion_1(main: pd.DataFrame, bt: pd.DataFrame | None) -> dict | None:
                       + f" at {r[col]:,.0f} passes" + (f" ({r.collapsed} collapsed)" if not r.collapsed.startswith('0 ') else '')
                       for m, r in top.iterrows()) if top is not None else ''
     tie = f"tied on validation: {', '.join(tops)}; " if len(tops) > 1 else ''
-    against = '; '.join(f"{b} at its chosen budget ({bb.loc[b, col]:,.0f} teacher passes, {bb.loc[b, 'synthesis s']:.0f} s "
-                        f"of synthesis): {ok[ok.method == b].student_acc.mean():.2f} %, DM-KD minus it {_ci(*comps[b][:3])}"
+    against = '; '.join(f"{b} at its chosen budget ({bb.loc[b, col]:,.0f} teacher passes, "
+                        f"{bb.loc[b, 'synthesis s']:.0f} s "
+                        f"of synthesis): {ok[ok.method == b].student_acc.mean():.2f} %, DM-KD minus it "
+                        f"{_ci(*comps[b][:3])}"
                         for b in tops)
     lv = levelled_off(bt) if bt is not None and len(bt) else pd.DataFrame()
     gen = ok[ok.method == 'diffusion'].real_data.dropna() if 'real_data' in ok else pd.Series(dtype=object)
     gen = gen.iloc[0].get('generator') if len(gen) and isinstance(gen.iloc[0], dict) else None
     saw = (f"; DM-KD is not data-free: its generator learnt from real in-distribution images ({gen}), while the "
            "data-free baselines saw no real image" if gen and not str(gen).startswith('pretrained') else '')
-    measured = (f"DM-KD {ok[ok.method == 'diffusion'].student_acc.mean():.2f} % with no teacher pass{saw}; the best baseline on "
-                f"validation, {tie}{against} (paired over seeds, test; 95 % interval). At the largest budget run here each "
+    dm = ok[ok.method == 'diffusion'].student_acc.mean()
+    measured = (f"DM-KD {dm:.2f} % with no teacher pass{saw}; the best baseline on "
+                f"validation, {tie}{against} (paired over seeds, test; 95 % interval). At the largest budget run "
+                f"here each "
                 f"reaches: {reach}" + (f". Budget curves: {_levelled_words(lv, free)}" if len(lv) else ''))
     return dict(conclusion='(1) diffusion data beats the inversion-based data-free methods',
                 agrees=overall(c[3] for c in comps.values()), measured=measured,

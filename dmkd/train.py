@@ -484,7 +484,8 @@ def get_teacher(cfg: TrainConfig | None = None,    # the teacher's settings (Non
     if done.exists(): return load_classifier(done, get_device(device), key=cfg.key(digest, world))   # read only: no lock (a read-only cache works)
     out.parent.mkdir(parents=True, exist_ok=True)
     with build_lock(out):   # two processes asking for one teacher: one trains, the other then loads it
-        return _get_teacher(cfg, epoch, out, digest, (train, val, test), cache, device, keep_epochs, progress, accelerator)
+        splits = (train, val, test)
+        return _get_teacher(cfg, epoch, out, digest, splits, cache, device, keep_epochs, progress, accelerator)
 
 def _get_teacher(cfg, epoch, out, digest, splits, cache, device, keep_epochs, progress, accelerator=None):
     want, key = out / ('model.safetensors' if epoch in (None, cfg.epochs) else f'epoch_{epoch:03d}.safetensors'), cfg.key(digest, world_size(accelerator))
@@ -494,6 +495,7 @@ def _get_teacher(cfg, epoch, out, digest, splits, cache, device, keep_epochs, pr
     if epoch is not None and (out / 'model.safetensors').exists():
         warnings.warn(f"Epoch {epoch} of teacher {out.name} was not kept; training it again (deterministic) to keep it.")
     keep = sorted(set(keep_epochs) | ({epoch} if epoch else set()))
-    model, meta = train_teacher(cfg, device=device, keep_epochs=keep, progress=progress, data=splits, cache=cache, accelerator=accelerator)
+    model, meta = train_teacher(cfg, device=device, keep_epochs=keep, progress=progress, data=splits, cache=cache,
+                                accelerator=accelerator)
     if epoch in (None, cfg.epochs): return model, meta
     return load_classifier(want, get_device(device), key=key)
