@@ -411,6 +411,15 @@ def _levelled_words(lv: pd.DataFrame, names) -> str:
     lv = lv.set_index('_method') if len(lv) else lv
     return '; '.join(f"{method_label(m)}: {lv.loc[m, 'says']}" for m in names if m in getattr(lv, 'index', []))
 
+def _kd_steps_words(d: pd.DataFrame, names) -> str:
+    "The student training each of `names` got (mean KD steps), and whether it was equal: the protocol asks for equal."
+    steps = kd_steps(d).groupby(d.method).mean() if len(d) else pd.Series(dtype=float)
+    got = {m: steps.get(m) for m in names if pd.notna(steps.get(m))}
+    if len(got) < 2: return ''
+    said = ', '.join(f"{method_label(m)} {v:.0f}" for m, v in got.items())
+    same = len({round(v) for v in got.values()}) == 1
+    return f". KD steps: {said}" + ('' if same else " (not equal: the rows' students trained for different lengths)")
+
 def _conclusion_1(main: pd.DataFrame, bt: pd.DataFrame | None) -> dict | None:
     "(1) diffusion data against the strongest data-free baseline (chosen on validation), at its chosen budget."
     acc = main.groupby('method').student_acc.mean()
@@ -444,7 +453,8 @@ def _conclusion_1(main: pd.DataFrame, bt: pd.DataFrame | None) -> dict | None:
     measured = (f"DM-KD {dm:.2f} % with no teacher pass{saw}; the best baseline on "
                 f"validation, {tie}{against} (paired over seeds, test; 95 % interval). At the largest budget run "
                 f"here each "
-                f"reaches: {reach}" + (f". Budget curves: {_levelled_words(lv, free)}" if len(lv) else ''))
+                f"reaches: {reach}" + (f". Budget curves: {_levelled_words(lv, free)}" if len(lv) else '')
+                + _kd_steps_words(ok, ['diffusion'] + tops))
     return dict(conclusion='(1) diffusion data beats the inversion-based data-free methods',
                 agrees=overall(c[3] for c in comps.values()), measured=measured,
                 regime=regime(main[main.method.isin(['diffusion'] + free)], baselines=True))
