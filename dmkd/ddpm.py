@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import dmkd
 from .core import (DamagedError, build_lock, cache_root, check_finite, check_types, config_key, file_digest,
                        drop_autocast, get_accelerator, get_device, knob, load_state, lr_factor, maybe_compile, read_json, resolve_precision, save_state, seed_everything,
-                       tensor_digest, write_json)
+                       tensor_digest, world_size, write_json)
 from .data import CORPUS_FRACTION, DATASETS, SPLITS, ImageSet, data_options, load_dataset
 from .generators import GENERATORS, Generator, make_scheduler
 
@@ -80,12 +80,14 @@ class DDPMConfig:
         return {k: v for k, v in asdict(self).items() if not (k in _SPEED and v == _SPEED[k])}
     def key(self,
             data_digest: str = '',  # digest of the training images (`tensor_digest` of their images and labels)
+            world: int = 1,         # processes it is trained on (in the key only when > 1)
            ) -> str:
         d = {k: v for k, v in self.to_dict().items() if k not in _HOW}   # how it computes (memory format, compiler, fused kernel) is not what
         for k in ('size', 'data_size'):
             if d[k] is None: del d[k]            # keys of configs made before these fields existed stay valid
         if d['corpus_fraction'] == CORPUS_FRACTION: del d['corpus_fraction']
-        return config_key(dict(d, data=data_digest))
+        # each process draws `batch_size` images: several processes train another effective batch, another model
+        return config_key(dict(d, data=data_digest) | (dict(world=world) if world > 1 else {}))
 
     def load_data(self, root=None) -> ImageSet:
         "The images this DDPM trains on: its dataset's `split`, native (digits) or resized to `size`."
@@ -310,9 +312,10 @@ def ddpm_loss(unet,                        # the UNet (or its compiled forward)
 def ddpm_dir(cfg: DDPMConfig,     # the DDPM's settings (its dataset and `key` name the folder)
              data_digest: str,    # digest of the training images (`tensor_digest` of images and labels)
              cache=None,          # cache root (None: $DMKD_CACHE, else <data root>/cache)
+             world: int = 1,      # processes it is trained on (in the key when > 1)
             ) -> Path:
-    "Cache folder of the DDPM of `cfg` trained on images with `data_digest`."
-    return cache_root(cache) / 'generators' / f'ddpm-{cfg.dataset}-{cfg.key(data_digest)}'
+    "Cache folder of the DDPM of `cfg` trained on images with `data_digest` by `world` processes."
+    return cache_root(cache) / 'generators' / f'ddpm-{cfg.dataset}-{cfg.key(data_digest, world)}'
 
 def _resume(state: Path, key: str, acc, unet, ema, opt, sched, say: bool, steps: int) -> tuple[int, list, float]:
     """Load DDPM run checkpoint `state` (if any) into the models, optimiser and schedule; the step, losses and seconds
@@ -339,9 +342,10 @@ def train_ddpm(cfg: DDPMConfig,                # the DDPM's settings
     "Train (or resume) the DDPM of `cfg` into its cache folder and return it (EMA weights)."
     from tqdm.auto import tqdm
     data = data if data is not None else cfg.load_data(root)
-    digest = tensor_digest(data.images, data.labels); key = cfg.key(digest)
-    out = ddpm_dir(cfg, digest, cache); run = out.with_name(out.name + '.run'); run.mkdir(parents=True, exist_ok=True)
     acc = get_accelerator(device); dev = acc.device
+    digest = tensor_digest(data.images, data.labels); key = cfg.key(digest, acc.num_processes)
+    out = ddpm_dir(cfg, digest, cache, acc.num_processes)
+    run = out.with_name(out.name + '.run'); run.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
     _, c, h, w = data.images.shape
     precision, fused = cfg.train_precision(dev), cfg.fused and dev.type == 'cuda'
@@ -384,8 +388,10 @@ def train_ddpm(cfg: DDPMConfig,                # the DDPM's settings
                               fused_adamw=fused, lr=cfg.train_lr(),
                               images_per_s=round((step - first) * cfg.batch_size * world / secs, 1) if step > first and secs > 0 else None))
     gen = DDPMGenerator(final, cfg.noise_config(), data.classes, meta, dev)
-    if step >= cfg.steps and acc.is_main_process:
-        gen.save(out); shutil.rmtree(run, ignore_errors=True)
+    if step >= cfg.steps:
+        if acc.is_main_process: gen.save(out); shutil.rmtree(run, ignore_errors=True)
+        acc.wait_for_everyone()   # the others take the saved facts (its weights' hash): one generator key in every process
+        if not acc.is_main_process: gen.meta = read_json(out / 'dmkd.json')
     return gen
 
 def get_ddpm(cfg: DDPMConfig | None = None,  # the DDPM's settings (None: `DDPMConfig(**kwargs)`)
@@ -398,7 +404,7 @@ def get_ddpm(cfg: DDPMConfig | None = None,  # the DDPM's settings (None: `DDPMC
     "The in-project DDPM of `cfg` (or `DDPMConfig(**kwargs)`) from the cache, training it first if needed."
     cfg = cfg or DDPMConfig(**kwargs)
     data = cfg.load_data(root)
-    out = ddpm_dir(cfg, tensor_digest(data.images, data.labels), cache)
+    out = ddpm_dir(cfg, tensor_digest(data.images, data.labels), cache, world_size())   # keyed by the launch's processes
     if (out / 'dmkd.json').exists(): return DDPMGenerator.load(out, device, expect=dict(key=out.name.rsplit('-', 1)[1]))   # read only: no lock
     out.parent.mkdir(parents=True, exist_ok=True)
     with build_lock(out):   # two processes asking for one generator: one trains, the other then loads it

@@ -201,6 +201,7 @@ def _fill(generator, folder: Path, man: dict, source_images, acc, progress: bool
                      progress and acc.is_main_process)
         acc.wait_for_everyone()
         if acc.is_main_process: _finalize(folder, plan)
+    acc.wait_for_everyone()      # the others read the store once the main process has finished it
     return folder
 
 def _make_shards(generator, folder, spec, mine, n_plan, rank, source_images, stop_after, progress):
