@@ -6,13 +6,14 @@
 __all__ = ['REPRODUCIBILITY', 'PRECISIONS', 'project_root', 'data_root', 'cache_root', 'reports_root', 'deterministic_kernels',
            'seed_everything', 'get_device', 'config_key', 'file_digest', 'tensor_digest', 'lr_factor', 'check_launch',
            'die_with_launcher', 'get_accelerator', 'world_size', 'Solo', 'Where', 'drop_autocast', 'inductor_cache',
-           'maybe_compile', 'atomic_path', 'write_json', 'read_json', 'build_lock', 'DamagedError', 'map_device',
-           'save_weights', 'load_weights', 'save_state', 'load_state', 'first_bad', 'check_finite', 'Registry',
-           'KnobError', 'knob', 'resolve_precision', 'check_types', 'check_writable', 'hyphen_args', 'cli_entry',
-           'run_id', 'git_revision', 'hardware_info', 'write_record', 'read_records']
+           'maybe_compile', 'atomic_path', 'write_json', 'read_json', 'LockTimeout', 'LeaseLock', 'build_lock',
+           'DamagedError', 'map_device', 'save_weights', 'load_weights', 'save_state', 'load_state', 'first_bad',
+           'check_finite', 'Registry', 'KnobError', 'knob', 'resolve_precision', 'check_types', 'check_writable',
+           'hyphen_args', 'cli_entry', 'run_id', 'git_revision', 'hardware_info', 'write_record', 'read_records']
 
 # %% ../nbs/00_core.ipynb #b38876e6
-import contextlib, ctypes, dataclasses, datetime, hashlib, io, json, math, os, platform, random, signal, subprocess, sys, tempfile, types, typing, uuid
+import contextlib, ctypes, dataclasses, datetime, hashlib, io, json, math, os, platform, random, signal, socket
+import subprocess, sys, tempfile, threading, time, types, typing, uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -20,6 +21,8 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
+
+from fastcore.basics import patch
 
 import dmkd
 
@@ -265,15 +268,122 @@ def read_json(path: str | Path) -> Any:
     try: return json.loads(Path(path).read_text())
     except json.JSONDecodeError as e: raise ValueError(f"{path} is not valid JSON ({e}); delete it to start fresh.") from e
 
+# %% ../nbs/00_core.ipynb #e0ba8105
+class LockTimeout(TimeoutError):
+    "A `LeaseLock` held by a living owner past the time the caller would wait."
+
+def _alive(pid: int) -> bool:
+    "Does process `pid` exist on this machine?"
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+class LeaseLock:
+    """A lock that holds on shared filesystems (NFS, Lustre), where `fcntl` locks may not be honoured: a lock file created
+    atomically (`O_CREAT | O_EXCL`) naming its owner (host, pid, a token), and a heartbeat (a thread touches the file every
+    `beat` seconds). A lock left by a dead owner is taken over: at once when the owner ran on this host and its pid is
+    gone, else once its heartbeat is older than `stale_after` seconds; a living owner's lock (its heartbeat fresh) never is."""
+    def __init__(self, path: str | Path,      # the lock file (e.g. `<entry>.lock`)
+                 timeout: float | None = None, # seconds to wait for a living owner (None: forever; 0: try once)
+                 beat: float = 10.0,           # seconds between heartbeats
+                 stale_after: float = 120.0,   # a heartbeat older than this: the owner is dead (other hosts)
+                 poll: float = 0.2,            # seconds between tries while waiting
+                ):
+        if not stale_after > 2 * beat:
+            raise ValueError(f"stale_after must exceed two heartbeats ({2 * beat:g} s), got {stale_after:g}: a living "
+                             "owner's lock would be taken over between its beats.")
+        self.path, self.timeout, self.beat, self.stale_after, self.poll = Path(path), timeout, beat, stale_after, poll
+        self.token, self._stop, self._thread = None, None, None
+
+    def owner(self) -> dict:
+        "The lock file's owner (host, pid, token, since); {} when there is none or it is being written."
+        try: return json.loads(self.path.read_text() or '{}')
+        except (OSError, ValueError): return {}
+
+    def __repr__(self): return f"LeaseLock({str(self.path)!r}, held={self.token is not None}, owner={self.owner()})"
+
+# %% ../nbs/00_core.ipynb #0936713f
+@patch
+def _create(self: LeaseLock) -> bool:
+    "Create the lock file atomically with this process as its owner; False if it exists."
+    self.path.parent.mkdir(parents=True, exist_ok=True)
+    try: fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError: return False
+    token = uuid.uuid4().hex
+    with os.fdopen(fd, 'w') as f: json.dump(dict(host=socket.gethostname(), pid=os.getpid(), token=token, since=time.time()), f)
+    self.token = token
+    return True
+
+@patch
+def stale(self: LeaseLock) -> bool:
+    "Is the lock file left by a dead owner: its pid gone on this host, or its heartbeat older than `stale_after`?"
+    try: age = time.time() - self.path.stat().st_mtime
+    except FileNotFoundError: return False
+    o = self.owner()
+    if o.get('host') == socket.gethostname() and isinstance(o.get('pid'), int) and not _alive(o['pid']): return True
+    return age > self.stale_after
+
+@patch
+def _take_over(self: LeaseLock, seen: dict):
+    """Move a stale lock file aside (one waiter wins the atomic rename) and delete it. Should a fresh lock have replaced
+    the stale one between the check and the rename (another waiter won), it is put back."""
+    aside = self.path.with_name(f"{self.path.name}.stale-{uuid.uuid4().hex[:8]}")
+    try: os.rename(self.path, aside)
+    except FileNotFoundError: return
+    try: moved = json.loads(aside.read_text() or '{}')
+    except (OSError, ValueError): moved = {}
+    if moved.get('token') != seen.get('token'):         # not the stale owner's: someone else's fresh lock
+        try: os.link(aside, self.path)
+        except FileExistsError: pass
+    aside.unlink(missing_ok=True)
+
+@patch
+def _heartbeat(self: LeaseLock, stop: threading.Event, token: str):
+    "Touch the lock file every `beat` seconds while it is ours."
+    while not stop.wait(self.beat):
+        if self.owner().get('token') != token: return   # taken over (this process was thought dead): stop beating
+        try: os.utime(self.path)
+        except FileNotFoundError: return
+
+@patch
+def acquire(self: LeaseLock) -> LeaseLock:
+    "Take the lock: wait for a living owner (up to `timeout`), take a dead one's over; then beat until `release`."
+    t0 = time.time()
+    while not self._create():
+        seen = self.owner()
+        if self.stale(): self._take_over(seen); continue
+        if self.timeout is not None and time.time() - t0 >= self.timeout:
+            o = seen or self.owner()
+            raise LockTimeout(f"{self.path} is held by pid {o.get('pid', '?')} on {o.get('host', '?')} (alive: its heartbeat "
+                              f"is fresh); wait for it, or delete the file if that process is gone.")
+        time.sleep(self.poll)
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._heartbeat, args=(self._stop, self.token), daemon=True)
+    self._thread.start()
+    return self
+
+@patch
+def release(self: LeaseLock):
+    "Stop the heartbeat and delete the lock file if it is still ours."
+    if self.token is None: return
+    self._stop.set(); self._thread.join()
+    if self.owner().get('token') == self.token: self.path.unlink(missing_ok=True)
+    self.token = None
+
+@patch
+def __enter__(self: LeaseLock): return self.acquire()
+@patch
+def __exit__(self: LeaseLock, *exc): self.release()
+
 # %% ../nbs/00_core.ipynb #0fbc60b4
 @contextlib.contextmanager
 def build_lock(path: str | Path):
-    "While building the cache entry `path`: a file lock against other independent processes (none within one multi-process launch)."
+    """While building the cache entry `path`: a `LeaseLock` (`<path>.lock`) against other independent processes, on this
+    machine or on other nodes sharing the cache (none within one multi-process launch)."""
     if int(os.environ.get('WORLD_SIZE', '1')) > 1:
         yield; return
-    from filelock import FileLock
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + '.lock'): yield
+    with LeaseLock(str(path) + '.lock'): yield
 
 # %% ../nbs/00_core.ipynb #772c2ead
 class DamagedError(ValueError):

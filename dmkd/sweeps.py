@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .core import config_key, project_root, read_json, reports_root, write_json
+from .core import LeaseLock, LockTimeout, config_key, project_root, read_json, reports_root, write_json
 from .records import check_record
 
 # %% ../nbs/10a_sweeps.ipynb #1b4cab8a
@@ -369,15 +369,14 @@ def execute_run(run: dict,                     # one run of `expand_sweep` (job,
                ) -> dict:
     """Execute one run's notebook with papermill in a fresh process, writing into a fresh attempt folder; on success claim its
     records into the run folder and write `<folder>/run.json`. One driver at a time per run (a lock); returns the status."""
-    from filelock import FileLock, Timeout
     folder = Path(run['folder']); status = lambda s, **kw: dict(run=run['run'], job=run['job'], status=s, **kw)
     if run_done(run): return status('skipped')
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        with FileLock(str(folder / '.claim.lock'), timeout=0):
+        with LeaseLock(folder / '.claim.lock', timeout=0):    # holds on a shared filesystem; a dead driver's is taken over
             if run_done(run): return status('skipped')        # finished by another driver meanwhile
             return _execute(run, folder, threads, timeout, log, status, gpu)
-    except Timeout:
+    except LockTimeout:
         log(f"BUSY {run['job']}/{run['run']}: another sweep driver is running it (lock {folder / '.claim.lock'})")
         return status('busy')
 
