@@ -119,6 +119,40 @@ def test_the_committed_sweeps_give_only_declared_parameters():
         assert 'report' in declared and len(declared) > 1, f.name
 
 
+#: A toy run that resumes: `x` half-second steps, its progress saved in the run folder (which outlives an attempt), and the
+#: process chain above its kernel (papermill, the executor's worker) written there for the kill tests.
+RESUMABLE = (
+    'import json, os, pathlib, time, psutil\n'
+    'run = pathlib.Path(reports).resolve().parent; state = run / "toy-state.json"\n'
+    'first = done = json.loads(state.read_text())["steps"] if state.exists() else 0\n'
+    '(run / "toy-pids.json").write_text(json.dumps([dict(pid=p.pid, cmd=" ".join(p.cmdline())) for p in psutil.Process().parents()]))\n'
+    'while done < int(x):\n'
+    '    time.sleep(0.5); done += 1; state.write_text(json.dumps(dict(steps=done)))\n'
+    'out = pathlib.Path(reports, "results"); out.mkdir(parents=True, exist_ok=True)\n'
+    'out.joinpath(f"toy-{seed}.json").write_text(json.dumps(dict(schema=2, kind="run", real_data=dict(teacher="toy", student="toy", '
+    'test="toy"), method="toy", x=x, seed=seed, student_acc=float(done), steps=done, resumed_from=first)))')
+
+
+def _one_record(tmp: Path) -> dict:
+    (rec,) = [json.loads(c) for c in _contents(tmp)]
+    assert not list((tmp / 'reports').glob('runs/toy/a/*/.attempt-*')), 'an attempt was left behind'
+    return rec
+
+
+@pytest.mark.timeout(600)
+def test_slurm_job_past_its_time_limit_is_requeued_and_resumes(tmp_path):
+    """A submitit job (local cluster) that outlives its time limit gets SIGUSR2, is requeued (`RequeuedRun.checkpoint`) and
+    resumes: one complete record whose run started from the steps the first attempt had saved, not from 0."""
+    cmd = _toy4(tmp_path, "executor: {kind: slurm, cluster: local, timeout_min: 0.5, local_signal_delay_s: 15}\n",
+                body=RESUMABLE, seeds=(0,), x=30.0)      # 15 s of steps; the signal comes 15 s into each 30-s slot
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=500)
+    assert p.returncode == 0, p.stdout + p.stderr
+    rec = _one_record(tmp_path)
+    assert rec["steps"] == 30 and 0 < rec["resumed_from"] < 30, rec
+    logs = ''.join(f.read_text() for f in (tmp_path / 'reports/runs/toy/_submitit').glob('*_log.*'))
+    assert 'Requeued' in logs or 'requeu' in logs.lower(), logs[-2000:]
+
+
 def _toy4(tmp: Path, executor: str = '', body: str = RUN, seeds=(0, 1, 2, 3), x: float = 0.0):
     "A 4-run toy sweep (no report) on `executor` (a sweep-file line), as a shell command."
     tmp.mkdir(parents=True, exist_ok=True); _nb(tmp / 'run.ipynb', body)
@@ -171,7 +205,8 @@ def _ray_head(env: dict, which):
 def test_sweep_on_ray_and_submitit_gives_the_local_records(tmp_path):
     """The same 4-run sweep through a real local Ray instance (`ray start --head`, 2 CPUs, stopped after) and submitit's
     local executor: the records the toy notebook writes (as the local executor gives them), each run once; run again, each executor finds every run finished. On the
-    same Ray head (one per test run: starting one costs tens of seconds), a Ray sweep whose driver is killed finishes."""
+    same Ray head (one per test run: starting one costs tens of seconds), a Ray sweep whose driver is killed finishes, and a
+    run whose Ray worker is killed is retried and resumes."""
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED='0')
     want = _toy_records(seeds=(0, 1, 2, 3), x=0.0)      # what the local executor writes (the toy notebook's own records)
     with ray_head(env) as address:
@@ -182,6 +217,7 @@ def test_sweep_on_ray_and_submitit_gives_the_local_records(tmp_path):
         again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
         assert again.returncode == 0 and '4 finished, 0 to run' in again.stdout, again.stdout + again.stderr
         _ray_driver_killed_mid_sweep_finishes_without_duplicates(tmp_path / 'killed', env, address)
+        _ray_worker_killed_mid_run_is_retried_and_resumes(tmp_path / 'worker', env, address)
     cmd = _toy4(tmp_path / 'slurm', "executor: {kind: slurm, cluster: local, timeout_min: 10}\n")
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env)
     assert p.returncode == 0, p.stdout + p.stderr
@@ -213,6 +249,23 @@ def test_bad_executor_says_what_to_do(tmp_path):
     assert p.returncode != 0 and 'takes address, cpus_per_run, gpus_per_run, not partition' in p.stderr, p.stderr[-2000:]
     p = subprocess.run(_toy4(tmp_path, "") + ['--executor', 'kubernetes'], capture_output=True, text=True, timeout=120)
     assert p.returncode != 0 and 'use one of local, ray, slurm' in p.stderr, p.stderr[-2000:]
+
+
+def _ray_worker_killed_mid_run_is_retried_and_resumes(tmp_path: Path, env: dict, address: str):
+    """SIGKILL the Ray worker process running a run (its papermill child and kernel die with it): Ray retries the task, the
+    retry takes over the dead worker's claim and the run resumes from its saved steps; one complete record."""
+    cmd = _toy4(tmp_path, f"executor: {{kind: ray, address: '{address}', cpus_per_run: 1}}\n", body=RESUMABLE, seeds=(0,), x=16.0)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env)
+    run, t0 = tmp_path / 'reports/runs/toy/a/x-16_seed0', time.time()
+    while not ((run / 'toy-state.json').exists() and json.loads((run / 'toy-state.json').read_text())['steps'] >= 4):
+        assert proc.poll() is None and time.time() - t0 < 300, 'the run did not start: ' + (proc.stdout.read() if proc.poll() is not None else '')
+        time.sleep(0.2)
+    (worker,) = [p['pid'] for p in json.loads((run / 'toy-pids.json').read_text()) if p['cmd'].startswith('ray::')]
+    os.kill(worker, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=400)
+    assert proc.returncode == 0, out
+    rec = _one_record(tmp_path)
+    assert rec['steps'] == 16 and rec['resumed_from'] >= 4, rec
 
 
 def _ray_driver_killed_mid_sweep_finishes_without_duplicates(tmp_path: Path, env: dict, address: str):
