@@ -136,7 +136,8 @@ def test_two_processes(tmp_path, store):
 
 @pytest.mark.timeout(1200)
 def test_two_processes_on_an_empty_cache(tmp_path):
-    """The README's 2-process CPU launch on an empty cache: the launch trains the teacher, the DDPM and the store it needs, and
+    """The README's 2-process CPU launch on an empty cache, killed while it makes its DDPM and launched again through a config
+    file: the launch trains the teacher, the DDPM and the store it needs, and
     both processes name them by the same keys (rank 1 looked for another store: the DDPM's weights hash, written by rank 0's
     save, was missing from its key; then it read the store before rank 0 had finished it). The DDPM is keyed by the process
     count, as the teacher is (each process draws a batch: another effective batch)."""
@@ -144,10 +145,23 @@ def test_two_processes_on_an_empty_cache(tmp_path):
     cmd = ['--teacher', 'resnet8', '--student', 'resnet8', '--teacher-epochs', '1', '--epochs', '1', '--n-per-class', '5',
            '--num-steps', '2', '--ddpm-steps', '4', '--ddpm', '{"block_out_channels": [16, 16]}', '--device', 'cpu',
            '--reports', str(tmp_path / 'reports'), '--quiet']
-    p = launch(*cmd, env=env)
+    cache = tmp_path / 'cache'
+    form = ['--multi_gpu', '--num_machines', '1', '--mixed_precision', 'no', '--dynamo_backend', 'no', '--num_processes', '2']
+    first = subprocess.Popen([bin_path('accelerate'), 'launch', *form, '-m', 'dmkd.runs', *cmd], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    t0 = time.time()
+    while not list(cache.glob('generators/*.run')):                       # killed while the launch makes its DDPM
+        assert first.poll() is None and time.time() - t0 < 600, 'the launch ended before it made its DDPM'
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL); first.wait()
+    assert not records(tmp_path) and not list(cache.glob('stores/*/manifest.json'))
+    config = tmp_path / 'two_cpu.yaml'                                    # relaunched through a config file (the other form)
+    config.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\nnum_machines: 1\nnum_processes: 2\n"
+                      "machine_rank: 0\nmixed_precision: 'no'\ndynamo_config: {}\nuse_cpu: false\n")
+    p = subprocess.run([bin_path('accelerate'), 'launch', '--config_file', str(config), '-m', 'dmkd.runs', *cmd], env=env,
+                       capture_output=True, text=True, timeout=1100)
     assert p.returncode == 0, p.stderr[-3000:]
     (rec,) = records(tmp_path)
-    cache = tmp_path / 'cache'
     (gen,) = [d for d in (cache / 'generators').iterdir() if d.is_dir() and not d.name.endswith('.run')]
     (store,) = [d for d in (cache / 'stores').iterdir() if d.is_dir()]
     assert rec['processes'] == 2 and rec['complete'] and rec['generator_key'] == gen.name.rsplit('-', 1)[1]
