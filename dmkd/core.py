@@ -12,8 +12,8 @@ __all__ = ['REPRODUCIBILITY', 'PRECISIONS', 'project_root', 'data_root', 'cache_
            'hyphen_args', 'cli_entry', 'run_id', 'git_revision', 'hardware_info', 'write_record', 'read_records']
 
 # %% ../nbs/00_core.ipynb #b38876e6
-import contextlib, ctypes, dataclasses, datetime, hashlib, io, json, math, os, platform, random, signal, socket
-import subprocess, sys, tempfile, threading, time, types, typing, uuid
+import contextlib, ctypes, dataclasses, datetime, errno, hashlib, io, json, math, os, platform, random, signal, socket
+import shutil, subprocess, sys, tempfile, threading, time, types, typing, uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -247,12 +247,19 @@ def maybe_compile(module: torch.nn.Module,   # the module (or function) to compi
 # %% ../nbs/00_core.ipynb #c354ac2a
 @contextlib.contextmanager
 def atomic_path(path: str | Path):
-    "Yield a temporary path next to `path`; on success rename it to `path`, on error remove it."
+    """Yield a temporary path next to `path`; on success rename it to `path`, on error remove it. A full disk (or quota)
+    is an error that says so and what to do: the file `path` had before is intact."""
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.name}.{uuid.uuid4().hex[:8]}.tmp')
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT): raise
+        free = shutil.disk_usage(path.parent).free / 2**20
+        raise OSError(e.errno, f"No space left to write {path} ({free:,.0f} MiB free there): free some, or point $DMKD_CACHE "
+                      "/ $DMKD_REPORTS at a larger disk, and run the same command again. Every file written before is "
+                      "intact (a file is replaced only once complete) and the run resumes from its last checkpoint.") from e
     finally:
         if tmp.exists(): tmp.unlink()
 
