@@ -4,9 +4,10 @@
 
 # %% auto #0
 __all__ = ['KINDS', 'METHODS', 'PARAM_DOCS', 'SHARED_DEVIATIONS', 'GENERATOR_STEP', 'GENERATOR_BATCH_WHY', 'Context', 'Reference',
-           'Method', 'register', 'register_method', 'methods', 'scaled', 'epoch_images', 'placeholder_images',
-           'run_rounds', 'fast_schedule', 'method_params', 'check_hparams', 'param_doc', 'method_table', 'recipe',
-           'reference_table', 'deviations_table', 'methods_table', 'method_page', 'baseline_dir', 'load_bank']
+           'Method', 'register', 'register_method', 'methods', 'scaled', 'epoch_images', 'generator_spread',
+           'placeholder_images', 'run_rounds', 'fast_schedule', 'method_params', 'check_hparams', 'param_doc',
+           'method_table', 'recipe', 'reference_table', 'deviations_table', 'methods_table', 'method_page',
+           'baseline_dir', 'load_bank']
 
 # %% ../nbs/07d_baselines.ipynb #54a89255
 import inspect, math, time, warnings
@@ -213,16 +214,33 @@ def epoch_images(ctx,                       # the run's `Context` (its KD epochs
     if n_per_class is not None and budget is not None:
         raise ValueError(f"{method}: give n_per_class (the images per KD epoch) or budget (the generator updates as a "
                          f"multiple of the reference's {work:,}), not both: each sets the length of its joint training.")
+    if getattr(getattr(ctx, 'kd', None), 'kd_steps', None):   # the KD length is fixed: the placeholders only fill a batch
+        if n_per_class is not None:
+            raise ValueError(f"{method}: with kd_steps the student's training is fixed; give budget (the generator updates "
+                             f"as a multiple of the reference's {work:,}), not n_per_class.")
+        return max(1, math.ceil(ctx.kd.batch_size / len(ctx.classes)))
     if n_per_class is not None: return n_per_class
     steps = scaled(work, 1.0 if budget is None else budget) * student_steps    # KD steps of the whole run
     return max(1, math.ceil(math.ceil(steps / ctx.kd.epochs) * ctx.kd.batch_size / len(ctx.classes)))
 
-def _generator_method(ctx, method, weights, n_per_class, cls=GeneratorHook, **kw):
+def _generator_method(ctx, method, weights, n_per_class, cls=GeneratorHook, budget=None, **kw):
     """A generator method's hook, with its reference's student mode in a generator step (its entry's) and no flips of
     digits."""
     hook = cls(ctx.teacher, weights, size=ctx.shape[-1], channels=ctx.shape[0], seed=ctx.seed, device=ctx.kd_device,
                student_mode=METHODS[method].student_mode, dataset=getattr(ctx, 'dataset', None), **kw)
+    hook.spread = generator_spread(ctx, method, budget)
     return dict(images=placeholder_images(ctx, n_per_class), hook=hook, info={})
+
+def generator_spread(ctx,                  # the run's `Context` (its `kd`: `kd_steps`)
+                     method: str,           # a joint-training method (its entry's `reference_work`)
+                     budget: float | None,  # generator updates as a multiple of the reference's (None: 1)
+                    ) -> tuple[int, int] | None:
+    """With a fixed KD length (`kd_steps`): `budget` × the reference's generator updates, spread evenly over the KD steps
+    (the hook's `spread`), so the budget changes the generator's work and not the student's training. None otherwise
+    (one update every `student_steps` KD steps, the KD length following the budget)."""
+    steps, work = getattr(getattr(ctx, 'kd', None), 'kd_steps', None), METHODS[method].reference_work
+    if not steps or not work: return None
+    return scaled(work, 1.0 if budget is None else budget), steps
 
 def placeholder_images(ctx,               # the run's `Context` (its classes, image shape and teacher)
                        n_per_class: int,  # blank images per class: they set the length of a KD epoch
@@ -282,7 +300,7 @@ def _dafl(ctx, n_per_class: int | None = None, budget: float | None = None, gene
     n = epoch_images(ctx, 'dafl', n_per_class, budget, student_steps)
     return _generator_method(ctx, 'dafl', dict(oh=oh_weight, act=act_weight, ie=ie_weight), n,
                              generator_lr=generator_lr,
-                             student_steps=student_steps, fixed_z=True, ie_base=10, nz=100, ngf=ngf)
+                             student_steps=student_steps, fixed_z=True, ie_base=10, nz=100, ngf=ngf, budget=budget)
 
 @register_method('zskt', 'ZSKT', generator_batch=128, student_mode='train',
                  synthesis='generator (adversarial)', reference_work=80_000, **_JOINT,
@@ -296,7 +314,7 @@ def _zskt(ctx, n_per_class: int | None = None, budget: float | None = None, gene
           student_steps: int = 10, clip: float = 5.0, ngf: int = 64):
     n = epoch_images(ctx, 'zskt', n_per_class, budget, student_steps)
     return _generator_method(ctx, 'zskt', dict(adv=1.0), n, divergence='kl', generator_lr=generator_lr,
-                             student_steps=student_steps, fixed_z=True, clip=clip, nz=100, ngf=ngf)
+                             student_steps=student_steps, fixed_z=True, clip=clip, nz=100, ngf=ngf, budget=budget)
 
 @register_method('dfad', 'DFAD', generator_batch=256, student_mode='train',
                  synthesis='generator (adversarial, L1)', reference_work=25_000, **_JOINT,
@@ -309,7 +327,7 @@ def _dfad(ctx, n_per_class: int | None = None, budget: float | None = None, gene
           student_steps: int = 5, ngf: int = 64):
     n = epoch_images(ctx, 'dfad', n_per_class, budget, student_steps)
     return _generator_method(ctx, 'dfad', dict(adv=1.0), n, divergence='l1', generator_lr=generator_lr,
-                             student_steps=student_steps, nz=256, ngf=ngf)
+                             student_steps=student_steps, nz=256, ngf=ngf, budget=budget)
 
 @register_method('dfq', 'DFQ', generator_batch=256, student_mode='eval',
                  synthesis='generator (BN statistics)', reference_work=8_000, **_JOINT,
@@ -327,7 +345,7 @@ def _dfq(ctx, n_per_class: int | None = None, budget: float | None = None, gener
     n = epoch_images(ctx, 'dfq', n_per_class, budget, student_steps)
     return _generator_method(ctx, 'dfq', dict(bn=bn_weight, oh=oh_weight, ie=ie_weight, adv=adv_weight), n,
                              divergence='kl',
-                             generator_lr=generator_lr, student_steps=student_steps, nz=256, ngf=ngf)
+                             generator_lr=generator_lr, student_steps=student_steps, nz=256, ngf=ngf, budget=budget)
 
 # %% ../nbs/07d_baselines.ipynb #752ab3ea
 #: Fast-DFKD and CMI run a synthesis round every `student_steps` KD steps: `budget` scales the generator steps per round
@@ -377,6 +395,7 @@ def run_rounds(ctx,               # the run's `Context` (its `kd`: epochs and ba
     known)."""
     kd = getattr(ctx, 'kd', None)
     if kd is None: return 220
+    if getattr(kd, 'kd_steps', None): return math.ceil(kd.kd_steps / student_steps)
     per_epoch = math.ceil(n_per_class * len(ctx.classes) / (kd.batch_size * world_size()))
     return math.ceil(kd.epochs * per_epoch / student_steps)
 

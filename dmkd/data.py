@@ -353,13 +353,20 @@ def batch_indices(n: int,                   # number of items: the indices are 0
                   seed: int | None = None,  # seed of the shuffle (None: a fresh random one)
                   drop_last: bool = False,  # drop the last, smaller batch (kept when n < batch_size)
                   device='cpu',             # where the index tensors are put
+                  n_batches: int | None = None, # exactly this many full batches, cycling through the items (None: one pass)
                  ) -> list[torch.Tensor]:
-    "Index tensors for one epoch over `n` items, shuffled reproducibly from `seed`."
+    """Index tensors for one epoch over `n` items, shuffled reproducibly from `seed`; with `n_batches`, exactly that many
+    full batches drawn from successive orders of the items (each item once before any twice; the first order is the
+    one-pass order of the same seed)."""
     if batch_size < 1: raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
-    if shuffle:
-        g = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
-        order = torch.randperm(n, generator=g)
-    else: order = torch.arange(n)
+    g = torch.Generator().manual_seed(seed if seed is not None else torch.seed()) if shuffle else None
+    perm = lambda: torch.randperm(n, generator=g) if shuffle else torch.arange(n)
+    if n_batches is not None:
+        if n < 1 or n_batches < 1: raise ValueError(f"n_batches needs items and at least one batch, got {n} and {n_batches}.")
+        need = n_batches * batch_size
+        order = torch.cat([perm() for _ in range(-(-need // n))])[:need]
+        return [order[i:i + batch_size].to(device) for i in range(0, need, batch_size)]
+    order = perm()
     stop = n - n % batch_size if drop_last and n >= batch_size else n
     return [order[i:i + batch_size].to(device) for i in range(0, stop, batch_size)]
 

@@ -153,6 +153,8 @@ class GeneratorHook:
         self.student_augment = BatchAugment.for_images((channels, size, size), dataset)
         self.g = torch.Generator(self.dev).manual_seed(seed)
         self.seconds, self.updates, self.last, self.passes, self.batch = 0.0, 0, {}, Passes(), None
+        # (updates, KD steps): that many generator updates spread evenly over the steps (`due`); None: every student_steps
+        self.spread = None
 
     def z(self,
           n: int,  # how many latent codes to draw (standard normal, from the hook's seeded generator)
@@ -218,14 +220,23 @@ class GeneratorHook:
         self.updates += 1
         return best
 
+    def due(self,
+            step: int,  # the KD optimiser step about to be taken
+           ) -> int:
+        "Generator updates before KD step `step`: one every `student_steps` steps, or with `spread` = (U, S) U updates over S steps."
+        if self.spread is None: return int(step % self.student_steps == 0)
+        u, s = self.spread
+        done = lambda t: -(-min(t, s) * u // s)              # updates before step t: the first comes before step 0
+        return done(step + 1) - done(step)
+
     def __call__(self,
                  x: torch.Tensor,      # the loop's augmented batch: only its length is used (the hook makes the images)
-                 step: int,            # the KD optimiser step: a generator update when `step % student_steps == 0`
+                 step: int,            # the KD optimiser step: the generator updates `due` before it
                  student: Classifier,  # the student being distilled (in `student_mode` during the generator update)
                  teacher: Classifier,  # the frozen teacher
                 ) -> torch.Tensor:
         t0 = time.perf_counter(); n = len(x)
-        if step % self.student_steps == 0:
+        for _ in range(self.due(step)):
             # as its reference: DFQ, Fast, CMI eval; DAFL, ZSKT, DFAD train
             was = student.training; student.train(self.student_mode == 'train')
             try:

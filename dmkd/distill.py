@@ -42,6 +42,7 @@ class KDConfig:
     "Everything that shapes a distilled student; its `key` (with the teacher's and the images' keys) names the run."
     student: str = 'resnet20'       # student architecture key (see `dmkd.models.MODELS`)
     epochs: int = 20                # KD epochs over the image source
+    kd_steps: int | None = None     # KD optimiser steps in all (a multiple of epochs): equal student training (None: epochs passes)
     batch_size: int = 64            # images per optimiser step (per process)
     lr: float = 0.05                # peak SGD learning rate
     momentum: float = 0.9           # SGD momentum (Nesterov)
@@ -62,6 +63,8 @@ class KDConfig:
         knob('ce_weight', self.ce_weight >= 0, f"must be >= 0, got {self.ce_weight}.")
         knob('teacher_cache', self.teacher_cache >= 0, f"must be >= 0 (0 switches it off), got {self.teacher_cache}.")
         knob('precision', self.precision in ('auto', 'bf16', 'fp32'), f"must be auto, bf16 or fp32, got {self.precision!r}.")
+        knob('kd_steps', self.kd_steps is None or (self.kd_steps >= self.epochs and self.kd_steps % self.epochs == 0),
+             f"must be a multiple of epochs ({self.epochs}): each epoch takes kd_steps / epochs steps, got {self.kd_steps}.")
 
     def to_dict(self) -> dict: return asdict(self)
     def key(self,
@@ -70,7 +73,8 @@ class KDConfig:
             world: int = 1,         # number of processes (in the key only when > 1: the batch is `batch_size`×`world`)
            ) -> str:
         "Content key: every field plus the teacher's key, the digest of the training images, and the number of processes when several (the effective batch is `batch_size` × `world`)."
-        return config_key(dict(self.to_dict(), teacher=teacher_key, data=data_digest) | (dict(world=world) if world > 1 else {}))
+        d = {k: v for k, v in self.to_dict().items() if not (k == 'kd_steps' and v is None)}   # keys made before it stay
+        return config_key(dict(d, teacher=teacher_key, data=data_digest) | (dict(world=world) if world > 1 else {}))
 
 # %% ../nbs/06_distill.ipynb #797601a3
 def check_compatible(teacher_meta: dict,            # the teacher's sidecar (its arch, classes, num_classes, dataset)

@@ -126,7 +126,8 @@ def sgd_schedule(model: torch.nn.Module,  # the network whose parameters are opt
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
     opt = torch.optim.SGD([dict(params=decay, weight_decay=cfg.weight_decay), dict(params=no_decay, weight_decay=0.0)],
                           lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
-    steps = len(batch_indices(n_images, cfg.batch_size * world, shuffle=False))
+    fixed = getattr(cfg, 'kd_steps', None)                 # KD's equal student training: kd_steps / epochs steps an epoch
+    steps = fixed // cfg.epochs if fixed else len(batch_indices(n_images, cfg.batch_size * world, shuffle=False))
     total, warm = cfg.epochs * steps, round(cfg.warmup_epochs * steps)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warm, cfg.schedule)), steps
 
@@ -241,7 +242,9 @@ def _epoch(loop, epoch: int, step: int) -> tuple[dict, int]:
     t0 = time.time()
     seed = _epoch_seed(cfg.seed, epoch) + objective.seed_offset
     g = torch.Generator(dev).manual_seed(seed)
-    batches = batch_indices(len(data), cfg.batch_size * world, seed=seed, device=dev)
+    fixed = getattr(cfg, 'kd_steps', None)                 # a fixed number of steps: batches cycle through the images
+    batches = batch_indices(len(data), cfg.batch_size * world, seed=seed, device=dev,
+                            n_batches=fixed // cfg.epochs if fixed else None)
     tot_loss, agree = torch.zeros((), device=dev), torch.zeros((), device=dev)
     seen, bad = 0, torch.full((), -1, device=dev)
     bar = tqdm(batches, desc=f'{loop.desc} epoch {epoch + 1}/{cfg.epochs}', leave=False,
