@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import dmkd
 from .core import (DamagedError, build_lock, cache_root, check_finite, check_types, config_key, file_digest,
                        drop_autocast, get_accelerator, get_device, knob, load_state, lr_factor, maybe_compile, read_json, resolve_precision, save_state, seed_everything,
-                       tensor_digest, world_size, write_json)
+                       tensor_digest, write_json)
 from .data import CORPUS_FRACTION, DATASETS, SPLITS, ImageSet, data_options, load_dataset
 from .generators import GENERATORS, Generator, make_scheduler
 
@@ -80,14 +80,12 @@ class DDPMConfig:
         return {k: v for k, v in asdict(self).items() if not (k in _SPEED and v == _SPEED[k])}
     def key(self,
             data_digest: str = '',  # digest of the training images (`tensor_digest` of their images and labels)
-            world: int = 1,         # processes it is trained on (in the key only when > 1)
            ) -> str:
         d = {k: v for k, v in self.to_dict().items() if k not in _HOW}   # how it computes (memory format, compiler, fused kernel) is not what
         for k in ('size', 'data_size'):
             if d[k] is None: del d[k]            # keys of configs made before these fields existed stay valid
         if d['corpus_fraction'] == CORPUS_FRACTION: del d['corpus_fraction']
-        # each process draws `batch_size` images: several processes train another effective batch, another model
-        return config_key(dict(d, data=data_digest) | (dict(world=world) if world > 1 else {}))
+        return config_key(dict(d, data=data_digest))   # any process count: the processes split one batch (`ddpm_batch`)
 
     def load_data(self, root=None) -> ImageSet:
         "The images this DDPM trains on: its dataset's `split`, native (digits) or resized to `size`."
@@ -270,14 +268,18 @@ def ddpm_batch(cfg: DDPMConfig,            # the DDPM's config (seed, noise sche
                step: int,                 # optimiser step: the batch is a function of `cfg.seed` and `step`
                world: int = 1, rank: int = 0  # processes and this one's index (each takes its share of the batch)
               ) -> tuple:
-    "Step `step`'s training batch: noised images x_t, timesteps t, class ids (null with probability `p_uncond`) and the target."
-    dev = images.device
+    """Step `step`'s training batch: noised images x_t, timesteps t, class ids (null with probability `p_uncond`) and the
+    target. The batch is `batch_size` images whatever the process count: each process takes every `world`-th of them,
+    so N processes train the model one process trains (up to float summation order), under one cache key."""
+    dev, n = images.device, cfg.batch_size
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-    idx = torch.randint(0, len(images), (cfg.batch_size * world,), generator=g)[rank::world].to(dev)
-    x0 = images[idx].float() / 127.5 - 1; y = labels[idx]
-    y = torch.where(torch.rand(len(y), generator=g).to(dev) < cfg.p_uncond, num_classes, y)
-    noise = torch.randn(x0.shape, generator=g).to(dev)
-    t = torch.randint(0, cfg.num_train_timesteps, (len(y),), generator=g).to(dev)
+    idx = torch.randint(0, len(images), (n,), generator=g)
+    uncond = torch.rand(n, generator=g) < cfg.p_uncond
+    noise = torch.randn((n, *images.shape[1:]), generator=g)
+    t = torch.randint(0, cfg.num_train_timesteps, (n,), generator=g)
+    idx, uncond, noise, t = (v[rank::world].to(dev) for v in (idx, uncond, noise, t))
+    x0 = images[idx].float() / 127.5 - 1
+    y = torch.where(uncond, num_classes, labels[idx])
     a = alphas[t].view(-1, 1, 1, 1)
     xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
     target = a.sqrt() * noise - (1 - a).sqrt() * x0 if cfg.prediction_type == 'v_prediction' else noise
@@ -312,10 +314,9 @@ def ddpm_loss(unet,                        # the UNet (or its compiled forward)
 def ddpm_dir(cfg: DDPMConfig,     # the DDPM's settings (its dataset and `key` name the folder)
              data_digest: str,    # digest of the training images (`tensor_digest` of images and labels)
              cache=None,          # cache root (None: $DMKD_CACHE, else <data root>/cache)
-             world: int = 1,      # processes it is trained on (in the key when > 1)
             ) -> Path:
-    "Cache folder of the DDPM of `cfg` trained on images with `data_digest` by `world` processes."
-    return cache_root(cache) / 'generators' / f'ddpm-{cfg.dataset}-{cfg.key(data_digest, world)}'
+    "Cache folder of the DDPM of `cfg` trained on images with `data_digest`."
+    return cache_root(cache) / 'generators' / f'ddpm-{cfg.dataset}-{cfg.key(data_digest)}'
 
 def _resume(state: Path, key: str, acc, unet, ema, opt, sched, say: bool, steps: int) -> tuple[int, list, float]:
     """Load DDPM run checkpoint `state` (if any) into the models, optimiser and schedule; the step, losses and seconds
@@ -343,8 +344,8 @@ def train_ddpm(cfg: DDPMConfig,                # the DDPM's settings
     from tqdm.auto import tqdm
     data = data if data is not None else cfg.load_data(root)
     acc = get_accelerator(device); dev = acc.device
-    digest = tensor_digest(data.images, data.labels); key = cfg.key(digest, acc.num_processes)
-    out = ddpm_dir(cfg, digest, cache, acc.num_processes)
+    digest = tensor_digest(data.images, data.labels); key = cfg.key(digest)
+    out = ddpm_dir(cfg, digest, cache)
     run = out.with_name(out.name + '.run'); run.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
     _, c, h, w = data.images.shape
@@ -386,7 +387,7 @@ def train_ddpm(cfg: DDPMConfig,                # the DDPM's settings
                 train_seconds=round(t_train, 1), final_loss=float(np.mean(losses[-100:])) if losses else None,
                 training=dict(images=len(data), precision=precision, compile=cfg.compile, channels_last=cfg.channels_last,
                               fused_adamw=fused, lr=cfg.train_lr(),
-                              images_per_s=round((step - first) * cfg.batch_size * world / secs, 1) if step > first and secs > 0 else None))
+                              images_per_s=round((step - first) * cfg.batch_size / secs, 1) if step > first and secs > 0 else None))
     gen = DDPMGenerator(final, cfg.noise_config(), data.classes, meta, dev)
     if step >= cfg.steps:
         if acc.is_main_process: gen.save(out); shutil.rmtree(run, ignore_errors=True)
@@ -404,7 +405,7 @@ def get_ddpm(cfg: DDPMConfig | None = None,  # the DDPM's settings (None: `DDPMC
     "The in-project DDPM of `cfg` (or `DDPMConfig(**kwargs)`) from the cache, training it first if needed."
     cfg = cfg or DDPMConfig(**kwargs)
     data = cfg.load_data(root)
-    out = ddpm_dir(cfg, tensor_digest(data.images, data.labels), cache, world_size())   # keyed by the launch's processes
+    out = ddpm_dir(cfg, tensor_digest(data.images, data.labels), cache)
     if (out / 'dmkd.json').exists(): return DDPMGenerator.load(out, device, expect=dict(key=out.name.rsplit('-', 1)[1]))   # read only: no lock
     out.parent.mkdir(parents=True, exist_ok=True)
     with build_lock(out):   # two processes asking for one generator: one trains, the other then loads it
