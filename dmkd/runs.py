@@ -18,7 +18,7 @@ import torch
 from fastcore.docments import docments
 
 import dmkd
-from .core import (REPRODUCIBILITY, KnobError, Solo, Where, cache_root, deterministic_kernels, check_types,
+from .core import (REPRODUCIBILITY, KnobError, Solo, Where, cache_root, console, deterministic_kernels, check_types,
                        check_writable, config_key, get_accelerator, knob, read_json, reports_root,
                        save_weights, tensor_digest, world_size, write_record)
 from .data import CORPUS_FRACTION, CORPUS_SPLIT, Data, ImageSet, data_options, load_dataset
@@ -554,6 +554,7 @@ def add_where(ap: argparse.ArgumentParser,  # the parser to add them to
              ) -> argparse.ArgumentParser:
     "The `WHERE_FLAGS` `names` (all of them when none is given)."
     for name in names or WHERE_FLAGS: ap.add_argument('--' + name, **dict(dict(default=None), **WHERE_FLAGS[name]))
+    ap.add_argument('--version', action='version', version=f'%(prog)s {dmkd.__version__}')
     return ap
 
 def run_parser(method: str = 'diffusion',  # the method whose command this is (dmkd_baseline passes its baseline)
@@ -606,11 +607,9 @@ def run_cli(argv: list[str] | None = None,  # the arguments (None: the command l
 
 # %% ../nbs/09_runs.ipynb #e055aac5
 def _console(cli=None, prog: str = 'dmkd_run', **kw):
-    "Run command `cli` (default: `run_cli`); a bad knob ends it with one line naming it (exit status 2, as argparse's own errors)."
-    try: return (cli or run_cli)(prog=prog, **kw)
-    except KnobError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    """Run command `cli` (default: `run_cli`) through `dmkd.core.console`: a user's mistake ends it with one line naming it
+    (exit status 2, as argparse's own errors; `DMKD_DEBUG=1` for the traceback)."""
+    return console(prog, cli or run_cli, prog=prog, **kw)
 
 def run_main():
     "`dmkd_run`: run one spec from the command line."

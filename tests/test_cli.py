@@ -1,0 +1,53 @@
+"""The six command lines as a user meets them: a mistake (a misspelt or near-miss flag, an unknown method, a missing file,
+a bad value, a sweep file with mistakes) ends with `prog: error: …` and exit status 2, no traceback (`DMKD_DEBUG=1`
+shows it); `--version` works on each."""
+import os, subprocess
+
+import pytest
+
+from conftest import bin_path
+
+SCRIPTS = ('dmkd_run', 'dmkd_distill', 'dmkd_baseline', 'dmkd_train_teacher', 'dmkd_synthesize', 'dmkd_sweep')
+
+MISTAKES = [   # (command, what the one line says)
+    (['dmkd_run', '--guidance-scal', '2'], 'Unrecognised arguments for diffusion: --guidance-scal 2'),   # no prefix matching
+    (['dmkd_run', '--method', 'magic'], "Unknown method 'magic'. Valid methods: deepinversion"),
+    (['dmkd_run', '--dataset', 'imagefolder', '--root', '/nonexistent'], 'imagefolder root /nonexistent does not exist'),
+    (['dmkd_distill', '--epochs', '0'], 'epochs must be at least 1, got 0'),
+    (['dmkd_baseline', '--method', 'dafl', '--n-aug', '4'], 'dafl does not take --n-aug; it takes: --n-per-class'),
+    (['dmkd_train_teacher', '--arch', 'resnet99'], 'unrecognized arguments: --arch resnet99'),
+    (['dmkd_synthesize', '--n-per-class', '-3'], 'n_per_class must be at least 1, got -3'),
+    (['dmkd_sweep', '/nonexistent.yaml'], 'Sweep file /nonexistent.yaml not found'),
+]
+
+
+def _run(cmd, tmp, **env):
+    return subprocess.run([bin_path(cmd[0]), *cmd[1:]], capture_output=True, text=True, timeout=300, cwd=tmp,
+                          env=dict(os.environ, DMKD_REPORTS=str(tmp / 'reports'), **env))
+
+
+@pytest.mark.parametrize('cmd,says', MISTAKES, ids=lambda x: ' '.join(x) if isinstance(x, list) else None)
+def test_a_mistake_is_one_line_and_exit_2(cmd, says, tmp_path):
+    p = _run(cmd, tmp_path)
+    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith(f'{cmd[0]}: error: ') and says in last and 'Traceback' not in p.stderr, p.stderr[-2000:]
+    assert not list(tmp_path.rglob('*.json'))                       # nothing was run or recorded
+
+
+def test_a_sweep_file_with_three_mistakes_is_one_error_listing_them(tmp_path):
+    (tmp_path / 'bad.yaml').write_text("name: bad\njobs:\n  - {name: a, notebook: nb.ipynb, gird: {x: [1]}}\n"
+                                       "select: [{job: a, by: student_val_acc, sets: x}]\nexecutor: {kind: ray, partition: gpu}\n")
+    p = _run(['dmkd_sweep', str(tmp_path / 'bad.yaml')], tmp_path)
+    assert p.returncode == 2 and 'Traceback' not in p.stderr, p.stderr[-2000:]
+    assert p.stderr.startswith('dmkd_sweep: error: ') and '3 mistakes' in p.stderr, p.stderr
+    assert all(s in p.stderr for s in ('line 3, jobs[0] (a).gird', 'line 4, select[0].sets', 'line 5, executor')), p.stderr
+    debug = _run(['dmkd_sweep', str(tmp_path / 'bad.yaml')], tmp_path, DMKD_DEBUG='1')
+    assert debug.returncode == 1 and 'Traceback' in debug.stderr          # the traceback, when asked for
+
+
+@pytest.mark.parametrize('script', SCRIPTS)
+def test_version(script, tmp_path):
+    import dmkd
+    p = _run([script, '--version'], tmp_path)
+    assert p.returncode == 0 and p.stdout.strip() == f'{script} {dmkd.__version__}', (p.stdout, p.stderr[-500:])
