@@ -44,7 +44,9 @@ def write_table(df: pd.DataFrame,    # the table to write
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     csv, md = folder / f'{name}.csv', folder / f'{name}.md'
     with atomic_path(csv) as t: df.to_csv(t, index=False)
-    text = (f'# {title}\n\n' if title else '') + (f'{settings}\n\n' if settings else '') + df.to_markdown(index=False) + '\n'
+    shown = df.astype(object).where(df.notna(), None)         # a missing value reads — (not nan)
+    table = shown.to_markdown(index=False, missingval='—')
+    text = (f'# {title}\n\n' if title else '') + (f'{settings}\n\n' if settings else '') + table + '\n'
     with atomic_path(md) as t: Path(t).write_text(text)
     return csv, md
 

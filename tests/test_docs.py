@@ -176,6 +176,18 @@ def _visit(ctx, url):
     return page, problems
 
 
+#: JS: the tables of the page's article wider than its column that do not scroll inside a box of their own (at a 1280-px
+#: window): a table's numbers past the right edge of the page are numbers nobody reads.
+WIDE_TABLES = """(() => { const col = document.querySelector('article') || document.body, w = col.clientWidth, bad = [];
+  const scrolls = e => ['auto', 'scroll'].includes(getComputedStyle(e).overflowX) && e.clientWidth <= w + 1;
+  for (const t of col.querySelectorAll('table')) {
+    if (t.getBoundingClientRect().width <= w + 1 || scrolls(t)) continue;
+    let b = t.parentElement, ok = false;
+    while (b && b !== col.parentElement) { if (scrolls(b)) { ok = true; break; } b = b.parentElement; }
+    if (!ok) bad.push(t.innerText.slice(0, 60)); }
+  return bad; })()"""
+
+
 def test_site(browser, server):
     "Crawl the site from the home page and check pages, links, images, figures, API docs and console errors."
     from playwright.sync_api import Error as PWError
@@ -198,11 +210,15 @@ def test_site(browser, server):
             ids: [...document.querySelectorAll('[id]')].map(e => e.id),
             imgs: [...document.querySelectorAll('article img')].map(i => ({src: i.currentSrc || i.src, ok: i.complete && i.naturalWidth > 0})),
             tables: [...document.querySelectorAll('.dmkd-params[data-symbol]')].map(t => t.dataset.symbol),
-            title: document.title})''')
+            wide: WIDE_TABLES(),
+            nan: [...document.querySelectorAll('article td')].filter(td => td.innerText.trim() === 'nan').length,
+            title: document.title})'''.replace('WIDE_TABLES()', WIDE_TABLES))
         anchors[path] = set(info['ids'])
         infos[path] = info
         imgs[path] = info['imgs']
         errors += [f'{path}: image did not load: {i["src"]}' for i in info['imgs'] if not i['ok']]
+        errors += [f'{path}: a table wider than its column that does not scroll in its own box: {t!r}' for t in info['wide']]
+        if info['nan']: errors.append(f"{path}: {info['nan']} table cells print nan (a missing value reads —)")
         nav |= {urlparse(h).path for h in info['nav'] if h.startswith(server)}
         for h in info['links']:
             if not h.startswith(server): continue
@@ -389,3 +405,13 @@ def test_published_build_executes_the_notebooks(tmp_path):
         md = (tmp_path / 'work' / 'docs' / 'tutorials' / (f.stem + '.md')).read_text()
         assert 'executed copy reused' not in p.stdout
         if draws_unconditionally(f): assert '![figure](' in md, f"{f.name}: its page shows no figure"
+
+
+def test_table_numbers_do_not_wrap_and_missing_values_read_a_dash():
+    "The results pages' tables: a number cell's parts are held together, text cells are left to wrap, nan reads —."
+    sys.path.insert(0, str(ROOT / 'tools'))
+    from build_docs import keep_numbers
+    t = '| method | acc | interval | note |\n|---|---|---|---|\n| DM-KD | 94.99 ± 6.02 (3) | +7.85 [−7.49, +23.20] | not levelled off |\n| DFQ | nan | 87.1 % | — |'
+    rows = keep_numbers(t).split('\n')
+    assert rows[2] == '| DM-KD | 94.99\u00a0±\u00a06.02\u00a0(3) | +7.85\u00a0[−7.49,\u00a0+23.20] | not levelled off |', rows[2]
+    assert rows[3] == '| DFQ | — | 87.1\u00a0% | — |' and rows[:2] == t.split('\n')[:2]

@@ -369,6 +369,24 @@ def _study_of(rel: str, keys: list) -> str:
     return ''
 
 
+#: A table cell that is a number: a value, a mean ± std, a count in brackets, an interval, a percent.
+_NUMBER = re.compile(r'[−+\-]?\d[\d.,]*\s*%?(\s*±\s*\d[\d.,]*)?(\s*\(\d+\))?(\s*\[[−+\-]?\d[\d.,]*,\s*[−+\-]?\d[\d.,]*\])?')
+
+
+def keep_numbers(text: str) -> str:
+    """Markdown `text` with each number cell of its tables held together (no-break spaces between its parts, so a narrow
+    column wraps its text cells, not its numbers) and a missing value (`nan`) shown as —."""
+    def row(line):
+        if not line.startswith('|'): return line
+        cells = line.split('|')
+        for i, c in enumerate(cells[1:-1], 1):
+            v = c.strip()
+            if v == 'nan': cells[i] = c.replace('nan', '—')
+            elif _NUMBER.fullmatch(v): cells[i] = c.replace(v, v.replace(' ', '\u00a0'))
+        return '|'.join(cells)
+    return '\n'.join(row(line) for line in text.split('\n'))
+
+
 def _table_section(p: Path, reports: Path, out: Path, keys: list) -> list:
     """Markdown of one table of `reports/` (`.md`, else `.csv`): a heading (its title), its settings line as a note, the table,
     and where it came from (the table's file, its CSV, the sweep file and the records folder, linked in the repository)."""
@@ -397,7 +415,7 @@ def _table_section(p: Path, reports: Path, out: Path, keys: list) -> list:
         src.append(f'records [`reports/runs/{study}/`]({_repo_link(f"reports/runs/{study}", tree=True)})')
     lines += ['From ' + ', '.join(src) + '.', '']
     if settings: lines += ['!!! note "Settings"', '    ' + settings.group(0)[len('Settings:'):].strip(), '']
-    lines += [_md_section(text, p.parent, reports, out, 1).strip(), '']
+    lines += [keep_numbers(_md_section(text, p.parent, reports, out, 1).strip()), '']
     return lines
 
 
