@@ -594,7 +594,7 @@ def sweep_cli(
     res = run_sweep(sweep, reports, parallel, only.split(',') if only else None, report=not no_report, dry_run=dry_run,
                     seeds=[int(x) for x in str(seeds).split(',')] if seeds is not None else None, executor=executor)
     print(res.groupby(['job', 'status']).size().to_string())
-    print(f"sweep finished in {time.time() - t0:.1f}s")
+    print("dry run: nothing was run" if dry_run else f"sweep finished in {time.time() - t0:.1f}s")
     if (res.status == 'failed').any(): sys.exit(1)
 
 sweep_main = cli_entry(sweep_cli)
