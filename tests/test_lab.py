@@ -75,7 +75,9 @@ def test_explorer_in_jupyterlab(lab, tmp_path):
         try: status.wait_for(timeout=int(os.environ.get('DMKD_LAB_TIMEOUT', 300)) * 1000)
         except Exception:
             page.screenshot(path=str(ART / 'lab_explorer_failed.png'), full_page=True)
-            raise
+            said = page.evaluate('''() => [...document.querySelectorAll('.jp-OutputArea-output')].map(o => o.innerText)
+                                         .filter(t => /Error|Traceback/.test(t)).map(t => t.slice(-3000))''')
+            raise AssertionError(f"the explorer never drew; the notebook's errors in Lab: {said}") from None
         first = status.inner_text()
         cell = page.locator('.jp-Cell:has(.widget-slider)')
         imgs = cell.locator('.jp-OutputArea-output img')
