@@ -318,6 +318,16 @@ def ddpm_dir(cfg: DDPMConfig,     # the DDPM's settings (its dataset and `key` n
     "Cache folder of the DDPM of `cfg` trained on images with `data_digest`."
     return cache_root(cache) / 'generators' / f'ddpm-{cfg.dataset}-{cfg.key(data_digest)}'
 
+def _publish(gen, out: Path, run: Path, acc):
+    """Save the finished DDPM `gen` to `out` (the main process; its run folder `run` goes), then give every process the
+    saved facts (its weights' hash): one generator key in every process of a launch."""
+    if acc.is_main_process:
+        gen.save(out)
+        shutil.rmtree(run, ignore_errors=True)
+    acc.wait_for_everyone()
+    if not acc.is_main_process: gen.meta = read_json(out / 'dmkd.json')
+    return gen
+
 def _resume(state: Path, key: str, acc, unet, ema, opt, sched, say: bool, steps: int) -> tuple[int, list, float]:
     """Load DDPM run checkpoint `state` (if any) into the models, optimiser and schedule; the step, losses and seconds
     so far."""
@@ -389,11 +399,7 @@ def train_ddpm(cfg: DDPMConfig,                # the DDPM's settings
                               fused_adamw=fused, lr=cfg.train_lr(),
                               images_per_s=round((step - first) * cfg.batch_size / secs, 1) if step > first and secs > 0 else None))
     gen = DDPMGenerator(final, cfg.noise_config(), data.classes, meta, dev)
-    if step >= cfg.steps:
-        if acc.is_main_process: gen.save(out); shutil.rmtree(run, ignore_errors=True)
-        acc.wait_for_everyone()   # the others take the saved facts (its weights' hash): one generator key in every process
-        if not acc.is_main_process: gen.meta = read_json(out / 'dmkd.json')
-    return gen
+    return _publish(gen, out, run, acc) if step >= cfg.steps else gen
 
 def get_ddpm(cfg: DDPMConfig | None = None,  # the DDPM's settings (None: `DDPMConfig(**kwargs)`)
              cache=None,                     # cache root (None: $DMKD_CACHE, else <data root>/cache)
