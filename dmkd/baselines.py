@@ -690,6 +690,12 @@ def methods_table() -> list[dict]:
                         reference=f"{e.reference.repo} {e.reference.code}" if e.reference else '—'))
     return out
 
+def _markdown(rows: list[dict]) -> str:
+    "`rows` as a Markdown table; a missing value reads — (not nan)."
+    import pandas as pd
+    df = pd.DataFrame(rows)
+    return df.astype(object).where(df.notna(), None).to_markdown(index=False, missingval='—')
+
 def method_page(method: str,  # a key of `METHODS`
                ) -> str:
     "`method`'s section of the docs, in Markdown: its reference, budget, parameters (with their docs) and deviations."
@@ -698,10 +704,10 @@ def method_page(method: str,  # a key of `METHODS`
     ref = f"Reference: `{e.reference.repo}`, `{e.reference.code}`." if e.reference else "No reference implementation."
     parts = [f"### {e.label} (`{e.name}`)", f"{e.synthesis}; {KINDS[e.kind]}. {ref} "
              f"Synthesis budget: " + (f"`budget` × `{e.budget_knob}`." if e.budget_knob else "none.")]
-    if e.params: parts.append(pd.DataFrame(method_table(method)).drop(columns='method').to_markdown(index=False))
-    if e.reference: parts.append(pd.DataFrame(reference_table(method)).to_markdown(index=False))
+    if e.params: parts.append(_markdown([{k: v for k, v in r.items() if k != 'method'} for r in method_table(method)]))
+    if e.reference: parts.append(_markdown(reference_table(method)))
     parts += ["Deviations (the rows of `all` hold for every method):",
-              pd.DataFrame(deviations_table(method)).to_markdown(index=False)]
+              _markdown(deviations_table(method))]
     return '\n\n'.join(parts)
 
 # %% ../nbs/07d_baselines.ipynb #e2e0e215

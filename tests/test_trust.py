@@ -29,7 +29,8 @@ def test_damaged_teacher_stops_the_main_job(tmp_path, store):
     p = subprocess.run([bin_path('dmkd_distill'), *ARGS, '--store', str(store), '--reports', str(tmp_path / 'reports'), '--quiet'],
                        env=dict(os.environ, DMKD_CACHE=str(tmp_path / 'cache')), capture_output=True, text=True, timeout=600)
     assert p.returncode != 0 and f'{weights} is damaged' in p.stderr, p.stderr[-2000:]
-    assert 'DamagedError' in p.stderr and 'delete it and model.json' in p.stderr
+    assert p.returncode == 2 and p.stderr.startswith('dmkd_distill: error: ') and 'delete it and model.json' in p.stderr
+    assert 'Traceback' not in p.stderr                                 # one line: what is damaged and what to do
     assert not list((tmp_path / 'reports').rglob('*.json'))
 
 
