@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['SOURCES', 'RUN_FIELDS', 'CHANCE_FACTOR', 'WHERE_FLAGS', 'RealSource', 'BaselineSource', 'RunSpec', 'run_params',
            'run_spec', 'spec_params', 'teacher_id', 'rel_path', 'store_images', 'baseline_images', 'top_class_share',
-           'collapse_reason', 'diffusion_budget', 'run', 'out_file', 'load_student', 'add_flags', 'add_where',
-           'run_parser', 'run_cli', 'run_main', 'distill_main', 'baseline_main', 'train_teacher_parser',
+           'collapse_reason', 'diffusion_budget', 'run', 'out_file', 'load_student', 'flag_choices', 'add_flags',
+           'add_where', 'run_parser', 'run_cli', 'run_main', 'distill_main', 'baseline_main', 'train_teacher_parser',
            'train_teacher_cli', 'train_teacher_main', 'synthesize_parser', 'synthesize_cli', 'synthesize_main']
 
 # %% ../nbs/09_runs.ipynb #430ea289
@@ -18,7 +18,7 @@ import torch
 from fastcore.docments import docments
 
 import dmkd
-from .core import (REPRODUCIBILITY, KnobError, Solo, Where, cache_root, console, deterministic_kernels, check_types,
+from .core import (PRECISIONS, REPRODUCIBILITY, KnobError, Solo, Where, cache_root, console, deterministic_kernels, check_types,
                        check_writable, config_key, get_accelerator, knob, read_json, reports_root,
                        save_weights, tensor_digest, world_size, write_record)
 from .data import CORPUS_FRACTION, CORPUS_SPLIT, Data, ImageSet, data_options, load_dataset
@@ -528,19 +528,32 @@ def _flag_type(t):
     t = args[0] if args else t
     return yaml.safe_load if t in (dict, list, tuple) else t
 
+def flag_choices() -> dict[str, tuple]:
+    "The flags whose value is one of a known set: argparse lists the set in the help and refuses another value (exit 2)."
+    from dmkd.data import DATASETS, BatchAugment
+    from dmkd.generators import GENERATORS, SAMPLERS
+    from dmkd.models import MODELS
+    archs, augments, schedules = tuple(MODELS), ('auto', *BatchAugment.kinds), TrainConfig.schedules
+    # not `method`: its own error lists the methods by kind (baselines, reference rows, diffusion)
+    return dict(dataset=tuple(DATASETS), teacher=archs, student=archs, schedule=schedules,
+                teacher_schedule=schedules, augment=augments, teacher_augment=augments, precision=PRECISIONS,
+                generator=tuple(GENERATORS), sampler=SAMPLERS, mode=('map', 'any'))
+
 def add_flags(ap: argparse.ArgumentParser,  # the parser to add them to
               params: dict,                # entries of `run_params()`: name -> field, type, default, doc
              ) -> argparse.ArgumentParser:
     """One flag per entry of `params` (entries of `run_params()`): `--hyphen-name` and its underscored spelling, typed
     by the field, its help the field's comment; unset (`None`) means the config's default, which the help states."""
+    choices = flag_choices()
     for name, p in params.items():
         doc = p['doc'].replace('%', '%%')
         flags = ['--' + name.replace('_', '-')] + (['--' + name] if '_' in name else [])
         if p['type'] is bool:
             ap.add_argument(*flags, action=argparse.BooleanOptionalAction, default=None, help=doc)
         else:
-            ap.add_argument(*flags, type=_flag_type(p['type']), default=None, metavar=name.upper(),
-                            help=f"{doc} (default: {p['default']})")
+            one_of = choices.get(name)
+            ap.add_argument(*flags, type=_flag_type(p['type']), default=None, metavar=name.upper(), choices=one_of,
+                            help=f"{doc} (default: {p['default']}" + (f"; one of: {', '.join(one_of)})" if one_of else ')'))
     return ap
 
 #: Where and how a command runs: the same flags on every command line.

@@ -211,13 +211,13 @@ def test_bad_input(tmp_path, store, monkeypatch, capsys):
     monkeypatch.setenv('DMKD_CACHE', str(tmp_path / 'cache'))
     r = subprocess.run([bin_path('dmkd_distill'), *ARGS, '--store', str(store), '--student', 'resnet9', '--quiet'],
                        capture_output=True, text=True, timeout=600)
-    assert r.returncode != 0 and 'resnet9' in r.stderr and 'Valid keys' in r.stderr
+    assert r.returncode == 2 and "argument --student: invalid choice: 'resnet9'" in r.stderr and 'resnet20' in r.stderr
 
     def err(*extra, use_store=True):
         monkeypatch.setattr(sys, 'argv', ['dmkd_distill', *ARGS, *(['--store', str(store)] if use_store else []), *extra, '--quiet'])
         with pytest.raises((Exception, SystemExit)) as e: distill_main()
         return str(e.value) + capsys.readouterr().err        # a bad knob: one line on stderr and exit status 2
-    assert 'Valid keys' in err('--teacher', 'vgg99')
+    assert "invalid choice: 'vgg99'" in err('--teacher', 'vgg99')
     assert 'temperature must be > 0' in err('--temperature', '0')
     assert 'epochs must be at least 1' in err('--epochs', '0')
     assert "Unknown method 'web'" in err('--method', 'web')

@@ -62,8 +62,8 @@ def test_synthesize_refuses_mixed_settings(tmp_path, ref, monkeypatch, capsys):
     assert other.returncode != 0
     assert 'holds a store made with other settings' in other.stderr and 'num_steps: 10 in the store, 5 now' in other.stderr
     # the same entry point in-process (a shell start costs seconds; the wiring is checked from a shell just above)
-    for argv, msg in [(['--sampler', 'euler'], "sampler must be one of ddpm, ddim, dpm++, got 'euler'"),
-                      (['--generator', 'gan'], "generator must be one of dit, sd, ddpm, got 'gan'"),
+    for argv, msg in [(['--sampler', 'euler'], "argument --sampler: invalid choice: 'euler' (choose from 'ddpm', 'ddim', 'dpm++')"),
+                      (['--generator', 'gan'], "argument --generator: invalid choice: 'gan'"),
                       (['--n-per-class', '0'], 'n_per_class must be at least 1, got 0')]:
         monkeypatch.setattr(sys, 'argv', ['dmkd_synthesize', *argv, '--out-dir', str(tmp_path / 'b')])
         with pytest.raises(SystemExit) as e: synthesize_main()      # one line naming the knob, exit status 2
