@@ -56,6 +56,19 @@ def lab(tmp_path_factory):
     except subprocess.TimeoutExpired: p.kill()
 
 
+#: JS: the current notebook's kernel is idle and connected (Lab's session API, exposed by `expose_app_in_browser`).
+KERNEL_READY = """() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+  return !!k && k.status === 'idle' && k.connectionStatus === 'connected'; }"""
+#: JS: no code cell of the current notebook has an execution count (its outputs were cleared).
+NOT_RUN = """() => !window.jupyterapp.shell.currentWidget.content.widgets.some(c => c.model.type === 'code' && c.model.executionCount)"""
+#: JS: some code cell of the current notebook has run since its outputs were cleared (an execution count, or a busy kernel).
+RAN = """() => { const w = window.jupyterapp.shell.currentWidget;
+  const cells = w && w.content ? w.content.widgets : [];
+  return cells.some(c => c.model.type === 'code' && c.model.executionCount) ||
+         w.sessionContext.session.kernel.status === 'busy'; }"""
+
+
 def test_explorer_in_jupyterlab(lab, tmp_path):
     from playwright.sync_api import sync_playwright
     url, token = lab
@@ -69,7 +82,15 @@ def test_explorer_in_jupyterlab(lab, tmp_path):
         page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"], .jp-mod-idle, .jp-KernelStatus', timeout=120_000)
         page.wait_for_timeout(2000)
         page.wait_for_function('() => window.jupyterapp && window.jupyterapp.commands.isEnabled("notebook:run-all-cells")', timeout=120_000)
+        # the notebook's kernel started and connected (on a loaded machine "Run All" sent earlier ran nothing: CI's
+        # screenshots showed Lab idle with no cell executed)
+        page.wait_for_function(KERNEL_READY, timeout=300_000)
+        page.evaluate('() => window.jupyterapp.commands.execute("notebook:clear-all-cell-outputs")')   # papermill's counts go
+        page.wait_for_function(NOT_RUN, timeout=30_000)
         page.evaluate('() => window.jupyterapp.commands.execute("notebook:run-all-cells")')   # Lab's Run > Run All Cells
+        try: page.wait_for_function(RAN, timeout=120_000)                      # the first cells ran
+        except Exception:                                                      # once more, if the first request was lost
+            page.evaluate('() => window.jupyterapp.commands.execute("notebook:run-all-cells")')
         # the explorer: knobs, a status line and one panel, the live one (drawn when Lab shows the widget)
         status = page.locator('.widget-html-content:has-text("drawn in")')
         try: status.wait_for(timeout=int(os.environ.get('DMKD_LAB_TIMEOUT', 300)) * 1000)
