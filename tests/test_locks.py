@@ -8,8 +8,10 @@ import pytest
 
 from dmkd.core import LeaseLock, LockTimeout
 
+#: Beats every 0.5 s, stale after 5 s: ten beats of margin, so a loaded machine that delays a beat does not look dead.
+BEAT, STALE = 0.5, 5.0
 HOLD = ("import sys, time; from dmkd.core import LeaseLock\n"
-        "lock = LeaseLock(sys.argv[1], beat=0.2, stale_after=1.0).acquire(); print('held', flush=True); time.sleep(600)")
+        f"lock = LeaseLock(sys.argv[1], beat={BEAT}, stale_after={STALE}).acquire(); print('held', flush=True); time.sleep(600)")
 
 
 def _holder(path: Path) -> subprocess.Popen:
@@ -25,13 +27,13 @@ def test_a_killed_holder_is_taken_over_a_living_one_never(tmp_path):
         owner = json.loads(lock.read_text())
         assert owner['pid'] == p.pid
         t0 = time.time()
-        with pytest.raises(LockTimeout, match=f'held by pid {p.pid}'):       # alive and beating: 3 stale periods, not taken
-            LeaseLock(lock, timeout=3.0, beat=0.2, stale_after=1.0).acquire()
-        assert time.time() - t0 >= 3.0 and json.loads(lock.read_text())['token'] == owner['token']
+        with pytest.raises(LockTimeout, match=f'held by pid {p.pid}'):       # alive and beating: past its stale time, not taken
+            LeaseLock(lock, timeout=STALE + 2, beat=BEAT, stale_after=STALE).acquire()
+        assert time.time() - t0 >= STALE + 2 and json.loads(lock.read_text())['token'] == owner['token']
         os.kill(p.pid, signal.SIGKILL); p.wait()                              # killed while holding it
         t0 = time.time()
-        with LeaseLock(lock, timeout=5.0, beat=0.2, stale_after=1.0) as mine:
-            assert time.time() - t0 < 2.0                                     # at once: its pid is gone on this host
+        with LeaseLock(lock, timeout=STALE * 4, beat=BEAT, stale_after=STALE) as mine:
+            assert time.time() - t0 < STALE                                   # at once (not after stale_after): its pid is gone
             assert json.loads(lock.read_text())['pid'] == os.getpid() and mine.token != owner['token']
         assert not lock.exists() and not list(lock.parent.glob('*.stale-*'))
     finally:
@@ -46,7 +48,7 @@ def test_build_lock_and_sweep_claims_use_it(tmp_path):
     os.kill(p.pid, signal.SIGKILL); p.wait()
     t0 = time.time()
     with build_lock(tmp_path / 'entry'): assert json.loads((tmp_path / 'entry.lock').read_text())['pid'] == os.getpid()
-    assert time.time() - t0 < 5.0
+    assert time.time() - t0 < 60.0                                           # far below its stale time (120 s)
     run = dict(run='r', job='j', folder=str(tmp_path / 'run'), notebook='none.ipynb', parameters={})
     q = _holder(tmp_path / 'run' / '.claim.lock')
     try:
