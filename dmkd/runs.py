@@ -21,10 +21,10 @@ import dmkd
 from .core import (PRECISIONS, REPRODUCIBILITY, KnobError, Solo, Where, cache_root, console, deterministic_kernels, check_types,
                        check_writable, config_key, get_accelerator, knob, read_json, reports_root,
                        save_weights, tensor_digest, world_size, write_record)
-from .data import CORPUS_FRACTION, CORPUS_SPLIT, Data, ImageSet, data_options, load_dataset
-from .models import Classifier
+from .data import CORPUS_FRACTION, CORPUS_SPLIT, DATASETS, BatchAugment, Data, ImageSet, data_options, load_dataset
+from .models import MODELS, Classifier
 from .train import TRACKERS, TrainConfig, get_teacher, load_classifier, make_tracker, save_classifier, teacher_dir
-from .generators import check_knobs
+from .generators import GENERATORS, SAMPLERS, check_knobs
 from .ddpm import DDPMConfig, ddpm_kwargs
 from .synth import StoreSpec, load_store, read_manifest, synthesize
 from .distill import KDConfig, check_compatible, distill_dir, distill_student
@@ -530,9 +530,6 @@ def _flag_type(t):
 
 def flag_choices() -> dict[str, tuple]:
     "The flags whose value is one of a known set: argparse lists the set in the help and refuses another value (exit 2)."
-    from dmkd.data import DATASETS, BatchAugment
-    from dmkd.generators import GENERATORS, SAMPLERS
-    from dmkd.models import MODELS
     archs, augments, schedules = tuple(MODELS), ('auto', *BatchAugment.kinds), TrainConfig.schedules
     # not `method`: its own error lists the methods by kind (baselines, reference rows, diffusion)
     return dict(dataset=tuple(DATASETS), teacher=archs, student=archs, schedule=schedules,
