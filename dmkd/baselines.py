@@ -214,7 +214,8 @@ def epoch_images(ctx,                       # the run's `Context` (its KD epochs
     if n_per_class is not None and budget is not None:
         raise ValueError(f"{method}: give n_per_class (the images per KD epoch) or budget (the generator updates as a "
                          f"multiple of the reference's {work:,}), not both: each sets the length of its joint training.")
-    if getattr(getattr(ctx, 'kd', None), 'kd_steps', None):   # the KD length is fixed: the placeholders only fill a batch
+    # the KD length is fixed: the placeholders only fill a batch
+    if getattr(getattr(ctx, 'kd', None), 'kd_steps', None):
         if n_per_class is not None:
             raise ValueError(f"{method}: with kd_steps the student's training is fixed; give budget (the generator updates "
                              f"as a multiple of the reference's {work:,}), not n_per_class.")

@@ -153,7 +153,8 @@ class GeneratorHook:
         self.student_augment = BatchAugment.for_images((channels, size, size), dataset)
         self.g = torch.Generator(self.dev).manual_seed(seed)
         self.seconds, self.updates, self.last, self.passes, self.batch = 0.0, 0, {}, Passes(), None
-        # (updates, KD steps): that many generator updates spread evenly over the steps (`due`); None: every student_steps
+        # (updates, KD steps): that many generator updates spread evenly over the steps (`due`); None: every
+        # student_steps
         self.spread = None
 
     def z(self,

@@ -73,7 +73,8 @@ class KDConfig:
             world: int = 1,         # number of processes (in the key only when > 1: the batch is `batch_size`×`world`)
            ) -> str:
         "Content key: every field plus the teacher's key, the digest of the training images, and the number of processes when several (the effective batch is `batch_size` × `world`)."
-        d = {k: v for k, v in self.to_dict().items() if not (k == 'kd_steps' and v is None)}   # keys made before it stay
+        # keys made before it stay
+        d = {k: v for k, v in self.to_dict().items() if not (k == 'kd_steps' and v is None)}
         return config_key(dict(d, teacher=teacher_key, data=data_digest) | (dict(world=world) if world > 1 else {}))
 
 # %% ../nbs/06_distill.ipynb #797601a3

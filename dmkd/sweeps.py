@@ -376,7 +376,8 @@ def execute_run(run: dict,                     # one run of `expand_sweep` (job,
     if run_done(run): return status('skipped')
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        with LeaseLock(folder / '.claim.lock', timeout=claim_wait):    # holds on a shared filesystem; a dead owner's is taken over
+        # holds on a shared filesystem; a dead owner's is taken over
+        with LeaseLock(folder / '.claim.lock', timeout=claim_wait):
             if run_done(run): return status('skipped')        # finished by another driver meanwhile
             return _execute(run, folder, threads, timeout, log, status, gpu)
     except LockTimeout:
@@ -433,7 +434,8 @@ def _run_local(runs, n, threads, timeout, log):
         finally: slots.put(i)
     with ThreadPoolExecutor(n) as ex: return list(ex.map(one, runs))
 
-#: Seconds a retried or requeued run waits for the claim of its dead predecessor on another node (`LeaseLock`'s `stale_after`, with margin).
+#: Seconds a retried or requeued run waits for the claim of its dead predecessor on another node (`LeaseLock`'s
+#: `stale_after`, with margin).
 CLAIM_WAIT = 150
 #: The options submitit's local executor takes (`cluster: local`); the others (mem_gb, slurm_*) are for SLURM only.
 LOCAL_SUBMITIT = ('timeout_min', 'signal_delay_s', 'gpus_per_node', 'tasks_per_node', 'visible_gpus', 'setup')
@@ -453,7 +455,8 @@ def _run_ray(runs, threads, timeout, log, opts):
     "Each run a Ray task asking for its CPUs and GPUs (Ray pins the GPUs it grants through CUDA_VISIBLE_DEVICES)."
     import ray
     if not ray.is_initialized(): ray.init(address=opts.get('address'), include_dashboard=False, log_to_driver=False, configure_logging=False)
-    # a task whose worker process dies (killed, its node lost) runs again, up to 3 times (Ray's retries of system failures)
+    # a task whose worker process dies (killed, its node lost) runs again, up to 3 times (Ray's retries of system
+    # failures)
     task = ray.remote(num_cpus=opts.get('cpus_per_run', threads or 1), num_gpus=opts.get('gpus_per_run', 0), max_retries=3)(_ray_task)
     refs = [task.remote(_remote_ready(r), threads, timeout) for r in runs]
     out = ray.get(refs)
@@ -464,14 +467,16 @@ def _run_slurm(runs, threads, timeout, log, opts, folder: Path):
     "Each run a submitit job (SLURM, or subprocesses with `cluster: local`), its resources from the executor's options."
     import submitit
     where, params = opts.get('folder') or folder / '_submitit', {k: v for k, v in opts.items() if k not in ('kind', 'folder', 'cluster')}
-    if opts.get('cluster') == 'local':      # submitit's own local executor: minutes as a float, its signal delay (tests of requeueing)
+    # submitit's own local executor: minutes as a float, its signal delay (tests of requeueing)
+    if opts.get('cluster') == 'local':
         ex = submitit.LocalExecutor(folder=where)
         local = {k.removeprefix('local_'): v for k, v in params.items()}
         ex.update_parameters(**{k: v for k, v in local.items() if k in LOCAL_SUBMITIT})
     else:
         ex = submitit.AutoExecutor(folder=where, cluster=opts.get('cluster'))
         ex.update_parameters(**params)
-    jobs = [ex.submit(RequeuedRun(), _remote_ready(r), threads, timeout) for r in runs]     # requeued on time limit/preemption
+    # requeued on time limit/preemption
+    jobs = [ex.submit(RequeuedRun(), _remote_ready(r), threads, timeout) for r in runs]
     log(f"submitted {len(jobs)} jobs: {', '.join(str(j.job_id) for j in jobs[:5])}{' ...' if len(jobs) > 5 else ''}")
     out = []
     for r, j in zip(runs, jobs):

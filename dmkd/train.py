@@ -126,7 +126,8 @@ def sgd_schedule(model: torch.nn.Module,  # the network whose parameters are opt
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
     opt = torch.optim.SGD([dict(params=decay, weight_decay=cfg.weight_decay), dict(params=no_decay, weight_decay=0.0)],
                           lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
-    fixed = getattr(cfg, 'kd_steps', None)                 # KD's equal student training: kd_steps / epochs steps an epoch
+    # KD's equal student training: kd_steps / epochs steps an epoch
+    fixed = getattr(cfg, 'kd_steps', None)
     steps = fixed // cfg.epochs if fixed else len(batch_indices(n_images, cfg.batch_size * world, shuffle=False))
     total, warm = cfg.epochs * steps, round(cfg.warmup_epochs * steps)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warm, cfg.schedule)), steps
