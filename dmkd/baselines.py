@@ -236,7 +236,8 @@ def generator_spread(ctx,                  # the run's `Context` (its `kd`: `kd_
                      method: str,           # a joint-training method (its entry's `reference_work`)
                      budget: float | None,  # generator updates as a multiple of the reference's (None: 1)
                     ) -> tuple[int, int] | None:
-    """With a fixed KD length (`kd_steps`): `budget` × the reference's generator updates, spread evenly over the KD steps
+    """With a fixed KD length (`kd_steps`): `budget` × the reference's generator updates, spread evenly over the KD
+    steps
     (the hook's `spread`), so the budget changes the generator's work and not the student's training. None otherwise
     (one update every `student_steps` KD steps, the KD length following the budget)."""
     steps, work = getattr(getattr(ctx, 'kd', None), 'kd_steps', None), METHODS[method].reference_work

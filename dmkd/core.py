@@ -288,7 +288,8 @@ def _alive(pid: int) -> bool:
     return True
 
 class LeaseLock:
-    """A lock that holds on shared filesystems (NFS, Lustre), where `fcntl` locks may not be honoured: a lock file created
+    """A lock that holds on shared filesystems (NFS, Lustre), where `fcntl` locks may not be honoured: a lock file
+    created
     atomically (`O_CREAT | O_EXCL`) naming its owner (host, pid, a token), and a heartbeat (a thread touches the file every
     `beat` seconds). A lock left by a dead owner is taken over: at once when the owner ran on this host and its pid is
     gone, else once its heartbeat is older than `stale_after` seconds; a living owner's lock (its heartbeat fresh) never is."""

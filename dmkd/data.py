@@ -355,7 +355,8 @@ def batch_indices(n: int,                   # number of items: the indices are 0
                   device='cpu',             # where the index tensors are put
                   n_batches: int | None = None, # exactly this many full batches, cycling through the items (None: one pass)
                  ) -> list[torch.Tensor]:
-    """Index tensors for one epoch over `n` items, shuffled reproducibly from `seed`; with `n_batches`, exactly that many
+    """Index tensors for one epoch over `n` items, shuffled reproducibly from `seed`; with `n_batches`, exactly that
+    many
     full batches drawn from successive orders of the items (each item once before any twice; the first order is the
     one-pass order of the same seed)."""
     if batch_size < 1: raise ValueError(f"batch_size must be at least 1, got {batch_size}.")

@@ -224,7 +224,8 @@ class GeneratorHook:
     def due(self,
             step: int,  # the KD optimiser step about to be taken
            ) -> int:
-        "Generator updates before KD step `step`: one every `student_steps` steps, or with `spread` = (U, S) U updates over S steps."
+        """Generator updates before KD step `step`: one every `student_steps` steps, or with `spread` = (U, S) U
+        updates over S steps."""
         if self.spread is None: return int(step % self.student_steps == 0)
         u, s = self.spread
         done = lambda t: -(-min(t, s) * u // s)              # updates before step t: the first comes before step 0

@@ -268,7 +268,8 @@ def ddpm_batch(cfg: DDPMConfig,            # the DDPM's config (seed, noise sche
                step: int,                 # optimiser step: the batch is a function of `cfg.seed` and `step`
                world: int = 1, rank: int = 0  # processes and this one's index (each takes its share of the batch)
               ) -> tuple:
-    """Step `step`'s training batch: noised images x_t, timesteps t, class ids (null with probability `p_uncond`) and the
+    """Step `step`'s training batch: noised images x_t, timesteps t, class ids (null with probability `p_uncond`) and
+    the
     target. The batch is `batch_size` images whatever the process count: each process takes every `world`-th of them,
     so N processes train the model one process trains (up to float summation order), under one cache key."""
     dev, n = images.device, cfg.batch_size

@@ -529,7 +529,8 @@ def _flag_type(t):
     return yaml.safe_load if t in (dict, list, tuple) else t
 
 def flag_choices() -> dict[str, tuple]:
-    "The flags whose value is one of a known set: argparse lists the set in the help and refuses another value (exit 2)."
+    """The flags whose value is one of a known set: argparse lists the set in the help and refuses another value (exit
+    2)."""
     archs, augments, schedules = tuple(MODELS), ('auto', *BatchAugment.kinds), TrainConfig.schedules
     # not `method`: its own error lists the methods by kind (baselines, reference rows, diffusion)
     return dict(dataset=tuple(DATASETS), teacher=archs, student=archs, schedule=schedules,
@@ -617,7 +618,8 @@ def run_cli(argv: list[str] | None = None,  # the arguments (None: the command l
 
 # %% ../nbs/09_runs.ipynb #e055aac5
 def _console(cli=None, prog: str = 'dmkd_run', **kw):
-    """Run command `cli` (default: `run_cli`) through `dmkd.core.console`: a user's mistake ends it with one line naming it
+    """Run command `cli` (default: `run_cli`) through `dmkd.core.console`: a user's mistake ends it with one line
+    naming it
     (exit status 2, as argparse's own errors; `DMKD_DEBUG=1` for the traceback)."""
     return console(prog, cli or run_cli, prog=prog, **kw)
 

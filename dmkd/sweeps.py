@@ -216,7 +216,8 @@ def _schema_problem(e: dict, sw: dict, lines: dict) -> str:
     return f"{_place(loc, sw, lines)}: {e['msg'][0].lower() + e['msg'][1:]}, got {e['input']!r}"
 
 def _meaning_problems(sw: dict, lines: dict) -> list[str]:
-    "What a well-typed sweep file can still get wrong: job names, `vary`, `inherit`, `select` and the executor's options."
+    """What a well-typed sweep file can still get wrong: job names, `vary`, `inherit`, `select` and the executor's
+    options."""
     out, jobs = [], [j for j in sw.get('jobs') or [] if isinstance(j, dict)]
     names = [j.get('name') for j in jobs]
     twice = sorted({n for n in names if n is not None and names.count(n) > 1})
@@ -244,7 +245,8 @@ def _meaning_problems(sw: dict, lines: dict) -> list[str]:
 
 def sweep_problems(text: str,  # the sweep file's YAML text
                   ) -> list[str]:
-    """Every mistake in a sweep file, each with its line, its place and what is expected: the schema's (`SweepFile`: unknown
+    """Every mistake in a sweep file, each with its line, its place and what is expected: the schema's (`SweepFile`:
+    unknown
     keys, wrong types, missing fields) and the meaning's (`_meaning_problems`). An empty list: the file is sound."""
     try: sw = yaml.safe_load(text)
     except yaml.YAMLError as e: return [f"not YAML: {e}"]
@@ -276,7 +278,8 @@ def load_sweep(path: str | Path,  # the sweep file (YAML), e.g. sweeps/digits.ya
     return sw
 
 def schema_table() -> pd.DataFrame:
-    "The keys of a sweep file, of a job and of a `select:` entry: type, default and meaning (from `SweepFile`, `Job`, `Selection`)."
+    """The keys of a sweep file, of a job and of a `select:` entry: type, default and meaning (from `SweepFile`, `Job`,
+    `Selection`)."""
     rows = []
     for part, model in (('sweep', SweepFile), ('jobs: [...]', Job), ('select: [...]', Selection)):
         for k, f in model.model_fields.items():
@@ -443,7 +446,8 @@ LOCAL_SUBMITIT = ('timeout_min', 'signal_delay_s', 'gpus_per_node', 'tasks_per_n
 def _ray_task(run, threads, timeout): return execute_run(run, threads, timeout, claim_wait=CLAIM_WAIT)
 
 class RequeuedRun:
-    """One sweep run as a submitit job that a time limit or a preemption requeues: on SIGUSR2 submitit calls `checkpoint` and
+    """One sweep run as a submitit job that a time limit or a preemption requeues: on SIGUSR2 submitit calls
+    `checkpoint` and
     submits the same run again, which resumes from what its notebook cached (finished teachers, DDPMs and stores, the
     KD checkpoint of its last finished epoch), not from scratch."""
     def __call__(self, run, threads, timeout): return execute_run(run, threads, timeout, claim_wait=CLAIM_WAIT)
