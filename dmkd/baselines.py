@@ -10,7 +10,7 @@ __all__ = ['KINDS', 'METHODS', 'PARAM_DOCS', 'SHARED_DEVIATIONS', 'GENERATOR_STE
            'baseline_dir', 'load_bank']
 
 # %% ../nbs/07d_baselines.ipynb #54a89255
-import inspect, math, time, warnings
+import dataclasses, inspect, math, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -21,10 +21,10 @@ from .core import DamagedError, Registry, cache_root, file_digest, knob, load_we
 from .data import CORPUS_FRACTION, ImageSet, data_options, load_dataset
 from .generators import get_generator
 from .ddpm import ddpm_kwargs
-from .synth import map_classes
+from .synth import StoreSpec, map_classes
 from .distill import KDConfig, distill_student
 from .inversion import deep_inversion
-from .datafree import CMIHook, GeneratorHook
+from .datafree import CMIHook, GeneratorHook, GeneratorRecipe
 from .imagebased import d4m_set, dda_augment, default_one_image, one_image_set, teacher_labels
 
 # %% ../nbs/07d_baselines.ipynb #a1409bf9
@@ -98,10 +98,24 @@ class Method:
              f"of {self.name}: a {self.kind} method {'has none' if made_here else 'needs one'}.")
 
     @property
+    def hparams(self) -> type | None:
+        """Its parameters' dataclass, when the builder takes one (`(ctx, p: Params)`, for a method with many); None when
+        it takes them as keywords (`(ctx, n_per_class=…, …)`)."""
+        if self.builder is None: return None
+        ps = list(inspect.signature(self.builder).parameters.values())[1:]
+        return ps[0].annotation if len(ps) == 1 and dataclasses.is_dataclass(ps[0].annotation) else None
+
+    @property
     def params(self) -> dict:
-        "Its parameters with their defaults: the builder's keyword arguments, the one place they are written."
+        """Its parameters with their defaults, the one place they are written: its dataclass's fields or the builder's
+        keyword arguments."""
         if self.builder is None: return {}
+        if self.hparams: return {f.name: f.default for f in dataclasses.fields(self.hparams)}
         return {k: p.default for k, p in list(inspect.signature(self.builder).parameters.items())[1:]}
+
+    def build(self, ctx, params: dict) -> dict:
+        "Make its images: the builder called on the run's `Context` with `params` (as its dataclass when it takes one)."
+        return self.builder(ctx, self.hparams(**params)) if self.hparams else self.builder(ctx, **params)
 
     def real_data(self,
                   dataset: str,  # the run's dataset key (fills `{dataset}` of `real_images`)
@@ -182,23 +196,37 @@ _DI_DEVIATIONS = [
      "ADI competes with the student being distilled; dmkd caches banks by content (the warm student's teacher passes are "
      "counted)")]
 
+@dataclass
+class _DeepInversion:
+    "DeepInversion's parameters (documented once, in `PARAM_DOCS`)."
+    n_per_class: int = 10
+    budget: float = 1.0
+    iterations: int = 2000
+    inversion_lr: float = 0.1
+    bn_weight: float = 10.0
+    tv_weight: float = 1e-3
+    tv: str = 'l2'
+    l2_weight: float = 0.0
+    jitter: int = 2
+    flip: bool = False
+    competition_weight: float = 0.0
+    batch_size: int = 256
+
 @register_method('deepinversion', 'DeepInversion', 'bank', 'inversion (BN statistics)', budget_knob='iterations',
                  reference=Reference(_NV, 'cifar10/deepinversion_cifar10.py:90-238', _DI_VALUES),
                  deviations=_DI_DEVIATIONS)
-def _deepinversion(ctx, n_per_class: int = 10, budget: float = 1.0, iterations: int = 2000, inversion_lr: float = 0.1,
-                   bn_weight: float = 10.0, tv_weight: float = 1e-3, tv: str = 'l2', l2_weight: float = 0.0,
-                   jitter: int = 2, flip: bool = False, competition_weight: float = 0.0, batch_size: int = 256):
-    kw = dict(iterations=scaled(iterations, budget), lr=inversion_lr, bn_weight=bn_weight, tv_weight=tv_weight, tv=tv,
-              l2_weight=l2_weight, jitter=jitter, flip=flip, batch_size=batch_size, shape=ctx.shape,
-              classes=ctx.classes, device=ctx.device)
+def _deepinversion(ctx, p: _DeepInversion):
+    kw = dict(iterations=scaled(p.iterations, p.budget), lr=p.inversion_lr, bn_weight=p.bn_weight,
+              tv_weight=p.tv_weight, tv=p.tv, l2_weight=p.l2_weight, jitter=p.jitter, flip=p.flip,
+              batch_size=p.batch_size, shape=ctx.shape, classes=ctx.classes, device=ctx.device)
     student = None
-    if competition_weight:      # Adaptive DeepInversion: compete with a student distilled briefly on a first inversion
-        warm = deep_inversion(ctx.teacher, max(1, n_per_class // 2), seed=ctx.seed + 1, **kw)
+    if p.competition_weight:      # Adaptive DeepInversion: compete with a student distilled briefly on a first inversion
+        warm = deep_inversion(ctx.teacher, max(1, p.n_per_class // 2), seed=ctx.seed + 1, **kw)
         cfg = KDConfig(student=ctx.kd.student, epochs=max(1, ctx.kd.epochs // 4), batch_size=ctx.kd.batch_size,
                        seed=ctx.seed, precision=ctx.kd.precision)
         student, _ = distill_student(cfg, ctx.teacher, warm, None, ctx.device, progress=False)
-    x = deep_inversion(ctx.teacher, n_per_class, student=student, competition_weight=competition_weight, seed=ctx.seed,
-                       progress=ctx.progress, **kw)
+    x = deep_inversion(ctx.teacher, p.n_per_class, student=student, competition_weight=p.competition_weight,
+                       seed=ctx.seed, progress=ctx.progress, **kw)
     return dict(images=x, hook=None, info=dict(iterations=kw['iterations']))
 
 # %% ../nbs/07d_baselines.ipynb #8fd54866
@@ -224,11 +252,12 @@ def epoch_images(ctx,                       # the run's `Context` (its KD epochs
     steps = scaled(work, 1.0 if budget is None else budget) * student_steps    # KD steps of the whole run
     return max(1, math.ceil(math.ceil(steps / ctx.kd.epochs) * ctx.kd.batch_size / len(ctx.classes)))
 
-def _generator_method(ctx, method, weights, n_per_class, cls=GeneratorHook, budget=None, **kw):
-    """A generator method's hook, with its reference's student mode in a generator step (its entry's) and no flips of
-    digits."""
-    hook = cls(ctx.teacher, weights, size=ctx.shape[-1], channels=ctx.shape[0], seed=ctx.seed, device=ctx.kd_device,
-               student_mode=METHODS[method].student_mode, dataset=getattr(ctx, 'dataset', None), **kw)
+def _generator_method(ctx, method, weights, n_per_class, cls=GeneratorHook, budget=None, extra=None, **kw):
+    """A generator method's hook: its `GeneratorRecipe` (`weights` and `kw`) with its reference's student mode in a
+    generator step (its entry's), `extra` settings of its hook class, and no flips of digits."""
+    recipe = GeneratorRecipe(weights, student_mode=METHODS[method].student_mode, **kw)
+    hook = cls(ctx.teacher, recipe, **(extra or {}), size=ctx.shape[-1], channels=ctx.shape[0], seed=ctx.seed,
+               device=ctx.kd_device, dataset=getattr(ctx, 'dataset', None))
     hook.spread = generator_spread(ctx, method, budget)
     return dict(images=placeholder_images(ctx, n_per_class), hook=hook, info={})
 
@@ -357,6 +386,25 @@ _ROUND_DEVIATION = ("a synthesis round every `student_steps` = 4 KD steps, of on
                     "the reference makes 256 images once per 400 KD steps over 220 epochs (datafree_kd.py:370-374): at "
                     "the shared KD budget (hundreds of steps) that would be a single round")
 
+@dataclass
+class _Fast:
+    "Fast-DFKD's parameters (documented once, in `PARAM_DOCS`)."
+    n_per_class: int = 50
+    budget: float = 1.0
+    generator_steps: int = 2
+    generator_lr: float = 5e-3
+    lr_z: float = 0.015
+    student_steps: int = 4
+    bn_weight: float = 10.0
+    oh_weight: float = 0.5
+    adv_weight: float = 1.33
+    bn_momentum: float = 0.9
+    meta: str = 'maml'
+    warmup: float = 20 / 220
+    reset_l0: float = 140 / 220
+    bank: int = 0
+    ngf: int = 64
+
 @register_method('fast', 'Fast', generator_batch=256, student_mode='eval',
                  synthesis='generator (meta, fast)', **_ROUNDS,
                  reference=Reference(_FD, 'datafree/synthesis/fast_meta.py:101-194', dict(
@@ -378,16 +426,13 @@ _ROUND_DEVIATION = ("a synthesis round every `student_steps` = 4 KD steps, of on
                               "the reference skips KD during warm-up (datafree_kd.py:373)"),
                              ("budgets other than 1 keep Fast-2's lr_g and lr_z",
                               "the reference lowers them for Fast-5 and Fast-10 (scripts/fast_cifar.sh:6, 8)")])
-def _fast(ctx, n_per_class: int = 50, budget: float = 1.0, generator_steps: int = 2, generator_lr: float = 5e-3,
-          lr_z: float = 0.015, student_steps: int = 4, bn_weight: float = 10.0, oh_weight: float = 0.5,
-          adv_weight: float = 1.33, bn_momentum: float = 0.9, meta: str = 'maml', warmup: float = 20 / 220,
-          reset_l0: float = 140 / 220, bank: int = 0, ngf: int = 64):
-    start, reset = fast_schedule(run_rounds(ctx, n_per_class, student_steps), warmup, reset_l0)
-    return _generator_method(ctx, 'fast', dict(bn=bn_weight, oh=oh_weight, adv=adv_weight), n_per_class,
-                             divergence='masked_kl',
-                             generator_lr=generator_lr, lr_z=lr_z, generator_steps=scaled(generator_steps, budget),
-                             student_steps=student_steps, meta=meta, bn_momentum=bn_momentum, bank=bank,
-                             random_targets=True, augment=True, warmup=start - 1, reset_l0=reset, nz=256, ngf=ngf)
+def _fast(ctx, p: _Fast):
+    start, reset = fast_schedule(run_rounds(ctx, p.n_per_class, p.student_steps), p.warmup, p.reset_l0)
+    return _generator_method(ctx, 'fast', dict(bn=p.bn_weight, oh=p.oh_weight, adv=p.adv_weight), p.n_per_class,
+                             divergence='masked_kl', generator_lr=p.generator_lr, lr_z=p.lr_z,
+                             generator_steps=scaled(p.generator_steps, p.budget), student_steps=p.student_steps,
+                             meta=p.meta, bn_momentum=p.bn_momentum, bank=p.bank, random_targets=True, augment=True,
+                             warmup=start - 1, reset_l0=reset, nz=256, ngf=p.ngf)
 
 def run_rounds(ctx,               # the run's `Context` (its `kd`: epochs and batch size; its classes)
                n_per_class: int,  # placeholder images per class: the length of a KD epoch
@@ -412,6 +457,23 @@ def fast_schedule(rounds: int,     # the run's synthesis rounds (`run_rounds`)
     start = max(1, round(rounds * warmup))
     return start, max(1, round(rounds * reset_l0)) if reset_l0 else 0
 
+@dataclass
+class _CMI:
+    "CMI's parameters (documented once, in `PARAM_DOCS`)."
+    n_per_class: int = 50
+    budget: float = 1.0
+    generator_steps: int = 200
+    generator_lr: float = 1e-3
+    student_steps: int = 4
+    bn_weight: float = 1.0
+    oh_weight: float = 1.0
+    adv_weight: float = 0.5
+    contrast: float = 0.8
+    contrast_temperature: float = 0.2
+    head_dim: int = 256
+    n_neg: int = 4096
+    ngf: int = 64
+
 @register_method('cmi', 'CMI', generator_batch=256, student_mode='eval',
                  synthesis='generator (contrastive inversion)', **_ROUNDS,
                  reference=Reference(_FD, 'datafree/synthesis/contrastive.py:170-258', dict(
@@ -423,14 +485,12 @@ def fast_schedule(rounds: int,     # the run's synthesis rounds (`run_rounds`)
                      facts=dict(generator_batch=(256, 'scripts/cmi_cifar.sh:4'),
                                 student_mode=('eval', 'datafree/synthesis/contrastive.py:173'))),
                  deviations=[(_ROUND_DEVIATION[0], "the reference runs 200 steps per round once per 400 KD steps")])
-def _cmi(ctx, n_per_class: int = 50, budget: float = 1.0, generator_steps: int = 200, generator_lr: float = 1e-3,
-         student_steps: int = 4, bn_weight: float = 1.0, oh_weight: float = 1.0, adv_weight: float = 0.5,
-         contrast: float = 0.8, contrast_temperature: float = 0.2, head_dim: int = 256, n_neg: int = 4096,
-         ngf: int = 64):
-    return _generator_method(ctx, 'cmi', dict(bn=bn_weight, oh=oh_weight, adv=adv_weight), n_per_class, cls=CMIHook,
-                             generator_lr=generator_lr, generator_steps=scaled(generator_steps, budget),
-                             student_steps=student_steps, contrast=contrast,
-                             contrast_temperature=contrast_temperature, head_dim=head_dim, n_neg=n_neg, nz=256, ngf=ngf)
+def _cmi(ctx, p: _CMI):
+    return _generator_method(ctx, 'cmi', dict(bn=p.bn_weight, oh=p.oh_weight, adv=p.adv_weight), p.n_per_class,
+                             cls=CMIHook, generator_lr=p.generator_lr,
+                             generator_steps=scaled(p.generator_steps, p.budget), student_steps=p.student_steps,
+                             nz=256, ngf=p.ngf, extra=dict(contrast=p.contrast, head_dim=p.head_dim, n_neg=p.n_neg,
+                                                           contrast_temperature=p.contrast_temperature))
 
 # %% ../nbs/07d_baselines.ipynb #865c2bd2
 _IMAGE_BASED = dict(kind='bank', family='image-based')
@@ -444,8 +504,7 @@ _AIP, _DDA, _D4M = ('yukimasano/single-img-extrapolating@befd4bd', 'SLGSP/DDA@ff
                                      'cifar/data.py:51-70'),
                  deviations=[
                      ("random-resized crops of area 0.005-0.3 of the whole photograph, bilinear, at the dataset's size",
-                      """a first random crop of half the shorter side, then crops of area 1/500-1 of it at 45 px
-                      (bicubic),"""
+                      "a first random crop of half the shorter side, then crops of area 1/500-1 of it at 45 px (bicubic), "
                       "RandomAffine(30°, shear 30) and CenterCrop(32) (make_single_img_dataset.py:90-115, 185-186)"),
                      ("100 patches per class (1,000 for 10 "
                       "classes)", "50,000 patches (make_single_img_dataset.py:178)"),
@@ -468,6 +527,24 @@ def _one_image(ctx, n_per_class: int = 100, image: str = '', crop_scale: float =
     images = ImageSet(x, teacher_labels(ctx.teacher, x), ctx.classes, 'one_image', 'synthetic')
     return dict(images=images, hook=None, info=info)
 
+@dataclass
+class _DDA:
+    "DDA's parameters (documented once, in `PARAM_DOCS`)."
+    n_per_class: int = 10
+    budget: float = 1.0
+    iterations: int = 2000
+    inversion_lr: float = 0.1
+    bn_weight: float = 10.0
+    tv_weight: float = 1e-3
+    strength: float = 0.5
+    n_aug: int = 4
+    threshold: float = 0.7
+    guidance_scale: float = 2.0
+    num_steps: int = 25
+    sampler: str = 'ddim'
+    ddpm_steps: int | None = None
+    ddpm_size: int | None = None
+
 @register_method('dda', 'DDA', synthesis='diffusion img2img of inverted images', budget_knob='iterations',
                  reference=Reference(_NV, 'inversion as deepinversion (NVlabs), then dmkd.imagebased.dda_augment; DDA '
                                      f'itself ({_DDA}): datafree/synthesis/dda.py:43-176, its diffusion augmentation '
@@ -481,25 +558,36 @@ def _one_image(ctx, n_per_class: int = 100, image: str = '', crop_scale: float =
                      ("img2img (SDEdit) at strength 0.5 with the in-project class-conditional DDPM, 4 per image, "
                       "kept when "
                       "the teacher's penultimate features have cosine similarity >= 0.7 with the source's",
-                      """Stable Diffusion image variations (CLIP-image conditioned, from noise) through a demo its
-                      README"""
+                      "Stable Diffusion image variations (CLIP-image conditioned, from noise) through a demo its README "
                       "links (README.md:31-33; the demo's defaults: 4 samples, guidance 3, 25 steps); the filter's "
                       "features and threshold are in the paper only, not in the released code")],
                  **_IMAGE_BASED)
-def _dda(ctx, n_per_class: int = 10, budget: float = 1.0, iterations: int = 2000, inversion_lr: float = 0.1,
-         bn_weight: float = 10.0, tv_weight: float = 1e-3, strength: float = 0.5, n_aug: int = 4,
-         threshold: float = 0.7, guidance_scale: float = 2.0, num_steps: int = 25, sampler: str = 'ddim',
-         ddpm_steps: int | None = None, ddpm_size: int | None = None):
-    its = scaled(iterations, budget)     # DDA's bank: DeepInversion at its reference recipe
-    bank = deep_inversion(ctx.teacher, n_per_class, its, inversion_lr, bn_weight, tv_weight, shape=ctx.shape,
+def _dda(ctx, p: _DDA):
+    its = scaled(p.iterations, p.budget)     # DDA's bank: DeepInversion at its reference recipe
+    bank = deep_inversion(ctx.teacher, p.n_per_class, its, p.inversion_lr, p.bn_weight, p.tv_weight, shape=ctx.shape,
                           classes=ctx.classes, seed=ctx.seed, device=ctx.device, progress=ctx.progress)
-    gen, ids = ctx.generator(ddpm_steps, ddpm_size)
+    gen, ids = ctx.generator(p.ddpm_steps, p.ddpm_size)
     t0 = time.time()
-    out, info = dda_augment(ctx.teacher, bank, gen, strength, n_aug, threshold, guidance_scale, num_steps, sampler, ids,
-                            ctx.seed, ctx.progress)
+    spec = StoreSpec(strength=p.strength, guidance_scale=p.guidance_scale, num_steps=p.num_steps, sampler=p.sampler,
+                     seed=ctx.seed)
+    out, info = dda_augment(ctx.teacher, bank, gen, spec, p.n_aug, p.threshold, ids, ctx.progress)
     used = dict(generator=gen.kind, generator_key=gen.identity().get('key'),
                 augment_seconds=round(time.time() - t0, 2), iterations=its)
     return dict(images=out, hook=None, info=info | used)
+
+@dataclass
+class _D4M:
+    "D4M's parameters (documented once, in `PARAM_DOCS`)."
+    n_per_class: int = 100
+    prototypes: int = 10
+    strength: float = 0.7
+    encoder: str = 'pixels'
+    guidance_scale: float = 2.0
+    num_steps: int = 25
+    sampler: str = 'ddim'
+    real_split: str = 'train'
+    ddpm_steps: int | None = None
+    ddpm_size: int | None = None
 
 @register_method('d4m', 'D4M', synthesis='diffusion (prototypes)', uses_real=True,
                  real_images='{dataset}/{real_split}', **_IMAGE_BASED,
@@ -511,8 +599,7 @@ def _dda(ctx, n_per_class: int = 10, budget: float = 1.0, iterations: int = 2000
                      ("k-means (full batch, 3 starts) of the real images' pixels at the DDPM's resolution; each "
                       "centre is "
                       "the init of the in-project class-conditional DDPM's img2img",
-                      """MiniBatchKMeans of Stable Diffusion 1.5 VAE latents of the real images at 512 x 512, each
-                      latent"""
+                      "MiniBatchKMeans of Stable Diffusion 1.5 VAE latents of the real images at 512 x 512, each latent "
                       "centre noised to `strength` and denoised with the class name as prompt (gen_prototype.py:45-56, "
                       "75-82; scripts/pipeline_stable_diffusion_latents2img.py:586-591)"),
                      ("guidance 2, 25 DDIM steps, no negative "
@@ -520,14 +607,13 @@ def _dda(ctx, n_per_class: int = 10, budget: float = 1.0, iterations: int = 2000
                       "'cartoon, anime, painting' (gen_syn_image_imgnt.sh:4; gen_syn_image.py:65)"),
                      ("10 images per prototype (100 per class from 10 prototypes)",
                       "one per prototype (ipc 10 = 10 prototypes; gen_syn_image_imgnt.sh:6)")])
-def _d4m(ctx, n_per_class: int = 100, prototypes: int = 10, strength: float = 0.7, encoder: str = 'pixels',
-         guidance_scale: float = 2.0, num_steps: int = 25, sampler: str = 'ddim', real_split: str = 'train',
-         ddpm_steps: int | None = None, ddpm_size: int | None = None):
-    real = load_dataset(ctx.dataset, real_split, root=ctx.root, **ctx.data_kwargs)
-    gen, ids = ctx.generator(ddpm_steps, ddpm_size)
-    out, info = d4m_set(ctx.teacher, real, gen, n_per_class, prototypes, strength, encoder, guidance_scale, num_steps,
-                        sampler, ids, ctx.seed, ctx.progress)
-    used = dict(generator=gen.kind, generator_key=gen.identity().get('key'), real_split=real_split)
+def _d4m(ctx, p: _D4M):
+    real = load_dataset(ctx.dataset, p.real_split, root=ctx.root, **ctx.data_kwargs)
+    gen, ids = ctx.generator(p.ddpm_steps, p.ddpm_size)
+    spec = StoreSpec(n_per_class=p.n_per_class, strength=p.strength, guidance_scale=p.guidance_scale,
+                     num_steps=p.num_steps, sampler=p.sampler, seed=ctx.seed)
+    out, info = d4m_set(ctx.teacher, real, gen, spec, p.prototypes, p.encoder, ids, ctx.progress)
+    used = dict(generator=gen.kind, generator_key=gen.identity().get('key'), real_split=p.real_split)
     return dict(images=out, hook=None, info=info | used)
 
 # %% ../nbs/07d_baselines.ipynb #632a984d

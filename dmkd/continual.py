@@ -222,7 +222,9 @@ def _d4m_images(cfg: ContinualConfig, test: ImageSet, cache, device, progress) -
     if hit is not None: images, meta = hit; secs = meta['synthesis_seconds']
     else:
         t0 = time.time()
-        images, _ = d4m_set(None, real, gen, cfg.n_per_class, cfg.prototypes, cfg.strength, 'pixels', cfg.guidance_scale, cfg.num_steps, 'ddim', ids, cfg.seed, progress)
+        spec = StoreSpec(n_per_class=cfg.n_per_class, strength=cfg.strength, guidance_scale=cfg.guidance_scale,
+                         num_steps=cfg.num_steps, sampler='ddim', seed=cfg.seed)
+        images, _ = d4m_set(None, real, gen, spec, cfg.prototypes, 'pixels', ids, progress)
         secs = round(time.time() - t0, 2); folder.mkdir(parents=True, exist_ok=True)
         save_weights(dict(images=images.images.contiguous(), labels=images.labels), folder / 'images.safetensors',
                      dict(key=key, method='d4m', classes=list(images.classes), synthesis_seconds=secs, hparams=knobs, seed=cfg.seed, dmkd_version=dmkd.__version__))

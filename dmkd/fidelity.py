@@ -187,19 +187,17 @@ def _distances(fr, fg, k, seed) -> dict:
 def fidelity(images,                              # ImageSet: the generated images and the classes they were made for
              real,                                # ImageSet: the real images they are compared with (the test split)
              teacher: torch.nn.Module,            # the teacher: agreement, confidence, entropy (and the features when features='teacher')
-             features: str | torch.nn.Module = 'teacher', # feature space of the distances: 'teacher', 'inception' or a network
+             features='teacher',                  # the distances' space: 'teacher', a network, or (network, name)
              max_images: int = 2000,              # at most this many images of each set
              k: int = 3,                          # k of the k-nearest-neighbour precision and recall
              seed: int = 0,                       # seed of the subsets
              device='cpu',                        # where the features are computed
-             inception_weights: str | Path | None = None, # features='inception': a local weights file of the Inception network
              real_features: np.ndarray | None = None, # the features of `real`, already computed (one row per image)
-             features_name: str | None = None,    # the name the result gives the feature space (default: from `features`)
              ns: tuple = FIDELITY_NS,             # fake-set sizes the distances are also reported at (`fidelity_at`)
             ) -> dict:
     """Every measure of `images` (ImageSet: generated images and the classes they were made for) against `real` (the real
-    test split): `fd`, `kid`, `kid_std`, `precision`, `recall` in the `features` space ('teacher', 'inception' or a network,
-    named `features_name` in the result), and the teacher's `agreement`, `confidence`, `entropy`, `class_balance` on
+    test split): `fd`, `kid`, `kid_std`, `precision`, `recall` in the `features` space ('teacher', a network such as
+    `InceptionFeatures`, or a (network, name) pair as `feature_network` returns; the result names it), and the teacher's `agreement`, `confidence`, `entropy`, `class_balance` on
     `images`; at most `max_images` of each set. `fidelity_at` repeats the distances at each fake-set size of `ns` below
     that, on nested class-balanced subsets, so that sets of different sizes compare at one N.
     `real_features` (one row per image of `real`, in the `features` space) saves recomputing them when many sets are compared."""
@@ -211,10 +209,11 @@ def fidelity(images,                              # ImageSet: the generated imag
     order = balanced_order(images.labels, seed)[:max_images]          # every prefix class-balanced: the nested subsets of `ns`
     ir = None if len(real) <= max_images else torch.randperm(len(real), generator=g)[:max_images]
     images, real = images.subset(order), (real if ir is None else real.subset(ir))
-    if features == 'teacher': net = teacher
-    elif features == 'inception': net = InceptionFeatures(inception_weights)
-    elif isinstance(features, torch.nn.Module): net = features
-    else: raise ValueError(f"Unknown features {features!r}: use 'teacher', 'inception' (with inception_weights) or a network.")
+    net, name = features if isinstance(features, tuple) else (features, None)
+    if net == 'teacher': net, name = teacher, 'teacher'
+    elif not isinstance(net, torch.nn.Module):
+        raise ValueError(f"Unknown features {features!r}: use 'teacher', a network (e.g. InceptionFeatures(weights_file)) "
+                         "or a (network, name) pair.")
     logits = None
     if net is teacher and isinstance(teacher, Classifier): logits, fg = teacher_outputs(teacher, images, device=device)   # one pass
     else: fg = extract_features(net, images, device=device)
@@ -223,7 +222,7 @@ def fidelity(images,                              # ImageSet: the generated imag
     at = {str(n): {m: round(v, 6) for m, v in _distances(fr, fg[:n], k, seed).items()} for n in ns if k < n < len(fg)}
     return dict(**_distances(fr, fg, k, seed), fidelity_at=at, **teacher_measures(teacher, images, device=device, logits=logits),
                 n_fidelity=len(images), n_fidelity_real=len(real),
-                fidelity_features=features_name or (features if isinstance(features, str) else type(features).__name__))
+                fidelity_features=name or type(net).__name__)
 
 # %% ../nbs/08_fidelity.ipynb #66e02db5
 #: dmkd's fixed feature space for fidelity: this classifier, trained once per dataset on the generator's `corpus` split (never

@@ -15,7 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from .data import ImageSet
+from .core import knob
 from .models import Classifier
+from .synth import StoreSpec
 
 # %% ../nbs/07c_imagebased.ipynb #931590ce
 def default_one_image() -> Path:
@@ -73,26 +75,33 @@ def feature_similarity(teacher: Classifier,     # the teacher whose penultimate 
     return out
 
 # %% ../nbs/07c_imagebased.ipynb #eab891e8
+def _img2img(spec: StoreSpec | None, strength: float) -> StoreSpec:
+    "`spec`, or the default one at `strength`; an img2img method needs its strength."
+    spec = spec or StoreSpec(strength=strength)
+    knob('strength', spec.strength is not None, "is the img2img step's noise level: set it in [0, 1].")
+    return spec
+
+def _sampling(spec: StoreSpec) -> dict:
+    "The keywords of a generator's `img2img` call that `spec` sets."
+    return dict(strength=spec.strength, guidance_scale=spec.guidance_scale, num_steps=spec.num_steps,
+                sampler=spec.sampler, seed=spec.seed)
+
 def dda_augment(teacher: Classifier,            # the teacher whose features filter the augmentations
                 bank: ImageSet,                 # the labelled images to diversify (DDA: a DeepInversion bank)
                 generator,                      # a diffusion `Generator` with `img2img` (the in-project DDPM)
-                strength: float = 0.5,          # img2img/SDEdit strength in [0, 1]: how far each image is noised
+                spec: StoreSpec | None = None,  # the diffusion step: strength, s, T, sampler, seed (None: strength 0.5)
                 n_aug: int = 2,                 # diffusion augmentations per bank image
                 threshold: float = 0.7,         # keep augmentations with feature cosine similarity to the source ≥ this
-                guidance_scale: float = 2.0,    # classifier-free guidance scale of the diffusion step
-                num_steps: int = 25,            # sampling steps of the diffusion step
-                sampler: str = 'ddim',          # sampler of the diffusion step: ddpm, ddim or dpm++
                 class_ids: list | None = None,  # the generator's class index of each bank class (None: the same index)
-                seed: int = 0,                  # seed of the diffusion noise
                 progress: bool = False,         # show a progress bar
                ) -> tuple[ImageSet, dict]:
     "DDA (Li et al. 2024): diversify `bank` by diffusion img2img at `strength` (`n_aug` per image), keep the augmentations whose teacher features have cosine similarity ≥ `threshold` to their source, return bank + kept."
     if n_aug < 1: raise ValueError(f"n_aug must be at least 1, got {n_aug}.")
+    spec = _img2img(spec, 0.5)
     ids = torch.as_tensor(class_ids if class_ids is not None else range(bank.num_classes))[bank.labels.cpu()]
     src = bank.images.cpu().repeat(n_aug, 1, 1, 1); gid = ids.repeat(n_aug); lab = bank.labels.cpu().repeat(n_aug)
     C, H = bank.shape[0], bank.shape[-1]
-    aug = generator.img2img(src, gid, strength=strength, guidance_scale=guidance_scale, num_steps=num_steps, sampler=sampler,
-                            seed=seed, resolution=H, channels=C, progress=progress)
+    aug = generator.img2img(src, gid, **_sampling(spec), resolution=H, channels=C, progress=progress)
     sim = feature_similarity(teacher, src, aug)
     keep = sim >= threshold
     out = ImageSet(torch.cat([bank.images.cpu(), aug[keep]]), torch.cat([bank.labels.cpu(), lab[keep]]), bank.classes, 'dda', 'synthetic')
@@ -119,19 +128,16 @@ def class_prototypes(features: torch.Tensor,  # one feature vector per image, N�
 def d4m_set(teacher: Classifier,            # the teacher (its penultimate features: the space of encoder='teacher')
             real: ImageSet,                 # the labelled real images whose prototypes seed the synthesis
             generator,                      # the in-project DDPM (a `Generator`: img2img, resolution, channels)
-            n_per_class: int = 100,         # images to make per class, spread evenly over its prototypes
+            spec: StoreSpec | None = None,  # images per class, strength, s, T, sampler and seed (of the k-means too)
             prototypes: int = 10,           # k-means prototypes per class
-            strength: float = 0.7,          # img2img/SDEdit strength in [0, 1]: how far each prototype is noised
             encoder: str = 'pixels',        # prototype space: 'pixels' (the DDPM's) or 'teacher' (its features)
-            guidance_scale: float = 2.0,    # classifier-free guidance scale of the diffusion step
-            num_steps: int = 25,            # sampling steps of the diffusion step
-            sampler: str = 'ddim',          # sampler of the diffusion step: ddpm, ddim or dpm++
             class_ids: list | None = None,  # the generator's class index of each class of `real` (None: the same index)
-            seed: int = 0,                  # seed of the k-means and of the diffusion noise
             progress: bool = False,         # show a progress bar
            ) -> tuple[ImageSet, dict]:
     "D4M (Su et al. 2024): per-class k-means prototypes of the encoded real images, then diffusion synthesis from each prototype at `strength`."
     if encoder not in ('pixels', 'teacher'): raise ValueError(f"Unknown encoder {encoder!r}: use 'pixels' (the in-project DDPM's space) or 'teacher' (its features).")
+    spec = _img2img(spec, 0.7)
+    n_per_class, seed = spec.n_per_class, spec.seed
     res = generator.resolution; C, H = real.shape[0], real.shape[-1]
     x = real.images.cpu().float()
     if encoder == 'pixels':      # the in-project DDPM works in pixel space: its 'encoder' is the resize to its resolution
@@ -146,6 +152,5 @@ def d4m_set(teacher: Classifier,            # the teacher (its penultimate featu
     reps = math.ceil(n_per_class / prototypes)
     order = torch.cat([torch.nonzero(labs == c).flatten().repeat(reps)[:n_per_class] for c in labs.unique().tolist()])
     ids = torch.as_tensor(class_ids if class_ids is not None else range(real.num_classes))[labs[order]]
-    imgs = generator.img2img(init[order], ids, strength=strength, guidance_scale=guidance_scale, num_steps=num_steps, sampler=sampler,
-                             seed=seed, resolution=H, channels=C, progress=progress)
+    imgs = generator.img2img(init[order], ids, **_sampling(spec), resolution=H, channels=C, progress=progress)
     return ImageSet(imgs, labs[order], real.classes, 'd4m', 'synthetic'), dict(n_prototypes=len(cents), encoder=encoder)

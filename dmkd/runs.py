@@ -246,7 +246,7 @@ def baseline_images(src: BaselineSource,  # the baseline and its parameters
     if cached is not None:
         images, bmeta = cached; hook, info, secs = None, bmeta.get('info', {}), bmeta['synthesis_seconds']
     else:
-        with count_passes(ctx.teacher) as passes: out = METHODS[method].builder(ctx, **hp)      # a generator method's passes are counted by its hook, during KD
+        with count_passes(ctx.teacher) as passes: out = METHODS[method].build(ctx, hp)      # a generator method's passes are counted by its hook, during KD
         images, hook, info = out['images'], out['hook'], out['info']
         if hook is None: info = info | dict(teacher_passes=passes.as_dict())
         secs = round(time.time() - t0, 2)
@@ -416,10 +416,9 @@ def _used(rec, used, spec, tmeta, images, test):
 def _fidelity(rec, times, spec, images, test, tnet, w):
     "The images' fidelity in the one fixed feature space (not the teacher's), into `rec`."
     t0, acc, ds = time.time(), w.accelerator, spec.teacher.dataset
-    fnet, fname = feature_network(ds, w.root, w.cache, acc.device, size=spec.teacher.size,
-                                  corpus_fraction=spec.teacher.corpus_fraction)
-    rec |= fidelity(images, test, tnet, features=fnet.to(acc.device), features_name=fname, seed=spec.source.seed,
-                    device=acc.device)
+    fixed = feature_network(ds, w.root, w.cache, acc.device, size=spec.teacher.size,
+                            corpus_fraction=spec.teacher.corpus_fraction)     # (network, name)
+    rec |= fidelity(images, test, tnet, features=fixed, seed=spec.source.seed, device=acc.device)
     times['fidelity'] = round(time.time() - t0, 2)
 
 def _distill(rec, spec, images, hook, used, tnet, test, w, stop_after, track):

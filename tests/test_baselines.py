@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import bin_path, shared_cache, tiny_teacher
-from dmkd.datafree import GeneratorHook
+from dmkd.datafree import GeneratorHook, GeneratorRecipe
 from dmkd.inversion import disagreement
 from dmkd.data import ImageSet, load_dataset
 from dmkd.distill import KDConfig, distill_student
@@ -41,7 +41,7 @@ def test_adversarial_term_compares_teacher_with_student(teacher, divergence):
                              disagreement(t, teacher(out), divergence).item()))
             return out
 
-    hook = Watch(net, dict(adv=1.0), divergence, student_steps=2, ngf=16, device='cpu')
+    hook = Watch(net, GeneratorRecipe(dict(adv=1.0), divergence, student_steps=2, ngf=16), device='cpu')
     blank = ImageSet(torch.zeros(256, 3, 32, 32, dtype=torch.uint8), torch.arange(256) % 10, test.classes)
     _, res = distill_student(KDConfig(student='resnet8', epochs=1, batch_size=32), net, blank, test, 'cpu', progress=False, on_batch=hook)
     assert len(seen) == 4 and hook.updates == 4 and res['complete']

@@ -7,7 +7,7 @@ import torch
 
 from conftest import shared_cache, tiny_teacher
 from dmkd.baselines import (KINDS, METHODS, Context, ImageSet, Method, method_page, method_params, methods_table,
-                            param_doc, reference_table, register, teacher_labels)
+                            deviations_table, param_doc, reference_table, register, teacher_labels)
 from dmkd.data import load_dataset
 from dmkd.distill import KDConfig
 from dmkd.tables import budget_table, main_table
@@ -34,7 +34,7 @@ def test_every_entry_builds(ctx, method):
     e = METHODS[method]
     params = TINY.get(method, dict(n_per_class=1, ngf=8) if e.kind == 'hook' else {})
     if e.kind == 'hook' and 'budget' in e.params and e.params['budget'] is None: params['budget'] = None
-    out = e.builder(ctx, **params)
+    out = e.build(ctx, params)
     images, hook = out['images'], out['hook']
     assert isinstance(images, ImageSet) and images.images.dtype == torch.uint8
     assert images.images.shape[1:] == ctx.shape and len(images) >= len(ctx.classes)
@@ -58,6 +58,9 @@ def test_every_entry_cites_and_documents(method):
         assert e.reference.facts['generator_batch'][0] == e.generator_batch
         assert e.reference.facts['student_mode'][0] == e.student_mode
     if e.uses_real and e.kind != 'reference': assert e.real_images, method
+    cited = reference_table(method) if e.reference else []
+    for row in cited + deviations_table(method):     # a table cell is one line of text
+        assert all('\n' not in str(v) for v in row.values()), row
 
 
 def _toy(ctx, n_per_class: int = 5, shade: int = 128):
@@ -85,7 +88,7 @@ def test_a_new_method_is_one_entry(ctx, toy):
     """Registering a method is the only edit: it builds, its parameters have their docs, and it has its row in the main
     table (with its label and synthesis cell, after the registered methods) and its section in the docs."""
     assert method_params('toy') == dict(n_per_class=5, shade=128)
-    out = toy.builder(ctx, n_per_class=2)
+    out = toy.build(ctx, dict(n_per_class=2))
     assert len(out['images']) == 2 * len(ctx.classes) and (out['images'].images == 128).all()
     mt = main_table(_records(['dfq', 'toy']))
     assert list(mt.method) == ['teacher (real data)', 'DFQ', 'Toy (grey images)']
@@ -98,6 +101,7 @@ def test_a_new_method_is_one_entry(ctx, toy):
 
 
 def test_registry_refuses_a_second_entry_and_a_missing_builder():
-    with pytest.raises(ValueError, match='registered already'): register(Method('dfq', 'again', 'hook', '?', builder=_toy))
+    with pytest.raises(ValueError, match='registered already'):
+        register(Method('dfq', 'again', 'hook', '?', builder=_toy))
     with pytest.raises(ValueError, match='needs one'): Method('toy', 'Toy', 'bank', 'toy images')
     with pytest.raises(KeyError, match='Valid methods: deepinversion, dafl'): method_params('magic')
