@@ -81,7 +81,8 @@ class Method:
     builder: Callable | None = None  # `(ctx, **params) -> dict(images, hook, info)`; None: `dmkd.runs` makes its images
     uses_real: bool = False          # whether its training images come from (or are built from) real images
     real_images: str | None = None   # those real images in words; `{dataset}` and its parameters are filled in
-    distilled: bool = True           # False: a row trained on labels, without KD (the teacher, the student from scratch)
+    # False: a row trained on labels, without KD (the teacher, the student from scratch)
+    distilled: bool = True
     budget_knob: str | None = None   # what its `budget` multiplies (budget 1: the reference's value of that knob)
     reference_work: int | None = None  # the reference's total generator updates (a joint-training method's budget 1)
     reference: Reference | None = None  # the reference implementation its recipe follows
@@ -190,10 +191,13 @@ _DI_VALUES = dict(
 _DI_DEVIATIONS = [
     ("pixels are clipped to the 0-1 range after every step", "NVlabs' CIFAR code does not clip; Fast-Datafree does "
      "(datafree/synthesis/deepinversion.py:115): the images must be representable as uint8"),
-    ("the lowest-loss iterate is kept as a copy", "NVlabs keeps `inputs.data` (deepinversion_cifar10.py:196), which the "
-     "optimiser then updates in place, so it returns the last iterate; the intent (and Fast-Datafree's effect) is the best"),
+    ("the lowest-loss iterate is kept as a copy",
+     "NVlabs keeps `inputs.data` (deepinversion_cifar10.py:196), which the "
+     "optimiser then updates in place, so it returns the last iterate; the intent (and Fast-Datafree's effect) is the "
+     "best"),
     ("the bank is made before KD; ADI competes with a student briefly distilled on a first inversion",
-     "ADI competes with the student being distilled; dmkd caches banks by content (the warm student's teacher passes are "
+     "ADI competes with the student being distilled; dmkd caches banks by content (the warm student's teacher passes "
+     "are "
      "counted)")]
 
 @dataclass
@@ -220,7 +224,8 @@ def _deepinversion(ctx, p: _DeepInversion):
               tv_weight=p.tv_weight, tv=p.tv, l2_weight=p.l2_weight, jitter=p.jitter, flip=p.flip,
               batch_size=p.batch_size, shape=ctx.shape, classes=ctx.classes, device=ctx.device)
     student = None
-    if p.competition_weight:      # Adaptive DeepInversion: compete with a student distilled briefly on a first inversion
+    # Adaptive DeepInversion: compete with a student distilled briefly on a first inversion
+    if p.competition_weight:
         warm = deep_inversion(ctx.teacher, max(1, p.n_per_class // 2), seed=ctx.seed + 1, **kw)
         cfg = KDConfig(student=ctx.kd.student, epochs=max(1, ctx.kd.epochs // 4), batch_size=ctx.kd.batch_size,
                        seed=ctx.seed, precision=ctx.kd.precision)
@@ -241,11 +246,13 @@ def epoch_images(ctx,                       # the run's `Context` (its KD epochs
     work = METHODS[method].reference_work
     if n_per_class is not None and budget is not None:
         raise ValueError(f"{method}: give n_per_class (the images per KD epoch) or budget (the generator updates as a "
-                         f"multiple of the reference's {work:,}), not both: each sets the length of its joint training.")
+                         f"multiple of the reference's {work:,}), not both: each sets the length of its joint "
+                         "training.")
     # the KD length is fixed: the placeholders only fill a batch
     if getattr(getattr(ctx, 'kd', None), 'kd_steps', None):
         if n_per_class is not None:
-            raise ValueError(f"{method}: with kd_steps the student's training is fixed; give budget (the generator updates "
+            raise ValueError(f"{method}: with kd_steps the student's training is fixed; give budget (the generator "
+                             "updates "
                              f"as a multiple of the reference's {work:,}), not n_per_class.")
         return max(1, math.ceil(ctx.kd.batch_size / len(ctx.classes)))
     if n_per_class is not None: return n_per_class
@@ -307,7 +314,8 @@ _ZSKT_DEVIATIONS = [
      "ZSKT: Adam's defaults, and both the generator's and the student's rates follow a cosine over the run "
      "(solver.py:39-42)")]
 _DFAD_DEVIATIONS = [
-    ("the student's loss is the shared KD loss", "DFAD trains the student on the L1 distance of logits (DFAD_cifar.py:30)"),
+    ("the student's loss is the shared KD loss",
+     "DFAD trains the student on the L1 distance of logits (DFAD_cifar.py:30)"),
     ("the generator's Adam uses betas (0.5, 0.999)", "DFAD: Adam's defaults (DFAD_cifar.py:151)")]
 _DFQ_DEVIATIONS = [
     ("the adversarial term compares the teacher with the student being trained",
@@ -504,7 +512,8 @@ _AIP, _DDA, _D4M = ('yukimasano/single-img-extrapolating@befd4bd', 'SLGSP/DDA@ff
                                      'cifar/data.py:51-70'),
                  deviations=[
                      ("random-resized crops of area 0.005-0.3 of the whole photograph, bilinear, at the dataset's size",
-                      "a first random crop of half the shorter side, then crops of area 1/500-1 of it at 45 px (bicubic), "
+                      "a first random crop of half the shorter side, then crops of area 1/500-1 of it at 45 px "
+                      "(bicubic), "
                       "RandomAffine(30°, shear 30) and CenterCrop(32) (make_single_img_dataset.py:90-115, 185-186)"),
                      ("100 patches per class (1,000 for 10 "
                       "classes)", "50,000 patches (make_single_img_dataset.py:178)"),
@@ -549,7 +558,8 @@ class _DDA:
                  reference=Reference(_NV, 'inversion as deepinversion (NVlabs), then dmkd.imagebased.dda_augment; DDA '
                                      f'itself ({_DDA}): datafree/synthesis/dda.py:43-176, its diffusion augmentation '
                                      'and filter not released (README.md:31-33)', dict(
-                     iterations=(2000, 'cifar10/deepinversion_cifar10.py:267'), bn_weight=(10.0, 'cifar10/README.md:34'))),
+                     iterations=(2000,
+                                 'cifar10/deepinversion_cifar10.py:267'), bn_weight=(10.0, 'cifar10/README.md:34'))),
                  deviations=[
                      ("the bank is DeepInversion's (pixel optimisation at NVlabs' recipe), 10 images per class, fixed "
                       "before KD", f"DDA inverts with a generator and a rotation self-supervised term, starts from an "
@@ -558,7 +568,8 @@ class _DDA:
                      ("img2img (SDEdit) at strength 0.5 with the in-project class-conditional DDPM, 4 per image, "
                       "kept when "
                       "the teacher's penultimate features have cosine similarity >= 0.7 with the source's",
-                      "Stable Diffusion image variations (CLIP-image conditioned, from noise) through a demo its README "
+                      "Stable Diffusion image variations (CLIP-image conditioned, from noise) through a demo its "
+                      "README "
                       "links (README.md:31-33; the demo's defaults: 4 samples, guidance 3, 25 steps); the filter's "
                       "features and threshold are in the paper only, not in the released code")],
                  **_IMAGE_BASED)
@@ -599,7 +610,8 @@ class _D4M:
                      ("k-means (full batch, 3 starts) of the real images' pixels at the DDPM's resolution; each "
                       "centre is "
                       "the init of the in-project class-conditional DDPM's img2img",
-                      "MiniBatchKMeans of Stable Diffusion 1.5 VAE latents of the real images at 512 x 512, each latent "
+                      "MiniBatchKMeans of Stable Diffusion 1.5 VAE latents of the real images at 512 x 512, each "
+                      "latent "
                       "centre noised to `strength` and denoised with the class name as prompt (gen_prototype.py:45-56, "
                       "75-82; scripts/pipeline_stable_diffusion_latents2img.py:586-591)"),
                      ("guidance 2, 25 DDIM steps, no negative "
@@ -621,7 +633,8 @@ def method_params(method: str,  # a key of `METHODS`
                  ) -> dict:
     "The parameters `method` takes, with their defaults: its builder's keyword arguments (none for a reference row)."
     if method not in METHODS:
-        raise KeyError(f"Unknown method {method!r}. Valid methods: {', '.join(m for m in METHODS if METHODS[m].builder)}; "
+        raise KeyError(f"Unknown method {method!r}. Valid methods: "
+                       f"{', '.join(m for m in METHODS if METHODS[m].builder)}; "
                        f"reference rows: {', '.join(methods(kind='reference'))}; and diffusion.")
     return METHODS[method].params
 
@@ -631,14 +644,17 @@ def check_hparams(method: str,   # a key of `METHODS`
     "`method`'s full hyper-parameters with `hparams` applied; an unknown name lists the valid ones."
     full = method_params(method)
     bad = sorted(set(hparams) - set(full))
-    if bad: raise ValueError(f"{method} has no hyper-parameter {', '.join(bad)}; it takes: {', '.join(full) or 'none'}.")
+    if bad: raise ValueError(f"{method} has no hyper-parameter {', '.join(bad)}; it takes: "
+                             f"{', '.join(full) or 'none'}.")
     if method == 'one_image' and hparams.get('image') and not Path(hparams['image']).is_file():
-        raise FileNotFoundError(f"One-Image source image not found at {hparams['image']}: pass image= an existing image "
+        raise FileNotFoundError(f"One-Image source image not found at {hparams['image']}: pass image= an existing "
+                                "image "
                                 "file (default: matplotlib's sample photograph).")
     work = METHODS[method].reference_work
     if work and hparams.get('n_per_class') is not None and hparams.get('budget') is not None:
         raise ValueError(f"{method}: give n_per_class (the images per KD epoch) or budget (the generator updates as a "
-                         f"multiple of the reference's {work:,}), not both: each sets the length of its joint training.")
+                         f"multiple of the reference's {work:,}), not both: each sets the length of its joint "
+                         "training.")
     return full | hparams
 
 # %% ../nbs/07d_baselines.ipynb #a512a86a
@@ -707,7 +723,8 @@ def recipe(method: str,              # a method with a synthesis budget
            dataset: str = 'digits',  # the dataset whose reference values apply (the entry's `recipes`)
            budget: float = 1.0,      # synthesis work as a multiple of the reference's
            **changes) -> dict:       # other hyper-parameters to set
-    "`method`'s reference recipe for `dataset` at synthesis `budget` (1: the reference's work), with `changes`: a run's `params`."
+    """`method`'s reference recipe for `dataset` at synthesis `budget` (1: the reference's work), with `changes`: a
+    run's `params`."""
     if 'budget' not in method_params(method):
         raise ValueError(f"{method} has no synthesis budget (it makes no images by optimisation): methods with one: "
                          f"{', '.join(m for m in METHODS if METHODS[m].budget_knob)}.")
@@ -749,7 +766,8 @@ def reference_table(method: str,  # a method with a `Reference`
     if ref is None: raise KeyError(f"{method} has no reference recipe; methods with one: "
                                    f"{', '.join(m for m in METHODS if METHODS[m].reference)}.")
     mine = method_params(method)
-    rows = [dict(parameter=k, dmkd=mine.get(k), reference=v, where=f"{ref.repo} {w}") for k, (v, w) in ref.values.items()]
+    rows = [dict(parameter=k, dmkd=mine.get(k), reference=v, where=f"{ref.repo} {w}") for k,
+            (v, w) in ref.values.items()]
     return rows + [dict(parameter=k, dmkd=_step_fact(method, k), reference=v, where=f"{ref.repo} {w}")
                    for k, (v, w) in ref.facts.items()]
 
@@ -809,7 +827,8 @@ def baseline_dir(method: str,  # the method's key in `METHODS`
 def load_bank(folder: str | Path,  # the bank's cache folder (`baseline_dir`)
               key: str,            # the content key the bank must have been saved with (another: None)
              ) -> tuple[ImageSet, dict] | None:
-    "The image bank cached in `folder` with content key `key` (and its sidecar), or None when there is none or it is another."
+    """The image bank cached in `folder` with content key `key` (and its sidecar), or None when there is none or it is
+    another."""
     folder = Path(folder)
     f = folder / 'images.safetensors'
     if not f.exists(): return None

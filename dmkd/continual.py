@@ -40,14 +40,16 @@ def task_split(num_classes: int,                  # classes of the dataset
     if n_tasks < 1 or num_classes % n_tasks:
         ok = [d for d in range(1, num_classes + 1) if num_classes % d == 0]
         raise ValueError(f"{n_tasks} tasks do not divide {num_classes} classes into equal tasks: use n_tasks in {ok}.")
-    order = list(range(num_classes)) if seed is None else torch.randperm(num_classes, generator=torch.Generator().manual_seed(seed)).tolist()
+    g = torch.Generator().manual_seed(seed) if seed is not None else None
+    order = list(range(num_classes)) if seed is None else torch.randperm(num_classes, generator=g).tolist()
     k = num_classes // n_tasks
     return [sorted(order[i * k:(i + 1) * k]) for i in range(n_tasks)]
 
 def task_subset(data: ImageSet,      # the images to cut (labels: class indices over all classes)
                 classes: list[int],  # class indices of the task (one entry of `task_split`)
                ) -> ImageSet:
-    "The images of `data` whose label is one of `classes` (the class list and statistics kept: the head stays over all classes)."
+    """The images of `data` whose label is one of `classes` (the class list and statistics kept: the head stays over
+    all classes)."""
     return data.subset(torch.isin(data.labels, torch.as_tensor(classes, device=data.labels.device)))
 
 # %% ../nbs/11_continual.ipynb #68f473fa
@@ -58,7 +60,8 @@ class ReplayBuffer:
                  policy: str = 'balanced',  # balanced (equal slots per class seen) or reservoir (uniform)
                  seed: int = 0,             # seed of its generator: which images it keeps; `sample`'s default draws
                 ):
-        knob('memory', size >= 1, f"must hold at least one image for er and agem, got {size}: raise memory (or use finetune).")
+        knob('memory', size >= 1,
+             f"must hold at least one image for er and agem, got {size}: raise memory (or use finetune).")
         knob('memory_policy', policy in self.policies, f"must be balanced or reservoir, got {policy!r}.")
         self.size, self.policy, self.seen, self.tasks = size, policy, 0, []
         self.g = torch.Generator().manual_seed(seed)
@@ -81,12 +84,15 @@ def add_task(self: ReplayBuffer,
     if self.images is None: self.images = images[:0].clone()
     if self.policy == 'reservoir':                     # algorithm R over the stream of every image seen so far
         for i in torch.randperm(len(images), generator=self.g).tolist():
-            if len(self) < self.size: self.images, self.labels = torch.cat([self.images, images[i:i + 1]]), torch.cat([self.labels, labels[i:i + 1]])
+            if len(self) < self.size:
+                self.images = torch.cat([self.images, images[i:i + 1]])
+                self.labels = torch.cat([self.labels, labels[i:i + 1]])
             else:
                 j = int(torch.randint(self.seen + 1, (1,), generator=self.g))
                 if j < self.size: self.images[j], self.labels[j] = images[i], labels[i]
             self.seen += 1
-    else:                                              # balanced: equal slots per class seen, each class's kept images at random
+    # balanced: equal slots per class seen, each class's kept images at random
+    else:
         x, y = torch.cat([self.images, images]), torch.cat([self.labels, labels])
         cls = y.unique().tolist(); base, extra = divmod(self.size, len(cls))
         keep = []
@@ -104,7 +110,8 @@ def sample(self: ReplayBuffer,
            device='cpu',                              # device the images and labels are returned on
           ) -> tuple[torch.Tensor, torch.Tensor]:
     "`n` remembered images and labels drawn without replacement (all of them when it holds fewer), on `device`."
-    if not len(self): raise ValueError("The memory is empty: it is filled at the end of the first task, so sample from the second task on.")
+    if not len(self): raise ValueError("The memory is empty: it is filled at the end of the first task, so sample from "
+                                       "the second task on.")
     idx = torch.randperm(len(self), generator=generator or self.g)[:n]
     return self.images[idx].to(device), self.labels[idx].to(device)
 
@@ -114,7 +121,8 @@ ReplayBuffer.add_task, ReplayBuffer.sample = add_task, sample
 def agem_project(g: torch.Tensor,      # the current batch's gradient as one vector (`flat_grad`)
                  g_ref: torch.Tensor,  # the memory batch's gradient, flattened the same way
                 ) -> torch.Tensor:
-    "A-GEM's update direction: `g` when it agrees with the memory's gradient `g_ref` (g·g_ref ≥ 0), else its projection orthogonal to `g_ref`."
+    """A-GEM's update direction: `g` when it agrees with the memory's gradient `g_ref` (g·g_ref ≥ 0), else its
+    projection orthogonal to `g_ref`."""
     dot = g @ g_ref
     return g if dot >= 0 else g - dot / (g_ref @ g_ref) * g_ref
 
@@ -134,26 +142,31 @@ def set_flat_grad(params: list[torch.nn.Parameter],  # the parameters, in the or
 def task_vector(finetuned: dict,  # state dict of the model after training on the task
                 base: dict,       # state dict it started from (θ0), with the same keys
                ) -> dict:
-    "τ = finetuned − base over the floating entries of two state dicts (integer buffers such as BatchNorm's counters skipped)."
+    """τ = finetuned − base over the floating entries of two state dicts (integer buffers such as BatchNorm's counters
+    skipped)."""
     return {k: (finetuned[k] - v).detach().clone() for k, v in base.items() if v.is_floating_point()}
 
 def merge(base: dict,           # state dict θ0 the task vectors were taken from
           vectors: list[dict],  # task vectors τ (`task_vector`), one per task learnt so far
           lam: float,           # λ in (0, 1]: the scale of their sum
          ) -> dict:
-    "The state dict θ0 + λ·Σ τ: `base` plus `lam` times the sum of the task `vectors` (entries they lack kept from `base`)."
+    """The state dict θ0 + λ·Σ τ: `base` plus `lam` times the sum of the task `vectors` (entries they lack kept from
+    `base`)."""
     knob('lam', 0 < lam <= 1, f"must lie in (0, 1] (λ scales the sum of the task vectors), got {lam}.")
-    return {k: (v + lam * sum(t[k] for t in vectors)) if k in (vectors[0] if vectors else {}) else v.clone() for k, v in base.items()}
+    return {k: (v + lam * sum(t[k] for t in vectors)) if k in (vectors[0] if vectors else {}) else v.clone() for k,
+            v in base.items()}
 
 # %% ../nbs/11_continual.ipynb #6cd50204
 def cl_metrics(R: list[list[float | None]],  # accuracy matrix in %: R[i][j] on task j after task i (None: not measured)
               ) -> dict:
-    "Average accuracy, average forgetting, backward transfer and average incremental accuracy of accuracy matrix `R` (rows: after task i; None: not measured)."
+    """Average accuracy, average forgetting, backward transfer and average incremental accuracy of accuracy matrix `R`
+    (rows: after task i; None: not measured)."""
     T = len(R); last = R[-1]
     mean = lambda xs: round(float(np.mean(xs)), 2) if len(xs) else None
     full = all(R[i][j] is not None for i in range(T) for j in range(i + 1))
+    drops = [max(R[i][j] for i in range(j, T - 1)) - last[j] for j in range(T - 1)] if full and T > 1 else None
     return dict(avg_acc=mean(last),
-                forgetting=mean([max(R[i][j] for i in range(j, T - 1)) - last[j] for j in range(T - 1)]) if full and T > 1 else None,
+                forgetting=mean(drops) if drops is not None else None,
                 bwt=mean([last[j] - R[j][j] for j in range(T - 1)]) if full and T > 1 else None,
                 avg_incremental_acc=mean([np.mean(R[i][:i + 1]) for i in range(T)]) if full else None)
 
@@ -165,29 +178,39 @@ LAMBDAS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 
 @dataclass
 class ContinualConfig:
-    "One class-incremental run: the dataset cut into tasks, the model, the method, where its images come from, and the recipe per task."
+    """One class-incremental run: the dataset cut into tasks, the model, the method, where its images come from, and
+    the recipe per task."""
     dataset: str = 'digits'          # dataset key (digits, cifar10, cifar100, imagefolder)
     root: str | None = None          # data root (imagefolder: the tree; None: $DMKD_DATA or data/)
     arch: str = 'resnet8'            # the model that learns the tasks (a key of `dmkd.models.MODELS`)
     method: str = 'er'               # finetune (lower bound), joint (upper bound), er, agem or task_arithmetic
-    data: str = 'real'               # training images: real (the train split), ddpm (a store of the in-project DDPM) or d4m (D4M prototypes of the train split)
+    # training images: real (the train split), ddpm (a store of the in-project DDPM) or d4m (D4M prototypes of the train
+    # split)
+    data: str = 'real'
     memory_data: str | None = None   # er/agem: where the memory's images come from (None: the training images')
     n_tasks: int = 5                 # tasks; must divide the classes (digits, CIFAR-10: 5 tasks of 2 classes)
-    class_order_seed: int | None = 0 # seed of the class order (None: index order); the same for every method, so they see one task sequence
+    # seed of the class order (None: index order); the same for every method, so they see one task sequence
+    class_order_seed: int | None = 0
     memory: int = 100                # er/agem: memory size in images (the fork's and mammoth's buffer_size)
-    memory_policy: str = 'balanced'  # er/agem memory: balanced (equal slots per class seen) or reservoir (uniform over every image seen)
-    replay_batch: int | None = None  # er: memory images added to each batch; agem: images of the reference gradient (None: batch_size)
-    ta_base: str = 'init'            # task_arithmetic: base of the task vectors: init (the seeded initialisation) or first (the model after task 1)
+    # er/agem memory: balanced (equal slots per class seen) or reservoir (uniform over every image seen)
+    memory_policy: str = 'balanced'
+    # er: memory images added to each batch; agem: images of the reference gradient (None: batch_size)
+    replay_batch: int | None = None
+    # task_arithmetic: base of the task vectors: init (the seeded initialisation) or first (the model after task 1)
+    ta_base: str = 'init'
     lambdas: tuple = LAMBDAS         # task_arithmetic: scaling coefficients tried, the best on validation kept
     n_per_class: int = 20            # ddpm/d4m: synthetic images per class
     guidance_scale: float = 2.0      # ddpm/d4m: classifier-free guidance scale
     num_steps: int = 25              # ddpm/d4m: sampling steps
-    ddpm_size: int | None = None     # in-project DDPM resolution (None: its default for the dataset; 16 suits CIFAR-10 on a CPU)
+    # in-project DDPM resolution (None: its default for the dataset; 16 suits CIFAR-10 on a CPU)
+    ddpm_size: int | None = None
     ddpm_steps: int | None = None    # in-project DDPM training steps (None: `DDPMConfig`'s default)
     prototypes: int = 10             # d4m: k-means prototypes per class
     strength: float = 0.7            # d4m: img2img strength from each prototype
-    epochs: int = 10                 # epochs per task (joint: over all tasks' images, so it sees as many images as one pass through the tasks)
-    batch_size: int = 16             # images per step from the task (er adds replay_batch more); 16: a digits task (~110 images) gets 7 steps an epoch
+    # epochs per task (joint: over all tasks' images, so it sees as many images as one pass through the tasks)
+    epochs: int = 10
+    # images per step from the task (er adds replay_batch more); 16: a digits task (~110 images) gets 7 steps an epoch
+    batch_size: int = 16
     lr: float = 0.05                 # peak SGD learning rate of each task
     momentum: float = 0.9            # SGD momentum (Nesterov)
     weight_decay: float = 5e-4       # L2 weight decay
@@ -199,14 +222,19 @@ class ContinualConfig:
         check_types(self); self.lambdas = tuple(self.lambdas)
         knob('method', self.method in CL_METHODS, f"must be one of {', '.join(CL_METHODS)}, got {self.method!r}.")
         for k in ('data', 'memory_data'):
-            v = getattr(self, k); knob(k, v in CL_DATA or (k == 'memory_data' and v is None), f"must be one of {', '.join(CL_DATA)}, got {v!r}.")
+            v = getattr(self, k); knob(k, v in CL_DATA or (k == 'memory_data' and v is None),
+                                       f"must be one of {', '.join(CL_DATA)}, got {v!r}.")
         knob('n_tasks', self.n_tasks >= 1, f"must be at least 1, got {self.n_tasks}.")
-        if self.method in ('er', 'agem'): ReplayBuffer(self.memory, self.memory_policy)        # an empty memory or unknown policy fails now
+        # an empty memory or unknown policy fails now
+        if self.method in ('er', 'agem'): ReplayBuffer(self.memory, self.memory_policy)
         knob('ta_base', self.ta_base in ('init', 'first'), f"must be init or first, got {self.ta_base!r}.")
         bad = [l for l in self.lambdas if not 0 < l <= 1]
         knob('lambdas', self.lambdas and not bad, f"must be values in (0, 1], got {list(self.lambdas)}.")
-        for k in ('epochs', 'batch_size', 'n_per_class', 'prototypes'): knob(k, getattr(self, k) >= 1, f"must be at least 1, got {getattr(self, k)}.")
-        knob('lr', self.lr > 0, f"must be > 0, got {self.lr}."); knob('schedule', self.schedule in ('cosine', 'step', 'constant'), f"must be cosine, step or constant, got {self.schedule!r}.")
+        for k in ('epochs', 'batch_size', 'n_per_class',
+                  'prototypes'): knob(k, getattr(self, k) >= 1, f"must be at least 1, got {getattr(self, k)}.")
+        knob('lr', self.lr > 0, f"must be > 0, got {self.lr}.")
+        knob('schedule', self.schedule in ('cosine', 'step', 'constant'),
+             f"must be cosine, step or constant, got {self.schedule!r}.")
 
     def to_dict(self) -> dict: return asdict(self)
 
@@ -214,10 +242,13 @@ class ContinualConfig:
 def _d4m_images(cfg: ContinualConfig, test: ImageSet, cache, device, progress) -> tuple[ImageSet, dict]:
     "D4M's prototype-guided images of the train split, made with the in-project DDPM (cached by content)."
     ds = cfg.dataset; real = load_dataset(ds, 'train', root=cfg.root, **data_options(ds))
-    ctx = Context(test=test, dataset=ds, root=cfg.root, cache=cache, device=device, progress=progress, corpus_fraction=CORPUS_FRACTION)
+    ctx = Context(test=test, dataset=ds, root=cfg.root, cache=cache, device=device, progress=progress,
+                  corpus_fraction=CORPUS_FRACTION)
     gen, ids = ctx.generator(cfg.ddpm_steps, cfg.ddpm_size)
-    knobs = dict(n_per_class=cfg.n_per_class, prototypes=cfg.prototypes, strength=cfg.strength, guidance_scale=cfg.guidance_scale, num_steps=cfg.num_steps)
-    key = config_key(dict(method='d4m', continual=KEY_VERSIONS['continual_d4m'], generator=gen.identity().get('key'), seed=cfg.seed, real=tensor_digest(real.images), **knobs))
+    knobs = dict(n_per_class=cfg.n_per_class, prototypes=cfg.prototypes, strength=cfg.strength,
+                 guidance_scale=cfg.guidance_scale, num_steps=cfg.num_steps)
+    key = config_key(dict(method='d4m', continual=KEY_VERSIONS['continual_d4m'], generator=gen.identity().get('key'),
+                          seed=cfg.seed, real=tensor_digest(real.images), **knobs))
     folder = baseline_dir('d4m', key, cache); hit = load_bank(folder, key)
     if hit is not None: images, meta = hit; secs = meta['synthesis_seconds']
     else:
@@ -227,9 +258,11 @@ def _d4m_images(cfg: ContinualConfig, test: ImageSet, cache, device, progress) -
         images, _ = d4m_set(None, real, gen, spec, cfg.prototypes, 'pixels', ids, progress)
         secs = round(time.time() - t0, 2); folder.mkdir(parents=True, exist_ok=True)
         save_weights(dict(images=images.images.contiguous(), labels=images.labels), folder / 'images.safetensors',
-                     dict(key=key, method='d4m', classes=list(images.classes), synthesis_seconds=secs, hparams=knobs, seed=cfg.seed, dmkd_version=dmkd.__version__))
+                     dict(key=key, method='d4m', classes=list(images.classes), synthesis_seconds=secs, hparams=knobs,
+                          seed=cfg.seed, dmkd_version=dmkd.__version__))
     saw = _generator_data(dict(dataset=ds, split='corpus', corpus_fraction=CORPUS_FRACTION), ds)
-    return images, dict(synthesis_seconds=secs, images_key=key, generator_key=gen.identity().get('key'), images_cached=hit is not None,
+    return images, dict(synthesis_seconds=secs, images_key=key, generator_key=gen.identity().get('key'),
+                        images_cached=hit is not None,
                         real_data=f"{ds}/train (D4M's k-means prototypes of its images) and the DDPM's {saw}")
 
 def continual_images(cfg: ContinualConfig,       # the run (its dataset, root and synthesis knobs)
@@ -237,11 +270,13 @@ def continual_images(cfg: ContinualConfig,       # the run (its dataset, root an
                      test: ImageSet,              # the real test split (the store's classes and image size)
                      cache=None,                  # cache root (None: $DMKD_CACHE or data/cache)
                      device='auto', progress: bool = False) -> tuple[ImageSet, dict]:
-    "The training images of source `which` for run `cfg`, and what was used (`real_data`: which real images they came from)."
+    """The training images of source `which` for run `cfg`, and what was used (`real_data`: which real images they came
+    from)."""
     knob('data', which in CL_DATA, f"must be one of {', '.join(CL_DATA)}, got {which!r}.")
     ds = cfg.dataset
     if which == 'real':
-        return load_dataset(ds, 'train', root=cfg.root, **data_options(ds)), dict(synthesis_seconds=0.0, real_data=f"{ds}/train")
+        return load_dataset(ds, 'train', root=cfg.root,
+                            **data_options(ds)), dict(synthesis_seconds=0.0, real_data=f"{ds}/train")
     if which == 'd4m': return _d4m_images(cfg, test, cache, get_device(device), progress)
     src = StoreSpec(guidance_scale=cfg.guidance_scale, num_steps=cfg.num_steps, n_per_class=cfg.n_per_class,
                     ddpm_size=cfg.ddpm_size,
@@ -250,7 +285,8 @@ def continual_images(cfg: ContinualConfig,       # the run (its dataset, root an
     # one process makes the store
     where = Where(cfg.root, cache, device=dev.type, progress=progress, accelerator=Solo(dev))
     images, used = store_images(src, test, Data(ds), where)
-    return images, dict(synthesis_seconds=used['synthesis_seconds'], store_key=used['store_key'], store=used['store'], generator_key=used['generator_key'],
+    return images, dict(synthesis_seconds=used['synthesis_seconds'], store_key=used['store_key'], store=used['store'],
+                        generator_key=used['generator_key'],
                         real_data=f"none directly: the DDPM's {used['real_data']['generator']}")
 
 # %% ../nbs/11_continual.ipynb #84827507
@@ -265,26 +301,32 @@ def train_task(model: torch.nn.Module,              # the model, trained in plac
                device='cpu',                        # where to train: a device name or `torch.device` (not 'auto')
                progress: bool = False,              # show a tqdm progress bar over the task's epochs
               ) -> dict:
-    """Train `model` on one task's `data` for `cfg.epochs`; with a non-empty `memory`, ER adds `replay_batch` memory images to
-    every batch, or A-GEM (`agem=True`) projects every gradient against a memory batch's. Returns seconds, images seen, steps, projected steps."""
+    """Train `model` on one task's `data` for `cfg.epochs`; with a non-empty `memory`, ER adds `replay_batch` memory
+    images to
+    every batch, or A-GEM (`agem=True`) projects every gradient against a memory batch's. Returns seconds, images
+    seen, steps, projected steps."""
     from tqdm.auto import tqdm
     opt, sched, _ = sgd_schedule(model, cfg, len(data))
     aug, d, rb = BatchAugment.for_images(data.shape, cfg.dataset), data.to(device), cfg.replay_batch or cfg.batch_size
-    g, gm = torch.Generator(device).manual_seed(_seed(cfg.seed, task, -1)), torch.Generator().manual_seed(_seed(cfg.seed, task, -2))
+    g, gm = torch.Generator(device).manual_seed(_seed(cfg.seed, task,
+                                                      -1)), torch.Generator().manual_seed(_seed(cfg.seed, task, -2))
     params = [p for p in model.parameters() if p.requires_grad]
     replay = memory is not None and len(memory) > 0
     seen = steps = projected = 0; t0 = time.time(); model.train()
     for epoch in tqdm(range(cfg.epochs), desc=f'task {task + 1}', leave=False, disable=not progress):
         for idx in batch_indices(len(d), cfg.batch_size, seed=_seed(cfg.seed, task, epoch), device=device):
             x, y = d.images[idx], d.labels[idx]
-            if replay and not agem: mx, my = memory.sample(rb, gm, device); x, y = torch.cat([x, mx]), torch.cat([y, my])
+            if replay and not agem: mx, my = memory.sample(rb, gm,
+                                                           device); x, y = torch.cat([x, mx]), torch.cat([y, my])
             loss = F.cross_entropy(model(aug(x, g)).float(), y)
             opt.zero_grad(set_to_none=True); loss.backward(); seen += len(x)
             if replay and agem:
                 grad = flat_grad(params); mx, my = memory.sample(rb, gm, device)
-                opt.zero_grad(set_to_none=True); F.cross_entropy(model(aug(mx, g)).float(), my).backward(); seen += len(mx)
+                opt.zero_grad(set_to_none=True); F.cross_entropy(model(aug(mx, g)).float(),
+                                                                 my).backward(); seen += len(mx)
                 new = agem_project(grad, flat_grad(params)); projected += new is not grad; set_flat_grad(params, new)
-            if not math.isfinite(loss.item()): raise FloatingPointError(f"Task {task + 1}'s loss is {loss.item()} at epoch {epoch + 1}: lower lr (now {cfg.lr}).")
+            if not math.isfinite(loss.item()): raise FloatingPointError(f"Task {task + 1}'s loss is {loss.item()} at "
+                                                                        f"epoch {epoch + 1}: lower lr (now {cfg.lr}).")
             opt.step(); sched.step(); steps += 1
     model.eval()
     return dict(seconds=round(time.time() - t0, 2), images_seen=seen, steps=steps, projected=projected)
@@ -299,23 +341,29 @@ def task_accuracies(model: torch.nn.Module,  # the model to score (its head over
 
 # %% ../nbs/11_continual.ipynb #f6422e65
 def _task_arithmetic(model, train, val, test, tasks, cfg, dev, progress):
-    "Task arithmetic's rows: one model per task from the base, their vectors summed and scaled by the λ best on the seen classes' validation images."
+    """Task arithmetic's rows: one model per task from the base, their vectors summed and scaled by the λ best on the
+    seen classes' validation images."""
     base, R, V, info, lams, vectors = copy.deepcopy(model.state_dict()), [], [], [], [], []
     ev = copy.deepcopy(model)
     for t, cls in enumerate(tasks):
         m = copy.deepcopy(model); m.load_state_dict(base)
         info.append(train_task(m, task_subset(train, cls), cfg, t, device=dev, progress=progress))
-        if t == 0 and cfg.ta_base == 'first': base, lam = copy.deepcopy(m.state_dict()), None; ev.load_state_dict(base)   # the base itself: no vector yet
+        # the base itself: no vector yet
+        if t == 0 and cfg.ta_base == 'first': base, lam = copy.deepcopy(m.state_dict()), None; ev.load_state_dict(base)
         else:
             vectors.append(task_vector(m.state_dict(), base)); seen = task_subset(val, sum(tasks[:t + 1], []))
             scores = []
-            for l in cfg.lambdas: ev.load_state_dict(merge(base, vectors, l)); scores.append(evaluate(ev, seen, device=dev)['acc'])
-            lam = cfg.lambdas[int(np.argmax(scores))]; ev.load_state_dict(merge(base, vectors, lam))   # ties: the first (smallest) λ
-        R.append(task_accuracies(ev, test, tasks, dev)); V.append(task_accuracies(ev, val, tasks, dev)); lams.append(lam)
+            for l in cfg.lambdas: ev.load_state_dict(merge(base, vectors,
+                                                           l)); scores.append(evaluate(ev, seen, device=dev)['acc'])
+            # ties: the first (smallest) λ
+            lam = cfg.lambdas[int(np.argmax(scores))]; ev.load_state_dict(merge(base, vectors, lam))
+        R.append(task_accuracies(ev, test, tasks,
+                                 dev)); V.append(task_accuracies(ev, val, tasks, dev)); lams.append(lam)
     return ev, R, V, info, lams
 
 def _sequential(model, train, mtrain, val, test, tasks, cfg, dev, progress):
-    "The rows of fine-tuning, ER and A-GEM: the tasks in order, the memory (ER/A-GEM) filled from `mtrain` at the end of each."
+    """The rows of fine-tuning, ER and A-GEM: the tasks in order, the memory (ER/A-GEM) filled from `mtrain` at the end
+    of each."""
     memory = ReplayBuffer(cfg.memory, cfg.memory_policy, cfg.seed) if cfg.method in ('er', 'agem') else None
     R, V, info = [], [], []
     for t, cls in enumerate(tasks):
@@ -327,56 +375,72 @@ def _sequential(model, train, mtrain, val, test, tasks, cfg, dev, progress):
 # %% ../nbs/11_continual.ipynb #32967506
 def run_continual(cfg: ContinualConfig,        # the run
                   cache=None,                   # cache root (None: $DMKD_CACHE or data/cache)
-                  reports=None,                 # reports root: the record goes to <reports>/results (None: $DMKD_REPORTS or reports/)
+                  # reports root: the record goes to <reports>/results (None: $DMKD_REPORTS or reports/)
+                  reports=None,
                   device='auto',                # auto, cpu or cuda
                   progress: bool = True,        # progress bars
                   record: bool = True,          # write the record
                   labels: dict | None = None    # extra record fields naming the run in its study
                  ) -> dict:
-    "Images → tasks → the method, task after task → the accuracy matrix and its summaries → one `continual` record; the model under `_model`."
+    """Images → tasks → the method, task after task → the accuracy matrix and its summaries → one `continual` record;
+    the model under `_model`."""
     dev = get_device(device); deterministic_kernels(); t_start = time.time()
     if record: check_writable(Path(reports) / 'results' if reports else reports_root() / 'results', 'results records',
                               "Pass reports=<a writable folder> (or set $DMKD_REPORTS); nothing has run yet.")
     ds = cfg.dataset; val, test = (load_dataset(ds, s, root=cfg.root, **data_options(ds)) for s in ('val', 'test'))
     train, used = continual_images(cfg, cfg.data, test, cache, dev, progress)
     replay = cfg.method in ('er', 'agem'); msrc = (cfg.memory_data or cfg.data) if replay else None
-    mtrain, mused = continual_images(cfg, msrc, test, cache, dev, progress) if replay and msrc != cfg.data else (train, used)
+    mtrain, mused = continual_images(cfg, msrc, test, cache, dev,
+                                     progress) if replay and msrc != cfg.data else (train, used)
     tasks = task_split(train.num_classes, cfg.n_tasks, cfg.class_order_seed)
     if replay and cfg.memory_policy == 'balanced' and cfg.memory < len(sum(tasks[:-1], [])):
-        raise KnobError('memory', f"of {cfg.memory} images cannot hold one image of each of the {len(sum(tasks[:-1], []))} classes it must remember: raise memory.")
-    seed_everything(cfg.seed); first = task_subset(train, tasks[0])      # normalised by the first task's statistics: no later task is seen early
+        raise KnobError('memory',
+                        f"of {cfg.memory} images cannot hold one image of each of the {len(sum(tasks[:-1], []))} "
+                        "classes it must remember: raise memory.")
+    # normalised by the first task's statistics: no later task is seen early
+    seed_everything(cfg.seed); first = task_subset(train, tasks[0])
     model = get_model(cfg.arch, train.num_classes, first.mean, first.std).to(dev)
     memory, lams = None, None
     if cfg.method == 'joint':
         info = [train_task(model, train, cfg, 0, device=dev, progress=progress)]
         R = [[None] * len(tasks)] * (len(tasks) - 1) + [task_accuracies(model, test, tasks, dev)]
         V = [[None] * len(tasks)] * (len(tasks) - 1) + [task_accuracies(model, val, tasks, dev)]
-    elif cfg.method == 'task_arithmetic': model, R, V, info, lams = _task_arithmetic(model, train, val, test, tasks, cfg, dev, progress)
+    elif cfg.method == 'task_arithmetic':
+        model, R, V, info, lams = _task_arithmetic(model, train, val, test, tasks, cfg, dev, progress)
     else: model, R, V, info, memory = _sequential(model, train, mtrain, val, test, tasks, cfg, dev, progress)
-    rec = dict(schema=SCHEMA, config=cfg.to_dict(), dataset=ds, method=cfg.method, data=cfg.data, memory_data=msrc, arch=cfg.arch, seed=cfg.seed,
-               n_tasks=len(tasks), tasks=[[train.classes[c] for c in t] for t in tasks], acc_matrix=R, val_matrix=V, **cl_metrics(R),
+    det = torch.are_deterministic_algorithms_enabled()
+    rec = dict(schema=SCHEMA, config=cfg.to_dict(), dataset=ds, method=cfg.method, data=cfg.data, memory_data=msrc,
+               arch=cfg.arch, seed=cfg.seed,
+               n_tasks=len(tasks), tasks=[[train.classes[c] for c in t] for t in tasks], acc_matrix=R, val_matrix=V,
+               **cl_metrics(R),
                val_avg_acc=round(float(np.mean(V[-1])), 2), lambdas_chosen=lams,
-               train_seconds=round(sum(o['seconds'] for o in info), 2), images_seen=sum(o['images_seen'] for o in info), steps=sum(o['steps'] for o in info),
-               agem_projected_steps=sum(o['projected'] for o in info) if cfg.method == 'agem' else None, task_seconds=[o['seconds'] for o in info],
-               n_images=len(train), n_images_per_task=[len(task_subset(train, t)) for t in tasks], memory_size=len(memory) if memory is not None else None,
-               synthesis_seconds=used['synthesis_seconds'], images_info={k: v for k, v in used.items() if k != 'real_data'},
+               train_seconds=round(sum(o['seconds'] for o in info), 2), images_seen=sum(o['images_seen'] for o in info),
+               steps=sum(o['steps'] for o in info),
+               agem_projected_steps=sum(o['projected'] for o in info) if cfg.method == 'agem' else None,
+               task_seconds=[o['seconds'] for o in info],
+               n_images=len(train), n_images_per_task=[len(task_subset(train, t)) for t in tasks],
+               memory_size=len(memory) if memory is not None else None,
+               synthesis_seconds=used['synthesis_seconds'],
+               images_info={k: v for k, v in used.items() if k != 'real_data'},
                real_data=dict(model=used['real_data'], memory=mused['real_data'] if replay else None,
                               val=f"{ds}/val (scored after every task; chooses task arithmetic's λ, nothing else)",
                               test=f"{ds}/test (scored after every task to fill the accuracy matrix; chooses nothing)"),
                uses_real_images=cfg.data != 'ddpm' or msrc not in (None, 'ddpm'), device=str(dev),
-               reproducibility=REPRODUCIBILITY | dict(deterministic_algorithms=torch.are_deterministic_algorithms_enabled(), threads=torch.get_num_threads()),
+               reproducibility=REPRODUCIBILITY | dict(deterministic_algorithms=det, threads=torch.get_num_threads()),
                seconds=dict(total=round(time.time() - t_start, 2))) | dict(labels or {})
     if record: rec['record'] = str(write_record(rec, Path(reports) / 'results' if reports else None, kind='continual'))
     return rec | dict(_model=model)
 
 # %% ../nbs/11_continual.ipynb #7f7e3630
 _ORDER = {m: i for i, m in enumerate(CL_METHODS)} | {d: 10 + i for i, d in enumerate(CL_DATA)}
-_COLS = dict(avg_acc='average accuracy (%)', forgetting='forgetting (pp)', bwt='backward transfer (pp)', train_seconds='training (s)', images_seen='images seen')
+_COLS = dict(avg_acc='average accuracy (%)', forgetting='forgetting (pp)', bwt='backward transfer (pp)',
+             train_seconds='training (s)', images_seen='images seen')
 
 def _frame(records) -> pd.DataFrame:
     df = records if isinstance(records, pd.DataFrame) else pd.DataFrame(list(records))
     if 'kind' in df: df = df[df['kind'] == 'continual']
-    if not len(df): raise ValueError("No continual records: run nbs/continual.ipynb (or a sweep's continual job) first.")
+    if not len(df): raise ValueError("No continual records: run nbs/continual.ipynb (or a sweep's continual job) "
+                                     "first.")
     return df.assign(memory_data=df['memory_data'].fillna('—') if 'memory_data' in df else '—')
 
 def _ms(v: pd.Series, digits: int = 2) -> str:
@@ -385,15 +449,20 @@ def _ms(v: pd.Series, digits: int = 2) -> str:
 
 def continual_table(records,  # results records (dicts or a DataFrame); only `kind == 'continual'` ones are used
                    ) -> pd.DataFrame:
-    "Mean ± std over seeds of average accuracy, forgetting, backward transfer, training seconds and images seen, per dataset, method, training data and memory data."
+    """Mean ± std over seeds of average accuracy, forgetting, backward transfer, training seconds and images seen, per
+    dataset, method, training data and memory data."""
     df, by = _frame(records), ['dataset', 'method', 'data', 'memory_data']
-    rows = [dict(zip(by, k)) | dict(seeds=len(g)) | {_COLS[c]: _ms(g[c], 0 if c == 'images_seen' else 2) for c in _COLS} for k, g in df.groupby(by, dropna=False)]
+    cells = lambda g: {_COLS[c]: _ms(g[c], 0 if c == 'images_seen' else 2) for c in _COLS}
+    rows = [dict(zip(by, k)) | dict(seeds=len(g)) | cells(g) for k, g in df.groupby(by, dropna=False)]
     out = pd.DataFrame(rows)
-    return out.sort_values(['dataset', 'method', 'data'], key=lambda s: s.map(lambda v: _ORDER.get(v, 99)) if s.name != 'dataset' else s).reset_index(drop=True)
+    return out.sort_values(['dataset', 'method', 'data'],
+                           key=lambda s: s.map(lambda v: _ORDER.get(v, 99)) if s.name != 'dataset' else s
+                          ).reset_index(drop=True)
 
 def synthetic_vs_real(records,  # results records (dicts or a DataFrame); only `kind == 'continual'` ones are used
                      ) -> pd.DataFrame:
-    "Per method and synthetic source: the training time and images saved against real data (1 − synthetic/real) and the accuracy gap, over seeds paired by seed."
+    """Per method and synthetic source: the training time and images saved against real data (1 − synthetic/real) and
+    the accuracy gap, over seeds paired by seed."""
     df = _frame(records); df = df[df['memory_data'].isin(['—']) | (df['memory_data'] == df['data'])]
     rows = []
     for (ds, m), g in df.groupby(['dataset', 'method']):
@@ -407,7 +476,10 @@ def synthetic_vs_real(records,  # results records (dicts or a DataFrame); only `
                 'accuracy, real (%)': _ms(p['avg_acc_real']), 'accuracy, synthetic (%)': _ms(p['avg_acc']),
                 'accuracy gap (pp)': _ms(p['avg_acc'] - p['avg_acc_real'])}))
     out = pd.DataFrame(rows)
-    return out.sort_values(['dataset', 'method'], key=lambda s: s.map(lambda v: _ORDER.get(v, 99)) if s.name == 'method' else s).reset_index(drop=True) if len(out) else out
+    if not len(out): return out
+    return out.sort_values(['dataset', 'method'],
+                           key=lambda s: s.map(lambda v: _ORDER.get(v, 99)) if s.name == 'method' else s
+                          ).reset_index(drop=True)
 
 # %% ../nbs/11_continual.ipynb #824258ff
 def plot_acc_matrix(R: list[list[float | None]],  # accuracy matrix in %: R[i][j] on task j after task i (None: blank)
@@ -421,9 +493,11 @@ def plot_acc_matrix(R: list[list[float | None]],  # accuracy matrix in %: R[i][j
     a = np.array([[np.nan if v is None else v for v in row] for row in R], dtype=float)
     ax.imshow(a, vmin=0, vmax=100, cmap='viridis')
     for (i, j), v in np.ndenumerate(a):
-        if not np.isnan(v): ax.text(j, i, f'{v:.0f}', ha='center', va='center', fontsize=7, color='w' if v < 60 else 'k')
+        if not np.isnan(v): ax.text(j, i, f'{v:.0f}', ha='center', va='center', fontsize=7,
+                                    color='w' if v < 60 else 'k')
     names = [f"{j + 1}" + (f"\n{'/'.join(map(str, tasks[j]))}" if tasks else '') for j in range(a.shape[1])]
-    ax.set(xticks=range(a.shape[1]), yticks=range(a.shape[0]), xticklabels=names, yticklabels=[f'after {i + 1}' for i in range(a.shape[0])],
+    ax.set(xticks=range(a.shape[1]), yticks=range(a.shape[0]), xticklabels=names,
+           yticklabels=[f'after {i + 1}' for i in range(a.shape[0])],
            xlabel='task', title=title); ax.tick_params(labelsize=7)
     return ax
 
@@ -431,16 +505,20 @@ def accuracy_over_tasks(records,                     # results records, dicts or
                         ax=None,                     # matplotlib axes to draw into (None: a new 5×3.2 figure)
                         dataset: str | None = None,  # the dataset whose records to plot (None: the first record's)
                        ):
-    "Mean accuracy on the tasks seen so far after each task, per method and data source (mean over seeds; joint: its one point)."
+    """Mean accuracy on the tasks seen so far after each task, per method and data source (mean over seeds; joint: its
+    one point)."""
     import matplotlib.pyplot as plt
     df = _frame(records); df = df[df['dataset'] == (dataset or df['dataset'].iloc[0])]
     ax = ax or plt.subplots(figsize=(5, 3.2))[1]
-    for (m, d), g in sorted(df.groupby(['method', 'data']), key=lambda kv: (_ORDER.get(kv[0][0], 99), _ORDER.get(kv[0][1], 99))):
-        curves = np.array([[np.nan if R[i][0] is None else np.mean(R[i][:i + 1]) for i in range(len(R))] for R in g['acc_matrix']], dtype=float)
+    for (m, d), g in sorted(df.groupby(['method', 'data']),
+                            key=lambda kv: (_ORDER.get(kv[0][0], 99), _ORDER.get(kv[0][1], 99))):
+        curve = lambda R: [np.nan if R[i][0] is None else np.mean(R[i][:i + 1]) for i in range(len(R))]
+        curves = np.array([curve(R) for R in g['acc_matrix']], dtype=float)
         with np.errstate(all='ignore'), warnings.catch_warnings():
             warnings.simplefilter('ignore', RuntimeWarning); y = np.nanmean(curves, 0)     # joint: only its last point
         ax.plot(np.arange(1, len(y) + 1), y, marker='o' if m != 'joint' else '*', ms=4 if m != 'joint' else 10,
                 ls=dict(real='-', ddpm='--', d4m=':').get(d, '-.'), color=f"C{_ORDER.get(m, 9)}", label=f"{m} ({d})")
     T = max(len(R) for R in df['acc_matrix'])
-    ax.set(xlabel='tasks learnt', ylabel='accuracy on tasks seen (%)', ylim=(0, 101), xticks=range(1, T + 1)); ax.legend(fontsize=6, ncol=2); ax.grid(alpha=.3)
+    ax.set(xlabel='tasks learnt', ylabel='accuracy on tasks seen (%)', ylim=(0, 101),
+           xticks=range(1, T + 1)); ax.legend(fontsize=6, ncol=2); ax.grid(alpha=.3)
     return ax

@@ -55,15 +55,18 @@ def reports_root(path: str | Path | None = None) -> Path:
 
 # %% ../nbs/00_core.ipynb #84a1e902
 def deterministic_kernels() -> bool:
-    "Ask torch for deterministic kernels in this process (a warning names any op that has none); touches no random state. Returns whether torch now has them on."
-    os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')     # cuBLAS's condition for deterministic matrix products
+    """Ask torch for deterministic kernels in this process (a warning names any op that has none); touches no random
+    state. Returns whether torch now has them on."""
+    # cuBLAS's condition for deterministic matrix products
+    os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
     torch.use_deterministic_algorithms(True, warn_only=True); torch.backends.cudnn.benchmark = False
     return torch.are_deterministic_algorithms_enabled()
 
 def seed_everything(seed: int,                  # the seed of Python's, NumPy's (mod 2**32) and torch's generators
                     deterministic: bool = True,  # also turn on `deterministic_kernels` (False: torch's default kernels)
                    ) -> int:
-    "Seed Python, NumPy and torch (CPU and CUDA) with `seed` and, if `deterministic`, turn on `deterministic_kernels`; returns `seed`."
+    """Seed Python, NumPy and torch (CPU and CUDA) with `seed` and, if `deterministic`, turn on
+    `deterministic_kernels`; returns `seed`."""
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
     if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
     if deterministic: deterministic_kernels()
@@ -71,11 +74,15 @@ def seed_everything(seed: int,                  # the seed of Python's, NumPy's 
 
 #: What a record says about repeating it (`reproducibility` of each record), and what torch cannot make deterministic.
 REPRODUCIBILITY = dict(
-    same_machine="bit-identical: the same code, torch, thread count and seeds give the same numbers (deterministic kernels on)",
-    elsewhere="not bit-identical: float sums differ with the CPU or GPU, its BLAS kernels and the thread count, and trained "
+    same_machine="bit-identical: the same code, torch, thread count and seeds give the same numbers (deterministic "
+                 "kernels on)",
+    elsewhere="not bit-identical: float sums differ with the CPU or GPU, its BLAS kernels and the thread count, and "
+              "trained "
               "networks drift apart from there; compare another machine's results within the tables' ± bands",
-    not_deterministic="on CUDA, ops without a deterministic kernel (torch warns and names each, e.g. some interpolate and "
-                      "index_add backward passes); the order of reductions across Accelerate processes; bf16 autocast sums")
+    not_deterministic="on CUDA, ops without a deterministic kernel (torch warns and names each, e.g. some interpolate "
+                      "and "
+                      "index_add backward passes); the order of reductions across Accelerate processes; bf16 autocast "
+                      "sums")
 
 # %% ../nbs/00_core.ipynb #79ed46ee
 def get_device(device: str | torch.device = 'auto') -> torch.device:
@@ -86,7 +93,8 @@ def get_device(device: str | torch.device = 'auto') -> torch.device:
         if getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available(): return torch.device('mps')
         return torch.device('cpu')
     try: dev = torch.device(device)
-    except RuntimeError as e: raise ValueError(f"Unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'.") from e
+    except RuntimeError as e: raise ValueError(f"Unknown device {device!r}: use 'auto', 'cpu', 'cuda' or "
+                                               "'cuda:N'.") from e
     if dev.type == 'cuda' and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was requested but CUDA is not available here; use device='auto' or 'cpu'.")
     return dev
@@ -98,7 +106,8 @@ def _jsonable(o):
     if isinstance(o, Path): return str(o)
     if isinstance(o, (np.integer, np.floating)): return o.item()
     if o is None or isinstance(o, (str, int, float, bool)): return o
-    raise TypeError(f"config_key: cannot hash a value of type {type(o).__name__} ({o!r}); use str, numbers, lists or dicts.")
+    raise TypeError(f"config_key: cannot hash a value of type {type(o).__name__} ({o!r}); use str, numbers, lists or "
+                    "dicts.")
 
 def config_key(cfg: dict,    # JSON-able mapping to hash: str, numbers, None, Paths, lists, dicts (key order ignored)
                n: int = 16,  # length of the key in hex digits (at most 64, SHA-256's)
@@ -123,7 +132,8 @@ def tensor_digest(*tensors: torch.Tensor) -> str:
     h = hashlib.sha256()
     for t in tensors:
         t = t.detach().cpu().contiguous()
-        h.update(f'{t.dtype}{tuple(t.shape)}'.encode()); h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b'')
+        h.update(f'{t.dtype}{tuple(t.shape)}'.encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b'')
     return h.hexdigest()[:16]
 
 def lr_factor(step: int,      # optimiser step, 0-based
@@ -143,19 +153,25 @@ _ACCELERATOR = None
 
 def check_launch(env: dict | None = None,  # the environment variables the launcher set (None: `os.environ`)
                 ):
-    """Stop a launch that would silently run fewer processes than it asked for: `accelerate launch --cpu --num_processes N`
-    (or a config file of `distributed_type: MULTI_CPU`) starts one process, since Accelerate runs several CPU processes only through MPI."""
+    """Stop a launch that would silently run fewer processes than it asked for: `accelerate launch --cpu
+    --num_processes N`
+    (or a config file of `distributed_type: MULTI_CPU`) starts one process, since Accelerate runs several CPU
+    processes only through MPI."""
     env = os.environ if env is None else env
     launched_cpu = str(env.get('ACCELERATE_USE_CPU', '')).lower() == 'true' and 'MASTER_ADDR' in env
     joined = any(k in env for k in ('WORLD_SIZE', 'LOCAL_RANK', 'PMI_SIZE', 'OMPI_COMM_WORLD_SIZE'))
     if launched_cpu and not joined:
-        raise RuntimeError("accelerate launch --cpu --num_processes N started ONE process (Accelerate's CPU launcher runs several only "
-                           "through MPI, --mpirun_hostfile), so the run would silently use one. For N processes on the CPU use "
-                           "`accelerate launch --multi_gpu --num_processes N --num_machines 1 --mixed_precision no -m dmkd.runs ... --device cpu` "
+        raise RuntimeError("accelerate launch --cpu --num_processes N started ONE process (Accelerate's CPU launcher "
+                           "runs several only "
+                           "through MPI, --mpirun_hostfile), so the run would silently use one. For N processes on the "
+                           "CPU use "
+                           "`accelerate launch --multi_gpu --num_processes N --num_machines 1 --mixed_precision no -m "
+                           "dmkd.runs ... --device cpu` "
                            "(torchrun; the processes join over gloo); for one process, drop --num_processes.")
 
 def die_with_launcher() -> bool:
-    """Make this process, a worker of a multi-process launch (torchrun's `LOCAL_RANK` is set), die when its launcher dies:
+    """Make this process, a worker of a multi-process launch (torchrun's `LOCAL_RANK` is set), die when its launcher
+    dies:
     torchrun starts workers in sessions of their own, so a launcher killed with SIGKILL would leave them running on
     (writing checkpoints a relaunch then races). Linux only (`PR_SET_PDEATHSIG`); returns whether it was set."""
     if 'LOCAL_RANK' not in os.environ or not sys.platform.startswith('linux'): return False
@@ -165,24 +181,28 @@ def die_with_launcher() -> bool:
     return ok
 
 def get_accelerator(device='auto'):
-    "The process's `accelerate.Accelerator` (made once; CPU when `device` is 'cpu' or no GPU is present); a launch that would run fewer processes than asked stops (`check_launch`)."
+    """The process's `accelerate.Accelerator` (made once; CPU when `device` is 'cpu' or no GPU is present); a launch
+    that would run fewer processes than asked stops (`check_launch`)."""
     global _ACCELERATOR
     dev = get_device(device)
     if _ACCELERATOR is None:
         check_launch(); die_with_launcher()
         _ACCELERATOR = Accelerator(cpu=dev.type == 'cpu', mixed_precision='bf16' if dev.type == 'cuda' else 'no')
     elif _ACCELERATOR.device.type != dev.type:
-        raise RuntimeError(f"This process already runs Accelerate on {_ACCELERATOR.device}; start a new process for device={device!r}.")
+        raise RuntimeError(f"This process already runs Accelerate on {_ACCELERATOR.device}; start a new process for "
+                           f"device={device!r}.")
     return _ACCELERATOR
 
 def world_size(accelerator=None,  # an `accelerate.Accelerator` or `Solo` (None: the launch's `WORLD_SIZE`, else 1)
               ) -> int:
-    "The processes a loop runs on: `accelerator`'s, else the launch's (`WORLD_SIZE`, set by `accelerate launch` and torchrun; 1 alone). Cache keys hold it: it sets the effective batch."
+    """The processes a loop runs on: `accelerator`'s, else the launch's (`WORLD_SIZE`, set by `accelerate launch` and
+    torchrun; 1 alone). Cache keys hold it: it sets the effective batch."""
     return accelerator.num_processes if accelerator is not None else int(os.environ.get('WORLD_SIZE', '1'))
 
 # %% ../nbs/00_core.ipynb #b9ea7970
 class Solo:
-    "A stand-in for `accelerate.Accelerator` that runs in this process alone, with no collectives: for work one process does for all (a shared network trained under a lock)."
+    """A stand-in for `accelerate.Accelerator` that runs in this process alone, with no collectives: for work one
+    process does for all (a shared network trained under a lock)."""
     num_processes, process_index, is_main_process = 1, 0, True
     def __init__(self, device='auto'): self.device = get_device(device)
     def prepare(self, *objs): return objs if len(objs) > 1 else objs[0]
@@ -222,14 +242,17 @@ class Where:
 # %% ../nbs/00_core.ipynb #289fedcf
 def drop_autocast(model: torch.nn.Module,  # a model `Accelerator.prepare` returned (DDP or not); changed in place
                  ) -> torch.nn.Module:
-    "Remove the mixed-precision wrapper `Accelerator.prepare` put on `model`'s forward (under any DDP wrapper), so the caller's own autocast decides; returns `model`."
+    """Remove the mixed-precision wrapper `Accelerator.prepare` put on `model`'s forward (under any DDP wrapper), so
+    the caller's own autocast decides; returns `model`."""
     inner = getattr(model, 'module', model)
-    if inner.__dict__.pop('_original_forward', None) is not None: inner.__dict__.pop('forward', None)   # back to the class's forward
+    # back to the class's forward
+    if inner.__dict__.pop('_original_forward', None) is not None: inner.__dict__.pop('forward', None)
     return model
 
 # %% ../nbs/00_core.ipynb #95b1d610
 def inductor_cache(cache=None) -> Path:
-    "Point torch.compile's kernel caches at `$TORCHINDUCTOR_CACHE_DIR`, else `cache_root(cache)/'inductor'`; returns that folder."
+    """Point torch.compile's kernel caches at `$TORCHINDUCTOR_CACHE_DIR`, else `cache_root(cache)/'inductor'`; returns
+    that folder."""
     d = Path(os.environ.get('TORCHINDUCTOR_CACHE_DIR') or cache_root(cache) / 'inductor')
     d.mkdir(parents=True, exist_ok=True)
     os.environ['TORCHINDUCTOR_CACHE_DIR'] = str(d); os.environ.setdefault('TRITON_CACHE_DIR', str(d / 'triton'))
@@ -258,9 +281,11 @@ def atomic_path(path: str | Path):
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT): raise
         free = shutil.disk_usage(path.parent).free / 2**20
-        raise OSError(e.errno, f"No space left to write {path} ({free:,.0f} MiB free there): free some, or point $DMKD_CACHE "
+        raise OSError(e.errno,
+                      f"No space left to write {path} ({free:,.0f} MiB free there): free some, or point $DMKD_CACHE "
                       "/ $DMKD_REPORTS at a larger disk, and run the same command again. Every file written before is "
-                      "intact (a file is replaced only once complete) and the run resumes from its last checkpoint.") from e
+                      "intact (a file is replaced only once complete) and the run resumes from its last "
+                      "checkpoint.") from e
     finally:
         if tmp.exists(): tmp.unlink()
 
@@ -274,7 +299,8 @@ def write_json(obj: Any,          # JSON-able value: dicts, lists, str, numbers,
 def read_json(path: str | Path) -> Any:
     "Read a JSON file, naming the file in the error if it is not valid JSON."
     try: return json.loads(Path(path).read_text())
-    except json.JSONDecodeError as e: raise ValueError(f"{path} is not valid JSON ({e}); delete it to start fresh.") from e
+    except json.JSONDecodeError as e: raise ValueError(f"{path} is not valid JSON ({e}); delete it to start "
+                                                       "fresh.") from e
 
 # %% ../nbs/00_core.ipynb #e0ba8105
 class LockTimeout(TimeoutError):
@@ -290,9 +316,11 @@ def _alive(pid: int) -> bool:
 class LeaseLock:
     """A lock that holds on shared filesystems (NFS, Lustre), where `fcntl` locks may not be honoured: a lock file
     created
-    atomically (`O_CREAT | O_EXCL`) naming its owner (host, pid, a token), and a heartbeat (a thread touches the file every
+    atomically (`O_CREAT | O_EXCL`) naming its owner (host, pid, a token), and a heartbeat (a thread touches the file
+    every
     `beat` seconds). A lock left by a dead owner is taken over: at once when the owner ran on this host and its pid is
-    gone, else once its heartbeat is older than `stale_after` seconds; a living owner's lock (its heartbeat fresh) never is."""
+    gone, else once its heartbeat is older than `stale_after` seconds; a living owner's lock (its heartbeat fresh)
+    never is."""
     def __init__(self, path: str | Path,      # the lock file (e.g. `<entry>.lock`)
                  timeout: float | None = None, # seconds to wait for a living owner (None: forever; 0: try once)
                  beat: float = 10.0,           # seconds between heartbeats
@@ -320,7 +348,9 @@ def _create(self: LeaseLock) -> bool:
     try: fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError: return False
     token = uuid.uuid4().hex
-    with os.fdopen(fd, 'w') as f: json.dump(dict(host=socket.gethostname(), pid=os.getpid(), token=token, since=time.time()), f)
+    with os.fdopen(fd,
+                   'w') as f: json.dump(dict(host=socket.gethostname(), pid=os.getpid(), token=token,
+                                             since=time.time()), f)
     self.token = token
     return True
 
@@ -364,7 +394,8 @@ def acquire(self: LeaseLock) -> LeaseLock:
         if self.stale(): self._take_over(seen); continue
         if self.timeout is not None and time.time() - t0 >= self.timeout:
             o = seen or self.owner()
-            raise LockTimeout(f"{self.path} is held by pid {o.get('pid', '?')} on {o.get('host', '?')} (alive: its heartbeat "
+            raise LockTimeout(f"{self.path} is held by pid {o.get('pid', '?')} on {o.get('host', '?')} (alive: its "
+                              "heartbeat "
                               f"is fresh); wait for it, or delete the file if that process is gone.")
         time.sleep(self.poll)
     self._stop = threading.Event()
@@ -401,7 +432,8 @@ class DamagedError(ValueError):
 # %% ../nbs/00_core.ipynb #fe9b5ec0
 def map_device(device,  # a device name or `torch.device` (not 'auto'), e.g. an accelerator's `cpu:0` or `cuda:1`
               ) -> torch.device:
-    "Where to load tensors for `device`: its type alone for the CPU (an accelerator's `cpu:0` is no place `torch.load` or safetensors know), as is otherwise."
+    """Where to load tensors for `device`: its type alone for the CPU (an accelerator's `cpu:0` is no place
+    `torch.load` or safetensors know), as is otherwise."""
     d = torch.device(device)
     return torch.device('cpu') if d.type == 'cpu' else d
 
@@ -421,20 +453,24 @@ def load_weights(path: str | Path,            # the .safetensors file `save_weig
                  device='cpu',                # where to load the tensors ('cpu', 'cuda', 'cuda:1', a `torch.device`)
                  verify: bool = True,         # check the file's SHA-256 against the sidecar's (else `DamagedError`)
                 ) -> tuple[dict, dict]:
-    "Load `(state_dict, meta)` saved by `save_weights`: the bytes must match the sidecar's SHA-256 (`verify`), every `expect` item its field."
+    """Load `(state_dict, meta)` saved by `save_weights`: the bytes must match the sidecar's SHA-256 (`verify`), every
+    `expect` item its field."""
     path = Path(path); side = path.with_suffix('.json')
     if not path.exists(): raise FileNotFoundError(f"No weights at {path}.")
     meta = read_json(side) if side.exists() else {}
     fix = f"delete it and {side.name} (dmkd rebuilds a cache entry on its next run), or restore both from a backup"
     if verify and 'sha256' in meta and file_digest(path) != meta['sha256']:
-        raise DamagedError(f"{path} is damaged: its SHA-256 differs from the one {side.name} recorded when it was written "
+        raise DamagedError(f"{path} is damaged: its SHA-256 differs from the one {side.name} recorded when it was "
+                           "written "
                            f"(truncated or changed since); {fix}.")
     for k, v in (expect or {}).items():
         if k not in meta: raise ValueError(f"{path.name}: sidecar {side.name} has no field {k!r} (expected {v!r}).")
         if _jsonable(meta[k]) != _jsonable(v):
-            raise ValueError(f"{path.name} does not match: field {k!r} is {meta[k]!r} in the checkpoint but {v!r} was requested.")
+            raise ValueError(f"{path.name} does not match: field {k!r} is {meta[k]!r} in the checkpoint but {v!r} was "
+                             "requested.")
     try: return load_file(str(path), device=str(map_device(device))), meta
-    except Exception as e: raise DamagedError(f"{path} cannot be read as safetensors ({type(e).__name__}: {e}); {fix}.") from e
+    except Exception as e: raise DamagedError(f"{path} cannot be read as safetensors ({type(e).__name__}: {e}); "
+                                              f"{fix}.") from e
 
 # %% ../nbs/00_core.ipynb #56c4482a
 _STATE_MAGIC = b'dmkdsha2'
@@ -455,16 +491,19 @@ def load_state(path: str | Path,  # the checkpoint file `save_state` wrote
     path = Path(path); raw = path.read_bytes()
     fix = f"delete it to restart that run from its first epoch (or delete {path.parent} to rebuild it entirely)"
     if len(raw) < 40 or raw[-40:-32] != _STATE_MAGIC or hashlib.sha256(memoryview(raw)[:-40]).digest() != raw[-32:]:
-        raise DamagedError(f"The checkpoint {path} is damaged (truncated, changed, or not written by this dmkd); {fix}.")
+        raise DamagedError(f"The checkpoint {path} is damaged (truncated, changed, or not written by this dmkd); "
+                           f"{fix}.")
     try: return torch.load(io.BytesIO(memoryview(raw)[:-40]), map_location=map_device(device), weights_only=True)
-    except Exception as e: raise DamagedError(f"The checkpoint {path} cannot be loaded ({type(e).__name__}: {str(e)[:200]}); {fix}.") from e
+    except Exception as e: raise DamagedError(f"The checkpoint {path} cannot be loaded ({type(e).__name__}: "
+                                              f"{str(e)[:200]}); {fix}.") from e
 
 # %% ../nbs/00_core.ipynb #58e62a43
 def first_bad(bad: torch.Tensor,   # 0-dim tensor: the first step whose loss was not finite so far, -1 while none
               loss: torch.Tensor,  # this step's loss (0-dim)
               step: int,           # this optimiser step's number
              ) -> torch.Tensor:
-    "`bad` (the first optimiser step whose loss was not finite, -1 while none) updated with `loss` at `step`; no device sync."
+    """`bad` (the first optimiser step whose loss was not finite, -1 while none) updated with `loss` at `step`; no
+    device sync."""
     return torch.where((bad < 0) & ~torch.isfinite(loss.detach()), step, bad)
 
 def check_finite(bad: torch.Tensor | int,   # `first_bad`'s result: the first non-finite step, -1 (or less) for none
@@ -476,7 +515,8 @@ def check_finite(bad: torch.Tensor | int,   # `first_bad`'s result: the first no
     step = int(bad)
     if step >= 0:
         where = f"optimiser step {step}" + (f" (epoch {epoch})" if epoch is not None else '')
-        raise FloatingPointError(f"The {what} loss was not finite at {where}: the run is stopped before saving anything "
+        raise FloatingPointError(f"The {what} loss was not finite at {where}: the run is stopped before saving "
+                                 "anything "
                                  f"after it, and no results record is written. {hint}".strip())
 
 # %% ../nbs/00_core.ipynb #fca16d1e
@@ -559,7 +599,8 @@ def check_writable(folder: str | Path,       # the folder to make and check
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix='.write-check-'): pass
     except OSError as e:
-        raise PermissionError(f"Cannot write {what} to {folder} ({type(e).__name__}: {e.strerror or e}). {fix}".strip()) from e
+        raise PermissionError(f"Cannot write {what} to {folder} ({type(e).__name__}: {e.strerror or e}). "
+                              f"{fix}".strip()) from e
     return folder
 
 # %% ../nbs/00_core.ipynb #c9effd7f
@@ -581,14 +622,16 @@ def console(prog: str,  # the command's name, as its messages start (`dmkd_run`)
 def hyphen_args(argv: list[str],  # command-line arguments, without the program name
                ) -> list[str]:
     "`argv` with `--some-option` spelled `--some_option` (values are left alone)."
-    return [a.split('=', 1)[0].replace('-', '_').replace('__', '--', 1) + (('=' + a.split('=', 1)[1]) if '=' in a else '')
+    return [a.split('=', 1)[0].replace('-', '_').replace('__', '--',
+                                                         1) + (('=' + a.split('=', 1)[1]) if '=' in a else '')
             if a.startswith('--') else a for a in argv]
 
 def cli_entry(func: Callable,  # a fastcore `call_parse` function (None under `python -m`: then None is returned)
              ) -> Callable:
     """A console-script entry point that accepts hyphenated options (and `--version`) and runs the `call_parse` function
     `func` through `console` (a user's mistake: one line, exit status 2)."""
-    if func is None: return None   # `python -m dmkd.x`: `call_parse` has already run the module's command (underscored options)
+    # `python -m dmkd.x`: `call_parse` has already run the module's command (underscored options)
+    if func is None: return None
     def _main():
         import sys
         from fastcore.script import anno_parser
@@ -613,9 +656,11 @@ def git_revision() -> str | None:
     root = project_root()
     if root is None: return None
     try:
-        rev = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=root, capture_output=True, text=True, timeout=10)
+        rev = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=root, capture_output=True,
+                             text=True, timeout=10)
         if rev.returncode: return None
-        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=root, capture_output=True,
+                               text=True, timeout=10)
         return rev.stdout.strip() + ('+dirty' if dirty.stdout.strip() else '')
     except (OSError, subprocess.SubprocessError): return None
 
@@ -633,10 +678,12 @@ def write_record(record: dict,                     # the results record; its fie
                  folder: str | Path | None = None,  # where to write (None: `reports_root()/'results'`)
                  kind: str = 'run',                 # the record's kind: its `kind` field and the prefix of a new run id
                 ) -> Path:
-    "Write `record` (plus run id, package version, git revision, hardware and time) as `<folder>/<run id>.json`; returns the path."
+    """Write `record` (plus run id, package version, git revision, hardware and time) as `<folder>/<run id>.json`;
+    returns the path."""
     folder = Path(folder) if folder else reports_root() / 'results'
     rid = record.get('run_id') or run_id(kind)
-    rec = dict(run_id=rid, kind=kind, created=datetime.datetime.now().isoformat(timespec='seconds'), dmkd_version=dmkd.__version__,
+    rec = dict(run_id=rid, kind=kind, created=datetime.datetime.now().isoformat(timespec='seconds'),
+               dmkd_version=dmkd.__version__,
                git_revision=git_revision(), hardware=hardware_info()) | dict(record)
     folder.mkdir(parents=True, exist_ok=True)
     return write_json(rec, folder / f'{rid}.json')

@@ -27,7 +27,8 @@ class ImageSet(torch.utils.data.Dataset):
     images: torch.Tensor      # uint8 images, N×C×H×W
     labels: torch.Tensor      # int64 class index of each image
     classes: list             # class names, in class-index order
-    name: str = ''            # dataset key (digits, cifar10, …), or where synthetic images came from (store:<folder>, a method)
+    # dataset key (digits, cifar10, …), or where synthetic images came from (store:<folder>, a method)
+    name: str = ''
     split: str = ''           # which split the images are: train, val, test, corpus, or synthetic
     mean: tuple | None = None # per-channel mean (0–1 scale) a classifier normalises these images with
     std: tuple | None = None  # per-channel standard deviation (0–1 scale) a classifier normalises them with
@@ -35,7 +36,8 @@ class ImageSet(torch.utils.data.Dataset):
     def __post_init__(self):
         if not isinstance(self.images, torch.Tensor) or self.images.dtype != torch.uint8 or self.images.ndim != 4:
             raise TypeError(f"ImageSet.images must be a uint8 tensor of shape N×C×H×W, got "
-                            f"{getattr(self.images, 'dtype', type(self.images))} {tuple(getattr(self.images, 'shape', ()))}.")
+                            f"{getattr(self.images, 'dtype', type(self.images))} "
+                            f"{tuple(getattr(self.images, 'shape', ()))}.")
         self.labels = torch.as_tensor(self.labels, dtype=torch.long, device=self.images.device)
         if len(self.labels) != len(self.images):
             raise ValueError(f"ImageSet has {len(self.images)} images but {len(self.labels)} labels.")
@@ -57,7 +59,8 @@ class ImageSet(torch.utils.data.Dataset):
            device,   # where to put the images and labels: 'cpu', 'cuda', 'cuda:1' or a `torch.device` (not 'auto')
           ) -> 'ImageSet':
         "The same set with its tensors on `device`."
-        return ImageSet(self.images.to(device), self.labels.to(device), self.classes, self.name, self.split, self.mean, self.std)
+        return ImageSet(self.images.to(device), self.labels.to(device), self.classes, self.name, self.split,
+                        self.mean, self.std)
 
     def subset(self,
                idx,   # indices, or a boolean mask, of the images to keep (anything `torch.as_tensor` takes)
@@ -97,7 +100,9 @@ NORM_STATS = {
 SPLITS = ('train', 'val', 'corpus', 'test')
 
 def load_dataset(name: str = 'digits',   # dataset key: digits, cifar10, cifar100 or imagefolder
-                 split: str = 'train',    # train (the teacher's data), val (choices: carved off the teacher's part), corpus (a generator's data) or test
+                 # train (the teacher's data), val (choices: carved off the teacher's part), corpus (a generator's data)
+                 # or test
+                 split: str = 'train',
                  root: str | Path | None = None,  # data root (default `data_root()`); for imagefolder the tree itself
                  **kwargs) -> ImageSet:   # loader options, e.g. `download=True`, `native=True`, `size=64`
     "Load a split of a real dataset as an `ImageSet`."
@@ -106,7 +111,8 @@ def load_dataset(name: str = 'digits',   # dataset key: digits, cifar10, cifar10
     return DATASETS[name](split=split, root=root, **kwargs)
 
 # %% ../nbs/01_data.ipynb #47587f35
-#: The digits splits' shares of each class: `val` is carved off the teacher's former train share (0.4), so `corpus` and `test` are those of earlier dmkd versions.
+#: The digits splits' shares of each class: `val` is carved off the teacher's former train share (0.4), so `corpus` and
+#: `test` are those of earlier dmkd versions.
 DIGITS_FRACTIONS = dict(train=0.3, val=0.1, corpus=0.3, test=0.3)
 
 def digits_split_indices(seed: int = 0) -> dict[str, np.ndarray]:
@@ -154,7 +160,7 @@ def load_digits_set(split='train',         # train, val, corpus or test: disjoin
     return ImageSet(x, y, [str(i) for i in range(10)], 'digits', split, mean, std)
 
 # %% ../nbs/01_data.ipynb #d850c9c3
-def show_images(images: torch.Tensor | ImageSet, # uint8 images N×C×H×W, or an `ImageSet` (its labels and class names are used)
+def show_images(images: torch.Tensor | ImageSet, # uint8 images N×C×H×W, or an `ImageSet` (its labels and classes)
                 labels=None,                       # class index of each image, written on it (None: no labels)
                 classes=None,                      # class names, in class-index order (None: the indices are written)
                 n: int = 32,                       # draw the first `n` images
@@ -170,7 +176,8 @@ def show_images(images: torch.Tensor | ImageSet, # uint8 images N×C×H×W, or a
     canvas = torch.full((nrow * (h + 2), ncol * (w + 2), 3), 255, dtype=torch.uint8)
     for i, im in enumerate(images):
         r, c = divmod(i, ncol)
-        canvas[r * (h + 2) + 1:r * (h + 2) + 1 + h, c * (w + 2) + 1:c * (w + 2) + 1 + w] = im.expand(3, -1, -1).permute(1, 2, 0)
+        canvas[r * (h + 2) + 1:r * (h + 2) + 1 + h,
+               c * (w + 2) + 1:c * (w + 2) + 1 + w] = im.expand(3, -1, -1).permute(1, 2, 0)
     ax.imshow(canvas.numpy(), interpolation='nearest'); ax.set_xticks([]); ax.set_yticks([])
     if labels is not None:
         for i, l in enumerate(labels[:n].tolist()):
@@ -185,7 +192,8 @@ def show_images(images: torch.Tensor | ImageSet, # uint8 images N×C×H×W, or a
 CORPUS_SPLIT = ('cifar10', 'cifar100', 'imagefolder')
 #: The splits carved from such a dataset's train split (its test split is its own).
 CARVED = ('train', 'val', 'corpus')
-#: The share of each class that `corpus` takes (0: no carving, `corpus` is the whole train split, shared with the teacher).
+#: The share of each class that `corpus` takes (0: no carving, `corpus` is the whole train split, shared with the
+#: teacher).
 CORPUS_FRACTION = 0.5
 #: The share of the teacher's part of each class that `val` takes (at least one image): every choice is made on it.
 VAL_FRACTION = 0.1
@@ -195,9 +203,11 @@ def carve_corpus(labels,                             # class index of each image
                  fraction: float = CORPUS_FRACTION,  # share of each class taken as `corpus` (0: all of it, shared)
                  seed: int = 0,                      # seed of the per-class shuffles (same seed: same carving)
                 ) -> torch.Tensor:
-    "Sorted indices of `split` ('train': the teacher's part less `val`, 'val', 'corpus': the generator's) in a train split with `labels`."
+    """Sorted indices of `split` ('train': the teacher's part less `val`, 'val', 'corpus': the generator's) in a train
+    split with `labels`."""
     labels = torch.as_tensor(labels)
-    knob('corpus_fraction', 0 <= fraction < 1, f"must lie in [0, 1) (0: no carving, the corpus is the teacher's whole train split), got {fraction}.")
+    knob('corpus_fraction', 0 <= fraction < 1,
+         f"must lie in [0, 1) (0: no carving, the corpus is the teacher's whole train split), got {fraction}.")
     if split == 'corpus' and not fraction: return torch.arange(len(labels))
     g, parts = torch.Generator().manual_seed(seed), []
     for c in labels.unique(sorted=True).tolist():
@@ -205,8 +215,10 @@ def carve_corpus(labels,                             # class index of each image
         idx, k = idx[torch.randperm(len(idx), generator=g)], round(len(idx) * fraction)
         v = k + max(1, round((len(idx) - k) * VAL_FRACTION))
         if not (0 < k or not fraction) or not v < len(idx):
-            raise ValueError(f"Class {c} has {len(idx)} train images: too few to give the teacher, its validation split and the corpus "
-                             f"some at corpus_fraction={fraction}. Add images, or change corpus_fraction (0: the corpus shares the teacher's).")
+            raise ValueError(f"Class {c} has {len(idx)} train images: too few to give the teacher, its validation "
+                             "split and the corpus "
+                             f"some at corpus_fraction={fraction}. Add images, or change corpus_fraction (0: the "
+                             "corpus shares the teacher's).")
         parts.append(dict(corpus=idx[:k], val=idx[k:v], train=idx[v:])[split])
     return torch.cat(parts).sort().values
 
@@ -214,8 +226,10 @@ def data_options(dataset: str,                             # dataset key (`CORPU
                  size: int | None = None,                  # imagefolder decode size in pixels (None or 0: not passed)
                  corpus_fraction: float = CORPUS_FRACTION, # share of each class of the train split that is `corpus`
                 ) -> dict:
-    "`load_dataset` options of a run's dataset knobs: `size` when set, `corpus_fraction` where `dataset` carves its train split."
-    return (dict(size=size) if size else {}) | (dict(corpus_fraction=corpus_fraction) if dataset in CORPUS_SPLIT else {})
+    """`load_dataset` options of a run's dataset knobs: `size` when set, `corpus_fraction` where `dataset` carves its
+    train split."""
+    carved = dict(corpus_fraction=corpus_fraction) if dataset in CORPUS_SPLIT else {}
+    return (dict(size=size) if size else {}) | carved
 
 # %% ../nbs/01_data.ipynb #7b293fe6
 @dataclass
@@ -254,7 +268,8 @@ def load_cifar10(split='train',                            # train, val, corpus 
                  download: bool = False,                   # fetch it through torchvision when it is missing
                  corpus_fraction: float = CORPUS_FRACTION, # share of each class of the train split that is `corpus`
                 ) -> ImageSet:
-    "CIFAR-10 through torchvision from `root/cifar10` (`train` and `corpus` carved from its train split); `download=True` fetches it."
+    """CIFAR-10 through torchvision from `root/cifar10` (`train` and `corpus` carved from its train split);
+    `download=True` fetches it."""
     return _load_cifar('cifar10', split, root, download, corpus_fraction)
 
 @DATASETS.register('cifar100')
@@ -263,7 +278,8 @@ def load_cifar100(split='train',                            # train, val, corpus
                   download: bool = False,                   # fetch it through torchvision when it is missing
                   corpus_fraction: float = CORPUS_FRACTION, # share of each class of the train split that is `corpus`
                  ) -> ImageSet:
-    "CIFAR-100 through torchvision from `root/cifar100` (`train` and `corpus` carved from its train split); `download=True` fetches it."
+    """CIFAR-100 through torchvision from `root/cifar100` (`train` and `corpus` carved from its train split);
+    `download=True` fetches it."""
     return _load_cifar('cifar100', split, root, download, corpus_fraction)
 
 # %% ../nbs/01_data.ipynb #3586e8de
@@ -290,7 +306,8 @@ def _decode(path: Path, size: int | None) -> torch.Tensor:
     try:
         with Image.open(path) as f: im = torch.from_numpy(np.asarray(f.convert('RGB')).copy()).permute(2, 0, 1)
     except Exception as e:
-        raise ValueError(f"Could not decode image {path} ({type(e).__name__}: {e}). Remove or replace that file.") from e
+        raise ValueError(f"Could not decode image {path} ({type(e).__name__}: {e}). Remove or replace that "
+                         "file.") from e
     if size is not None and tuple(im.shape[-2:]) != (size, size):
         im = center_crop(resize(im, size, antialias=True), [size, size])
     return im.contiguous()
@@ -304,7 +321,8 @@ def load_imagefolder(split='train',                    # train, val or corpus (c
                      progress: bool = True,            # show a progress bar while decoding
                      corpus_fraction: float = CORPUS_FRACTION, # share of each class of root/train that is `corpus`
                     ) -> ImageSet:
-    "Class folders under `root/train` (carved into `train`, `val` and `corpus`) and `root/test` (or `val/`), decoded once into a cached uint8 tensor."
+    """Class folders under `root/train` (carved into `train`, `val` and `corpus`) and `root/test` (or `val/`), decoded
+    once into a cached uint8 tensor."""
     if root is None: raise ValueError("dataset 'imagefolder' needs root=<folder with train/ and test/ class folders>.")
     root = Path(root).expanduser().resolve()
     if not root.is_dir(): raise FileNotFoundError(f"imagefolder root {root} does not exist.")
@@ -314,20 +332,25 @@ def load_imagefolder(split='train',                    # train, val or corpus (c
     extra = sorted({p.name for p in folder.iterdir() if p.is_dir()} - set(classes))
     if extra: raise ValueError(f"{folder} has class folders that {train_dir} lacks: {', '.join(extra)}.")
     empty = [c for c in classes if not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in (train_dir / c).rglob('*'))]
-    if empty: raise ValueError(f"Class folder{'s' * (len(empty) > 1)} {', '.join(empty)} under {train_dir} hold{'s' * (len(empty) == 1)} no images "
-                               f"({', '.join(IMAGE_EXTENSIONS)}): a teacher would get an output for a class it never saw. "
+    if empty: raise ValueError(f"Class folder{'s' * (len(empty) > 1)} {', '.join(empty)} under {train_dir} "
+                               f"hold{'s' * (len(empty) == 1)} no images "
+                               f"({', '.join(IMAGE_EXTENSIONS)}): a teacher would get an output for a class it never "
+                               "saw. "
                                "Add its images, or move the folder out of the tree.")
     files, labels = _list_images(folder, classes)
     if not files: raise FileNotFoundError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) under {folder}.")
     if split in CARVED:
-        idx = carve_corpus(labels, split, corpus_fraction).tolist(); files, labels = [files[i] for i in idx], [labels[i] for i in idx]
+        idx = carve_corpus(labels, split,
+                           corpus_fraction).tolist(); files, labels = [files[i] for i in idx], [labels[i] for i in idx]
     stats = [(str(f.relative_to(folder)), *(lambda s: (s.st_size, s.st_mtime_ns))(f.stat())) for f in files]
     key = config_key(dict(files=stats, classes=classes, size=size))
-    path = cache_root(cache) / 'imagefolder' / f"{root.name}-{split if split in CARVED else folder.name}-{key}.safetensors"
+    name = f"{root.name}-{split if split in CARVED else folder.name}-{key}.safetensors"
+    path = cache_root(cache) / 'imagefolder' / name
     if path.exists():
         try:
             sd, meta = load_weights(path, expect=dict(key=key))
-            return ImageSet(sd['images'], sd['labels'], meta['classes'], 'imagefolder', split, tuple(meta['mean']), tuple(meta['std']))
+            return ImageSet(sd['images'], sd['labels'], meta['classes'], 'imagefolder', split, tuple(meta['mean']),
+                            tuple(meta['std']))
         except Exception as e: warnings.warn(f"Decoding {root.name}/{folder.name} again and replacing its cache: {e}")
     from tqdm.auto import tqdm
     with ThreadPoolExecutor(workers or os.cpu_count() or 1) as ex:
@@ -335,14 +358,17 @@ def load_imagefolder(split='train',                    # train, val or corpus (c
                         desc=f'decode {root.name}/{folder.name}', disable=not progress, mininterval=2))
     shapes = {tuple(i.shape) for i in ims}
     if len(shapes) > 1:
-        raise ValueError(f"Images under {folder} differ in size ({', '.join('×'.join(map(str, s[1:])) for s in sorted(shapes)[:4])}...); "
+        raise ValueError(f"Images under {folder} differ in size "
+                         f"({', '.join('×'.join(map(str, s[1:])) for s in sorted(shapes)[:4])}...); "
                          "pass size=<pixels> to resize them to one square size.")
     x = torch.stack(ims); y = torch.tensor(labels)
     if split == 'train': mean, std = channel_stats(x)
     else:
         tr = load_imagefolder('train', root, size, cache, workers, progress, corpus_fraction)
         mean, std = tr.mean, tr.std
-    save_weights(dict(images=x, labels=y), path, dict(key=key, root=str(root), split=split, folder=folder.name, corpus_fraction=corpus_fraction, classes=classes,
+    save_weights(dict(images=x, labels=y), path,
+                 dict(key=key, root=str(root), split=split, folder=folder.name, corpus_fraction=corpus_fraction,
+                      classes=classes,
                                                       size=size, n=len(x), mean=mean, std=std))
     return ImageSet(x, y, classes, 'imagefolder', split, mean, std)
 
@@ -353,7 +379,8 @@ def batch_indices(n: int,                   # number of items: the indices are 0
                   seed: int | None = None,  # seed of the shuffle (None: a fresh random one)
                   drop_last: bool = False,  # drop the last, smaller batch (kept when n < batch_size)
                   device='cpu',             # where the index tensors are put
-                  n_batches: int | None = None, # exactly this many full batches, cycling through the items (None: one pass)
+                  # exactly this many full batches, cycling through the items (None: one pass)
+                  n_batches: int | None = None,
                  ) -> list[torch.Tensor]:
     """Index tensors for one epoch over `n` items, shuffled reproducibly from `seed`; with `n_batches`, exactly that
     many
@@ -363,7 +390,8 @@ def batch_indices(n: int,                   # number of items: the indices are 0
     g = torch.Generator().manual_seed(seed if seed is not None else torch.seed()) if shuffle else None
     perm = lambda: torch.randperm(n, generator=g) if shuffle else torch.arange(n)
     if n_batches is not None:
-        if n < 1 or n_batches < 1: raise ValueError(f"n_batches needs items and at least one batch, got {n} and {n_batches}.")
+        if n < 1 or n_batches < 1: raise ValueError(f"n_batches needs items and at least one batch, got {n} and "
+                                                    f"{n_batches}.")
         need = n_batches * batch_size
         order = torch.cat([perm() for _ in range(-(-need // n))])[:need]
         return [order[i:i + batch_size].to(device) for i in range(0, need, batch_size)]
@@ -372,19 +400,24 @@ def batch_indices(n: int,                   # number of items: the indices are 0
     return [order[i:i + batch_size].to(device) for i in range(0, stop, batch_size)]
 
 # %% ../nbs/01_data.ipynb #b9c729e5
-#: Datasets whose classes a horizontal mirror changes (a mirrored 2 is no digit): their 'auto' augmentation does not flip.
+#: Datasets whose classes a horizontal mirror changes (a mirrored 2 is no digit): their 'auto' augmentation does not
+#: flip.
 NO_FLIP = {'digits'}
 
 class BatchAugment:
-    "Per-image random crop+flip (`'crop_flip'`), random-resized crop+flip (`'rrc_flip'`) or nothing (`'none'`), on a uint8 batch."
+    """Per-image random crop+flip (`'crop_flip'`), random-resized crop+flip (`'rrc_flip'`) or nothing (`'none'`), on a
+    uint8 batch."""
     kinds = ('none', 'crop_flip', 'rrc_flip')
     def __init__(self, kind: str = 'crop_flip',       # crop_flip, rrc_flip or none
-                 padding: int = 4,                    # crop_flip: pixels of zero padding around the image before the random crop
-                 flip: bool = True,                   # random horizontal flips (off for datasets where a flip changes the class)
+                 # crop_flip: pixels of zero padding around the image before the random crop
+                 padding: int = 4,
+                 # random horizontal flips (off for datasets where a flip changes the class)
+                 flip: bool = True,
                  scale: tuple = (0.25, 1.0),          # rrc_flip: range of the crop's area as a share of the image's
                  ratio: tuple = (3 / 4, 4 / 3),       # rrc_flip: range of the crop's aspect ratio
                  size: int | None = None):            # rrc_flip: output side in pixels (None: the input's)
-        if kind not in self.kinds: raise ValueError(f"Unknown augmentation {kind!r}: use one of {', '.join(self.kinds)}.")
+        if kind not in self.kinds: raise ValueError(f"Unknown augmentation {kind!r}: use one of "
+                                                    f"{', '.join(self.kinds)}.")
         if padding < 0: raise ValueError(f"padding must be >= 0, got {padding}.")
         if not 0 < scale[0] <= scale[1] <= 1: raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {scale}.")
         self.kind, self.padding, self.flip, self.scale, self.ratio, self.size = kind, padding, flip, scale, ratio, size
@@ -394,13 +427,16 @@ class BatchAugment:
                    shape: tuple,                # image shape (C, H, W): width <= 64 gets crop+flip, larger rrc+flip
                    dataset: str | None = None,  # dataset key: `NO_FLIP` datasets get no flips (None: flips)
                   ) -> 'BatchAugment':
-        "The peers' default for images of `shape` (C, H, W): crop+flip up to 64 pixels, random-resized crop above; no flip for `NO_FLIP` datasets."
+        """The peers' default for images of `shape` (C, H, W): crop+flip up to 64 pixels, random-resized crop above; no
+        flip for `NO_FLIP` datasets."""
         flip = dataset not in NO_FLIP
-        return cls('crop_flip', padding=max(1, shape[-1] // 8), flip=flip) if shape[-1] <= 64 else cls('rrc_flip', flip=flip)
+        return cls('crop_flip', padding=max(1, shape[-1] // 8),
+                   flip=flip) if shape[-1] <= 64 else cls('rrc_flip', flip=flip)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         "Augment uint8 batch `x` (N×C×H×W); crop+flip keeps uint8, random-resized crop returns float in [0, 1]."
-        if x.dtype != torch.uint8 or x.ndim != 4: raise TypeError(f"BatchAugment expects a uint8 N×C×H×W batch, got {x.dtype} {tuple(x.shape)}.")
+        if x.dtype != torch.uint8 or x.ndim != 4: raise TypeError("BatchAugment expects a uint8 N×C×H×W batch, got "
+                                                                  f"{x.dtype} {tuple(x.shape)}.")
         if self.kind == 'none' or len(x) == 0: return x
         return self._crop_flip(x, generator) if self.kind == 'crop_flip' else self._rrc_flip(x, generator)
 

@@ -88,21 +88,26 @@ def generator_loss(teacher: Classifier,                  # the frozen teacher th
                    momentum: float = 0.0,                # weight of `ema` in them (Fast-DFKD; 0: this batch's)
                    ie_base: float = math.e,              # base of the information-entropy term's logarithm (DAFL: 10)
                   ) -> tuple[torch.Tensor, dict]:
-    "The weighted generator objective (minimised) of the data-free methods, and its terms: one-hot, activation, information entropy (logarithm to `ie_base`: DAFL's is 10), BN statistics, adversarial."
+    """The weighted generator objective (minimised) of the data-free methods, and its terms: one-hot, activation,
+    information entropy (logarithm to `ie_base`: DAFL's is 10), BN statistics, adversarial."""
     w = weights or {}
     bad = sorted(set(w) - set(TERMS))
     if bad: raise ValueError(f"Unknown generator loss terms {bad}: the terms are {', '.join(TERMS)}.")
     oh, act, ie, bn, adv = (w.get(k, 0.0) for k in TERMS)
-    if adv and student is None: raise ValueError("The adversarial term compares the teacher with the student: pass student=...")
-    if bn and not bns: raise ValueError("The BN-statistics term needs the teacher's BatchNorm layers: pass bns=teacher_bn_layers(teacher).")
+    if adv and student is None: raise ValueError("The adversarial term compares the teacher with the student: pass "
+                                                 "student=...")
+    if bn and not bns: raise ValueError("The BN-statistics term needs the teacher's BatchNorm layers: pass "
+                                        "bns=teacher_bn_layers(teacher).")
     ctx = tap_inputs(bns) if bn else contextlib.nullcontext([])
     with ctx as taps: t, f = teacher(x, return_features=True)
     terms, p = {}, F.softmax(t.float(), 1)
     if oh: terms['oh'] = F.cross_entropy(t.float(), targets if targets is not None else t.argmax(1))
     if act: terms['act'] = -f.float().abs().mean()
-    if ie: terms['ie'] = (p.mean(0) * torch.log(p.mean(0) + 1e-8)).sum() / math.log(ie_base)   # negative entropy of the mean prediction
+    # negative entropy of the mean prediction
+    if ie: terms['ie'] = (p.mean(0) * torch.log(p.mean(0) + 1e-8)).sum() / math.log(ie_base)
     if bn: terms['bn'] = bn_stat_loss(bns, taps, ema, momentum)
-    if adv: terms['adv'] = -disagreement(t, student(x), divergence)              # the generator maximises the disagreement
+    # the generator maximises the disagreement
+    if adv: terms['adv'] = -disagreement(t, student(x), divergence)
     loss = sum(w[k] * v for k, v in terms.items())
     return loss, {k: round(float(v.detach()), 5) for k, v in terms.items()}
 
@@ -126,11 +131,13 @@ class GeneratorRecipe:
     lr_z: float | None = None     # learning rate of optimised latent codes (None: generator_lr)
     bn_momentum: float = 0.0      # momentum of the BN-statistics term's running estimate (0: this batch only)
     bank: int = 0                 # most images kept in the memory bank of the methods that keep one (0: no limit)
-    random_targets: bool = False  # draw a random target class per image for the one-hot term (else the teacher's argmax)
+    # draw a random target class per image for the one-hot term (else the teacher's argmax)
+    random_targets: bool = False
     augment: bool = False         # the teacher sees differentiable crop+flip views of the generated images
     warmup: int = 0               # first generator updates without the adversarial term
     reset_l0: int = 0             # re-initialise the generator's input layer and first BN at this update (0: never)
-    fixed_z: bool = False         # the student's next steps see the generator's batch of this update (ZSKT), not fresh codes
+    # the student's next steps see the generator's batch of this update (ZSKT), not fresh codes
+    fixed_z: bool = False
     clip: float = 0.0             # clip the generator's gradient norm at this value (0: no clipping)
     ie_base: float = math.e       # base of the information-entropy term's logarithm (DAFL: 10)
     student_mode: str = 'eval'    # the student's mode in a generator step (its reference's)
@@ -143,10 +150,13 @@ class GeneratorRecipe:
             raise ValueError(f"Unknown meta update {self.meta!r}: use 'maml' or 'reptile' (or None).")
         bad = sorted(set(self.weights) - set(TERMS))
         if bad: raise ValueError(f"Unknown generator loss terms {bad}: use {', '.join(TERMS)}.")
-        knob('student_mode', self.student_mode in ('train', 'eval'), f"must be train or eval, got {self.student_mode!r}.")
+        knob('student_mode', self.student_mode in ('train', 'eval'),
+             f"must be train or eval, got {self.student_mode!r}.")
 
 class GeneratorHook:
-    "The `on_batch` hook of the generator-based methods for `dmkd.distill.distill_student`: every `student_steps` KD steps it updates the generator (`generator_steps` steps, or Fast-DFKD's inner steps and meta step), then hands the student its batches."
+    """The `on_batch` hook of the generator-based methods for `dmkd.distill.distill_student`: every `student_steps` KD
+    steps it updates the generator (`generator_steps` steps, or Fast-DFKD's inner steps and meta step), then hands
+    the student its batches."""
     def __init__(self, teacher: Classifier,   # the frozen teacher the generator is trained against
                  recipe: GeneratorRecipe,     # the method's loss, generator and schedule
                  size: int = 32,              # side of the generated images
@@ -160,7 +170,8 @@ class GeneratorHook:
         self.weights, self.divergence, self.meta = dict(r.weights), r.divergence, r.meta
         self.generator_steps, self.student_steps = r.generator_steps, r.student_steps
         self.bn_momentum, self.random_targets, self.augment = r.bn_momentum, r.random_targets, r.augment
-        self.warmup, self.reset_l0, self.fixed_z, self.clip, self.ie_base = r.warmup, r.reset_l0, r.fixed_z, r.clip, r.ie_base
+        self.warmup, self.reset_l0, self.fixed_z = r.warmup, r.reset_l0, r.fixed_z
+        self.clip, self.ie_base = r.clip, r.ie_base
         self.student_mode, self.flip = r.student_mode, dataset not in NO_FLIP
         self.num_classes = teacher.num_classes
         self.bns = teacher_bn_layers(teacher, 'This method') if r.weights.get('bn') else None
@@ -198,14 +209,16 @@ class GeneratorHook:
 
     def _step(self, loss, params):
         self.opt.zero_grad(set_to_none=True); loss.backward(inputs=params)
-        if self.clip: nn.utils.clip_grad_norm_(params, self.clip)     # ZSKT clips the generator's gradient at 5 (solver.py:100)
+        # ZSKT clips the generator's gradient at 5 (solver.py:100)
+        if self.clip: nn.utils.clip_grad_norm_(params, self.clip)
         self.opt.step()
 
     def update(self,
                teacher: Classifier,         # the frozen teacher the generator is trained against
                student: Classifier | None,  # the student being distilled (None only without an adversarial term)
                n: int):                     # images per generator step (the KD batch's size)
-        "One generator update on `n` images; returns the images the student is to keep (Fast-DFKD: the lowest-loss inner step's), or None."
+        """One generator update on `n` images; returns the images the student is to keep (Fast-DFKD: the lowest-loss
+        inner step's), or None."""
         w, kw = self.weights_now(), dict(divergence=self.divergence, ie_base=self.ie_base)
         # at the reset_l0-th round, as fast_meta.py:105-111
         if self.reset_l0 and self.updates + 1 == self.reset_l0: _reset_l0(self.gen)
@@ -216,17 +229,20 @@ class GeneratorHook:
                                                  ema=self.ema, momentum=self.bn_momentum, **kw)
                 self._step(loss, list(self.gen.parameters()))
                 if not self.fixed_z: z = self.z(n)
-            if self.fixed_z:       # ZSKT: the student's next steps see this batch (polo5/ZeroShotKnowledgeTransfer utils/loaders.py:44-51)
+            # ZSKT: the student's next steps see this batch (polo5/ZeroShotKnowledgeTransfer utils/loaders.py:44-51)
+            if self.fixed_z:
                 with torch.no_grad(): self.batch = self.gen(z)
             self.updates += 1
             return None
         fast = copy.deepcopy(self.gen); z = self.z(n).requires_grad_(True); y = self.targets(n)
-        opt = torch.optim.Adam([dict(params=fast.parameters()), dict(params=[z], lr=self.lr_z)], lr=self.generator_lr, betas=(0.5, 0.999))
+        opt = torch.optim.Adam([dict(params=fast.parameters()), dict(params=[z], lr=self.lr_z)], lr=self.generator_lr,
+                               betas=(0.5, 0.999))
         best, best_loss, meta_grads = None, math.inf, [torch.zeros_like(p) for p in self.gen.parameters()]
         for _ in range(self.generator_steps):
             ema = list(self.ema) if self.ema is not None else None
             x = fast(z)
-            loss, self.last = generator_loss(teacher, self.view(x), student, self.bns, y, w, ema=ema, momentum=self.bn_momentum, **kw)
+            loss, self.last = generator_loss(teacher, self.view(x), student, self.bns, y, w, ema=ema,
+                                             momentum=self.bn_momentum, **kw)
             if loss.item() < best_loss: best_loss, best = loss.item(), x.detach()      # fast_meta.py:152-155
             opt.zero_grad(set_to_none=True); loss.backward(inputs=list(fast.parameters()) + [z])
             # first-order MAML: every inner step's gradient is added to the meta gradient (fast_meta.py:23-27, 160-163)
@@ -267,7 +283,8 @@ class GeneratorHook:
             finally: student.train(was)
             if made is not None:     # Fast-DFKD and CMI keep what they made in a memory bank the student samples from
                 made = to_uint8(made).to(self.dev)
-                self.bank = made if self.bank is None else torch.cat([self.bank, made])[-self.bank_size:] if self.bank_size else torch.cat([self.bank, made])
+                bank = made if self.bank is None else torch.cat([self.bank, made])
+                self.bank = bank[-self.bank_size:] if self.bank is not None and self.bank_size else bank
         if self.bank is not None:
             idx = torch.randint(0, len(self.bank), (n,), generator=self.g, device=self.dev)
             out = self.student_augment(self.bank[idx], self.g)
@@ -281,8 +298,10 @@ class GeneratorHook:
     def sample(self,
                n: int = 32,  # how many images to return
               ) -> torch.Tensor:
-        "`n` uint8 images as the student now sees them (from the memory bank, or fresh from the generator), without a generator update."
-        if self.bank is not None: return self.bank[torch.randint(0, len(self.bank), (n,), generator=self.g, device=self.dev)].cpu()
+        """`n` uint8 images as the student now sees them (from the memory bank, or fresh from the generator), without a
+        generator update."""
+        if self.bank is not None: return self.bank[torch.randint(0, len(self.bank), (n,), generator=self.g,
+                                                                 device=self.dev)].cpu()
         return to_uint8(self.gen(self.z(n)))
 
     def budget(self) -> dict:
@@ -290,12 +309,15 @@ class GeneratorHook:
         return self.passes.as_dict() | dict(generator_updates=self.updates, synthesis_seconds=round(self.seconds, 2))
 
     def __repr__(self):
-        return (f"{type(self).__name__}({self.weights}, divergence={self.divergence!r}, generator_steps={self.generator_steps}, "
-                f"student_steps={self.student_steps}, meta={self.meta!r}, {self.updates} updates in {self.seconds:.1f}s, {self.passes})")
+        return (f"{type(self).__name__}({self.weights}, divergence={self.divergence!r}, "
+                f"generator_steps={self.generator_steps}, "
+                f"student_steps={self.student_steps}, meta={self.meta!r}, {self.updates} updates in "
+                f"{self.seconds:.1f}s, {self.passes})")
 
 # %% ../nbs/07b_datafree.ipynb #4da02c57
 def _reset_model(model):
-    "CMI's re-initialisation of the generator before each synthesis (Fast-Datafree `datafree/synthesis/contrastive.py:78-86`)."
+    """CMI's re-initialisation of the generator before each synthesis (Fast-Datafree
+    `datafree/synthesis/contrastive.py:78-86`)."""
     for m in model.modules():
         if isinstance(m, (nn.ConvTranspose2d, nn.Linear, nn.Conv2d)):
             nn.init.normal_(m.weight, 0.0, 0.02)
@@ -303,24 +325,32 @@ def _reset_model(model):
         if isinstance(m, nn.BatchNorm2d): nn.init.normal_(m.weight, 1.0, 0.02); nn.init.constant_(m.bias, 0)
 
 class CMIHook(GeneratorHook):
-    "Contrastive model inversion (Fang et al. 2021) as Fast-Datafree `datafree/synthesis/contrastive.py:88-258`: each update re-initialises the generator and optimises it and its codes for `generator_steps` steps on the inversion loss plus an instance-contrastive loss between a global and a local view, against a memory bank of earlier images' features; the lowest-loss images go to the student's bank."
+    """Contrastive model inversion (Fang et al. 2021) as Fast-Datafree `datafree/synthesis/contrastive.py:88-258`: each
+    update re-initialises the generator and optimises it and its codes for `generator_steps` steps on the inversion
+    loss plus an instance-contrastive loss between a global and a local view, against a memory bank of earlier
+    images' features; the lowest-loss images go to the student's bank."""
     def __init__(self,
                  teacher: Classifier,                # the frozen teacher (its BN layers' inputs: the features)
-                 recipe: GeneratorRecipe,            # its weights: bn, oh and adv (CMI sets divergence, augment, random_targets)
+                 # its weights: bn, oh and adv (CMI sets divergence, augment, random_targets)
+                 recipe: GeneratorRecipe,
                  contrast: float = 0.8,              # weight of the instance-contrastive term (reference: 0.8)
                  contrast_temperature: float = 0.2,  # temperature of the contrastive cross-entropy (reference: 0.2)
                  head_dim: int = 256,                # output size of the MLP projection head (reference: 256)
                  n_neg: int = 4096,                  # negatives drawn from the memory bank (reference: 4096)
                  bank_features: int = 40960,         # rows of the feature memory bank (a ring buffer of earlier images)
-                 **kw):                              # `GeneratorHook`'s other settings (size, channels, dataset, seed, device)
+                 # `GeneratorHook`'s other settings (size, channels, dataset, seed, device)
+                 **kw):
         cmi = dataclasses.replace(recipe, divergence='masked_kl', augment=True, random_targets=True)
         super().__init__(teacher, cmi, **kw)
         self.cr, self.cr_T, self.n_neg = contrast, contrast_temperature, n_neg
-        self.all_bns = teacher_bn_layers(teacher, 'CMI')       # its features: the instance means of every BN layer's input (contrastive.py:129-131)
+        # its features: the instance means of every BN layer's input (contrastive.py:129-131)
+        self.all_bns = teacher_bn_layers(teacher, 'CMI')
         dim = sum(b.num_features for b in self.all_bns)
-        self.head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(inplace=True), nn.Linear(dim, head_dim)).to(self.dev)   # MLPHead (contrastive.py:18-32)
+        # MLPHead (contrastive.py:18-32)
+        self.head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(inplace=True), nn.Linear(dim, head_dim)).to(self.dev)
         self.head_opt = torch.optim.Adam(self.head.parameters(), lr=self.generator_lr)
-        self.memory = torch.randn(bank_features, 2 * dim, generator=torch.Generator().manual_seed(kw.get('seed', 0))).to(self.dev)
+        self.memory = torch.randn(bank_features, 2 * dim,
+                                  generator=torch.Generator().manual_seed(kw.get('seed', 0))).to(self.dev)
         self.ptr, self.stored = 0, 0
 
     def features(self,
@@ -332,7 +362,8 @@ class CMIHook(GeneratorHook):
     def negatives(self) -> torch.Tensor:
         "Up to `n_neg` stored features, drawn without replacement (MemoryBank.get_data, contrastive.py:64-76)."
         size = len(self.memory) if self.stored > len(self.memory) else self.ptr
-        idx = torch.randperm(size, generator=self.g, device=self.dev)[:self.n_neg] if size else torch.zeros(0, dtype=torch.long, device=self.dev)
+        if not size: return self.memory[torch.zeros(0, dtype=torch.long, device=self.dev)]
+        idx = torch.randperm(size, generator=self.g, device=self.dev)[:self.n_neg]
         return self.memory[idx]
 
     def update(self,
@@ -341,7 +372,8 @@ class CMIHook(GeneratorHook):
                n: int):                     # images made per update (the KD batch's size)
         w = self.weights_now(); _reset_model(self.gen)
         z = self.z(n).requires_grad_(True); y = self.targets(n)
-        opt = torch.optim.Adam([dict(params=self.gen.parameters()), dict(params=[z])], lr=self.generator_lr, betas=(0.5, 0.999))
+        opt = torch.optim.Adam([dict(params=self.gen.parameters()), dict(params=[z])], lr=self.generator_lr,
+                               betas=(0.5, 0.999))
         best, best_loss, best_feat = None, math.inf, None
         neg_local, neg_global = self.negatives().chunk(2, dim=1)
         for _ in range(self.generator_steps):
@@ -353,15 +385,18 @@ class CMIHook(GeneratorHook):
             _, _, fl = self.features(teacher, lv)
             proj = F.normalize(self.head(torch.cat([fl, neg_local, fg, neg_global])), dim=1)
             pl, pg = proj.chunk(2)
-            ce = F.cross_entropy(pl @ pg.detach().T / self.cr_T, torch.arange(len(pl), device=self.dev), reduction='none')
+            ce = F.cross_entropy(pl @ pg.detach().T / self.cr_T, torch.arange(len(pl), device=self.dev),
+                                 reduction='none')
             terms['cr'] = ce[:n].mean() + ce[n:].mean() if self.stored else ce.mean()
             loss = sum(dict(w, cr=self.cr).get(k, 0.0) * v for k, v in terms.items())
             self.last = {k: round(float(v.detach()), 5) for k, v in terms.items()}
-            if loss.item() < best_loss: best_loss, best, best_feat = loss.item(), x.detach(), torch.cat([fl, fg], 1).detach()
+            if loss.item() < best_loss:
+                best_loss, best, best_feat = loss.item(), x.detach(), torch.cat([fl, fg], 1).detach()
             opt.zero_grad(set_to_none=True); self.head_opt.zero_grad(set_to_none=True)
             loss.backward(inputs=list(self.gen.parameters()) + [z] + list(self.head.parameters()))
             opt.step(); self.head_opt.step()
         k = min(len(best_feat), len(self.memory) - self.ptr)      # the reference's ring buffer (contrastive.py:55-62)
-        self.memory[self.ptr:self.ptr + k] = best_feat[:k]; self.ptr = (self.ptr + k) % len(self.memory); self.stored += k
+        self.memory[self.ptr:self.ptr + k] = best_feat[:k]
+        self.ptr = (self.ptr + k) % len(self.memory); self.stored += k
         self.updates += 1
         return best

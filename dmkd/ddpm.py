@@ -17,13 +17,15 @@ import torch.nn.functional as F
 
 import dmkd
 from .core import (DamagedError, build_lock, cache_root, check_finite, check_types, config_key, file_digest,
-                       drop_autocast, get_accelerator, get_device, knob, load_state, lr_factor, maybe_compile, read_json, resolve_precision, save_state, seed_everything,
+                       drop_autocast, get_accelerator, get_device, knob, load_state, lr_factor, maybe_compile,
+                       read_json, resolve_precision, save_state, seed_everything,
                        tensor_digest, write_json)
 from .data import CORPUS_FRACTION, DATASETS, SPLITS, ImageSet, data_options, load_dataset
 from .generators import GENERATORS, Generator, make_scheduler
 
 # %% ../nbs/04b_ddpm.ipynb #ace1207a
-#: The speed knobs of `DDPMConfig` and their defaults; `_HOW`: those that change how, not what, training computes (never in the key).
+#: The speed knobs of `DDPMConfig` and their defaults; `_HOW`: those that change how, not what, training computes (never
+#: in the key).
 _SPEED = dict(precision='auto', channels_last=False, compile=False, fused=True, lr_scaling='none', lr_batch_size=128)
 _HOW = ('channels_last', 'compile', 'fused')
 
@@ -38,50 +40,66 @@ class DDPMConfig:
     attention: bool = False               # self-attention at the lower levels (slow on CPU at this size)
     num_train_timesteps: int = 1000       # diffusion steps in training
     beta_schedule: str = 'squaredcos_cap_v2'  # noise schedule
-    prediction_type: str = 'v_prediction' # what the UNet predicts: 'v_prediction' (stable x0 estimates at high noise) or 'epsilon'
+    # what the UNet predicts: 'v_prediction' (stable x0 estimates at high noise) or 'epsilon'
+    prediction_type: str = 'v_prediction'
     steps: int = 500                      # optimiser steps (≈2.5 min on 2 CPU cores for the 8×8 digits default)
     batch_size: int = 128                 # images per step
     lr: float = 2e-3                      # AdamW peak learning rate (cosine decay, short warm-up)
     ema_decay: float = 0.995              # EMA of the weights, used for sampling
     p_uncond: float = 0.1                 # probability of training on the null class (for guidance)
     seed: int = 0                         # seed
-    size: int | None = None               # training resolution for datasets without a native small form (e.g. 16 for a CPU-sized CIFAR-10 model)
-    data_size: int | None = None          # imagefolder: the square size its images are decoded at (a mixed-size tree; the run's `size`)
-    corpus_fraction: float = 0.5          # cifar10/cifar100/imagefolder: the share of the train split carved off as `corpus` (0: the whole, shared)
-    precision: str = 'auto'               # training arithmetic: 'auto' (bf16 autocast on a CUDA GPU, fp32 elsewhere), 'bf16' or 'fp32'
+    # training resolution for datasets without a native small form (e.g. 16 for a CPU-sized CIFAR-10 model)
+    size: int | None = None
+    # imagefolder: the square size its images are decoded at (a mixed-size tree; the run's `size`)
+    data_size: int | None = None
+    # cifar10/cifar100/imagefolder: the share of the train split carved off as `corpus` (0: the whole, shared)
+    corpus_fraction: float = 0.5
+    # training arithmetic: 'auto' (bf16 autocast on a CUDA GPU, fp32 elsewhere), 'bf16' or 'fp32'
+    precision: str = 'auto'
     channels_last: bool = False           # channels-last UNet and batches (how, not what, it computes: not in the key)
-    compile: bool = False                 # torch.compile the UNet for training, kernels cached under the cache root (not in the key)
-    fused: bool = True                    # fused AdamW (one kernel per step) on CUDA; ignored elsewhere (not in the key)
-    lr_scaling: str = 'none'              # 'none', 'linear' or 'sqrt': train at `lr` × (batch_size / lr_batch_size), or its square root
+    # torch.compile the UNet for training, kernels cached under the cache root (not in the key)
+    compile: bool = False
+    # fused AdamW (one kernel per step) on CUDA; ignored elsewhere (not in the key)
+    fused: bool = True
+    # 'none', 'linear' or 'sqrt': train at `lr` × (batch_size / lr_batch_size), or its square root
+    lr_scaling: str = 'none'
     lr_batch_size: int = 128              # the batch size `lr` is given for when `lr_scaling` scales it
 
     def __post_init__(self):
         if isinstance(self.block_out_channels, list): self.block_out_channels = tuple(self.block_out_channels)
         check_types(self)
-        knob('dataset', self.dataset in DATASETS, f"must be a dataset key, got {self.dataset!r}. Valid keys: {', '.join(sorted(DATASETS))}.")
+        knob('dataset', self.dataset in DATASETS,
+             f"must be a dataset key, got {self.dataset!r}. Valid keys: {', '.join(sorted(DATASETS))}.")
         knob('split', self.split in SPLITS, f"must be one of {', '.join(SPLITS)}, got {self.split!r}.")
-        knob('block_out_channels', len(self.block_out_channels) >= 1 and all(isinstance(c, int) and c >= 1 for c in self.block_out_channels),
+        knob('block_out_channels',
+             len(self.block_out_channels) >= 1 and all(isinstance(c, int) and c >= 1 for c in self.block_out_channels),
              f"must be one or more positive channel counts, got {self.block_out_channels!r}.")
         for name in ('layers_per_block', 'num_train_timesteps', 'steps', 'batch_size'):
             knob(name, getattr(self, name) >= 1, f"must be at least 1, got {getattr(self, name)}.")
         knob('beta_schedule', self.beta_schedule in ('linear', 'scaled_linear', 'squaredcos_cap_v2'),
              f"must be linear, scaled_linear or squaredcos_cap_v2, got {self.beta_schedule!r}.")
-        knob('prediction_type', self.prediction_type in ('v_prediction', 'epsilon'), f"must be v_prediction or epsilon, got {self.prediction_type!r}.")
+        knob('prediction_type', self.prediction_type in ('v_prediction', 'epsilon'),
+             f"must be v_prediction or epsilon, got {self.prediction_type!r}.")
         knob('lr', self.lr > 0, f"must be positive, got {self.lr}.")
         knob('ema_decay', 0 <= self.ema_decay < 1, f"must lie in [0, 1), got {self.ema_decay}.")
         knob('p_uncond', 0 <= self.p_uncond < 1, f"must lie in [0, 1), got {self.p_uncond}.")
         knob('size', self.size is None or self.size >= 4, f"must be None or at least 4 pixels, got {self.size}.")
-        knob('data_size', self.data_size is None or self.dataset == 'imagefolder', f"is for imagefolder trees only, got {self.data_size} for {self.dataset!r}.")
-        knob('precision', self.precision in ('auto', 'bf16', 'fp32'), f"must be auto, bf16 or fp32, got {self.precision!r}.")
-        knob('lr_scaling', self.lr_scaling in ('none', 'linear', 'sqrt'), f"must be none, linear or sqrt, got {self.lr_scaling!r}.")
+        knob('data_size', self.data_size is None or self.dataset == 'imagefolder',
+             f"is for imagefolder trees only, got {self.data_size} for {self.dataset!r}.")
+        knob('precision', self.precision in ('auto', 'bf16', 'fp32'),
+             f"must be auto, bf16 or fp32, got {self.precision!r}.")
+        knob('lr_scaling', self.lr_scaling in ('none', 'linear', 'sqrt'),
+             f"must be none, linear or sqrt, got {self.lr_scaling!r}.")
         knob('lr_batch_size', self.lr_batch_size >= 1, f"must be at least 1, got {self.lr_batch_size}.")
     def to_dict(self) -> dict:
-        "The fields, less the speed knobs left at their defaults (so configs, manifests and keys made before those knobs stay as they were)."
+        """The fields, less the speed knobs left at their defaults (so configs, manifests and keys made before those
+        knobs stay as they were)."""
         return {k: v for k, v in asdict(self).items() if not (k in _SPEED and v == _SPEED[k])}
     def key(self,
             data_digest: str = '',  # digest of the training images (`tensor_digest` of their images and labels)
            ) -> str:
-        d = {k: v for k, v in self.to_dict().items() if k not in _HOW}   # how it computes (memory format, compiler, fused kernel) is not what
+        # how it computes (memory format, compiler, fused kernel) is not what
+        d = {k: v for k, v in self.to_dict().items() if k not in _HOW}
         for k in ('size', 'data_size'):
             if d[k] is None: del d[k]            # keys of configs made before these fields existed stay valid
         if d['corpus_fraction'] == CORPUS_FRACTION: del d['corpus_fraction']
@@ -89,14 +107,16 @@ class DDPMConfig:
 
     def load_data(self, root=None) -> ImageSet:
         "The images this DDPM trains on: its dataset's `split`, native (digits) or resized to `size`."
-        kw = dict(native=True) if self.native and self.dataset == 'digits' else data_options(self.dataset, self.data_size, self.corpus_fraction)
+        native = self.native and self.dataset == 'digits'
+        kw = dict(native=True) if native else data_options(self.dataset, self.data_size, self.corpus_fraction)
         data = load_dataset(self.dataset, self.split, root=root, **kw)
         if self.size and self.size != data.shape[-1]:
             x = F.interpolate(data.images.float(), size=(self.size, self.size), mode='bilinear', antialias=True)
             data = ImageSet(x.round().clamp(0, 255).to(torch.uint8), data.labels, data.classes, data.name, data.split)
         return data
     def train_lr(self) -> float:
-        "The peak learning rate training uses: `lr` scaled by `lr_scaling` for `batch_size` (linear: × batch_size / lr_batch_size; sqrt: × its square root)."
+        """The peak learning rate training uses: `lr` scaled by `lr_scaling` for `batch_size` (linear: × batch_size /
+        lr_batch_size; sqrt: × its square root)."""
         r = self.batch_size / self.lr_batch_size
         return self.lr * dict(none=1.0, linear=r, sqrt=math.sqrt(r))[self.lr_scaling]
     def train_precision(self,
@@ -118,11 +138,13 @@ def build_unet(cfg: DDPMConfig,    # the DDPM's config: widths, layers per block
     n = len(cfg.block_out_channels)
     down = ['DownBlock2D'] + ['AttnDownBlock2D' if cfg.attention else 'DownBlock2D'] * (n - 1)
     up = ['AttnUpBlock2D' if cfg.attention else 'UpBlock2D'] * (n - 1) + ['UpBlock2D']
-    unet = UNet2DModel(sample_size=resolution, in_channels=channels, out_channels=channels, block_out_channels=cfg.block_out_channels,
+    unet = UNet2DModel(sample_size=resolution, in_channels=channels, out_channels=channels,
+                       block_out_channels=cfg.block_out_channels,
                        layers_per_block=cfg.layers_per_block, down_block_types=tuple(down), up_block_types=tuple(up),
                        num_class_embeds=num_classes + 1, norm_num_groups=min(32, cfg.block_out_channels[0]),
                        attention_head_dim=min(32, cfg.block_out_channels[-1]))
-    if cfg.attention:   # fused scaled-dot-product attention (flash / memory-efficient kernels on a GPU), whatever diffusers' default
+    # fused scaled-dot-product attention (flash / memory-efficient kernels on a GPU), whatever diffusers' default
+    if cfg.attention:
         from diffusers.models.attention_processor import Attention, AttnProcessor2_0
         for m in unet.modules():
             if isinstance(m, Attention): m.set_processor(AttnProcessor2_0())
@@ -132,7 +154,8 @@ def build_unet(cfg: DDPMConfig,    # the DDPM's config: widths, layers per block
 def ddpm_kwargs(size: int | None = None,   # training resolution in pixels, resized from the dataset (None or 0: native)
                 steps: int | None = None,  # optimiser steps (None or 0: `DDPMConfig.steps`)
                ) -> dict:
-    "`get_generator('ddpm', …)` options for the in-project DDPM trained at resolution `size` for `steps` (None or 0: `DDPMConfig`'s defaults)."
+    """`get_generator('ddpm', …)` options for the in-project DDPM trained at resolution `size` for `steps` (None or 0:
+    `DDPMConfig`'s defaults)."""
     return (dict(native=False, size=size) if size else {}) | (dict(steps=steps) if steps else {})
 
 # %% ../nbs/04b_ddpm.ipynb #24ad308e
@@ -148,12 +171,15 @@ class DDPMGenerator(Generator):
                  batch_size: int = 256,      # images per sampling batch
                  cuda_graphs: bool = True):  # on CUDA, replay each sampling step's UNet pass from a CUDA graph
         self.unet = unet.to(get_device(device)).eval().requires_grad_(False)
-        self.cuda_graphs, self._graphs = cuda_graphs, {}       # on CUDA, each step's guided UNet pass replays a captured graph
+        # on CUDA, each step's guided UNet pass replays a captured graph
+        self.cuda_graphs, self._graphs = cuda_graphs, {}
         self.sampling = dict(cuda_graphs=False, precision='fp32')   # how the last batch was sampled (stores record it)
-        self.noise_config, self.classes, self.meta, self.batch_size = dict(noise_config), list(classes), dict(meta or {}), batch_size
+        self.noise_config, self.classes = dict(noise_config), list(classes)
+        self.meta, self.batch_size = dict(meta or {}), batch_size
         self.channels, self.resolution = unet.config.in_channels, unet.config.sample_size
         if unet.config.num_class_embeds != len(classes) + 1:
-            raise ValueError(f"UNet has {unet.config.num_class_embeds} class embeddings; {len(classes)} classes need {len(classes) + 1} (with the null class).")
+            raise ValueError(f"UNet has {unet.config.num_class_embeds} class embeddings; {len(classes)} classes need "
+                             f"{len(classes) + 1} (with the null class).")
     @property
     def device(self): return next(self.unet.parameters()).device
     @property
@@ -161,7 +187,8 @@ class DDPMGenerator(Generator):
 
     def identity(self) -> dict:
         return dict(kind=self.kind, key=self.meta.get('key'), weights_sha256=self.meta.get('weights_sha256'),
-                    config=self.meta.get('config'), classes=self.classes, resolution=self.resolution, channels=self.channels)
+                    config=self.meta.get('config'), classes=self.classes, resolution=self.resolution,
+                    channels=self.channels)
 
     def eps(self,
             x,                       # scaled noisy images x_t, N×C×H×W, on the UNet's device
@@ -182,7 +209,8 @@ class DDPMGenerator(Generator):
                     ids,                     # class ids, N (long)
                     guidance_scale: float,   # 0: unconditional; 1: conditional; > 1: classifier-free guidance
                    ) -> torch.Tensor:
-        "`eps` replayed from a CUDA graph captured once per (shape, guidance scale): one launch per sampling step instead of hundreds."
+        """`eps` replayed from a CUDA graph captured once per (shape, guidance scale): one launch per sampling step
+        instead of hundreds."""
         k = (tuple(x.shape), x.dtype, float(guidance_scale))
         if k not in self._graphs:
             if len(self._graphs) >= 8: self._graphs.clear()
@@ -208,8 +236,10 @@ class DDPMGenerator(Generator):
         if init is None or strength == 1: x = noise * sched.init_noise_sigma
         else:
             if strength == 0: return init
-            x0 = F.interpolate(init.float(), size=(self.resolution,) * 2, mode='bilinear', align_corners=False) if init.shape[-1] != self.resolution else init.float()
-            if x0.shape[1] != self.channels: x0 = x0.mean(1, keepdim=True) if self.channels == 1 else x0.expand(-1, self.channels, -1, -1)
+            x0 = F.interpolate(init.float(), size=(self.resolution,) * 2, mode='bilinear',
+                               align_corners=False) if init.shape[-1] != self.resolution else init.float()
+            if x0.shape[1] != self.channels and self.channels == 1: x0 = x0.mean(1, keepdim=True)
+            elif x0.shape[1] != self.channels: x0 = x0.expand(-1, self.channels, -1, -1)
             x0 = x0.to(dev) / 127.5 - 1
             start = min(int(round(num_steps * (1 - strength))), len(timesteps) - 1)
             timesteps = timesteps[start:]
@@ -217,14 +247,17 @@ class DDPMGenerator(Generator):
             x = sched.add_noise(x0, noise, timesteps[:1])
         eps = self.eps
         if self.cuda_graphs and dev.type == 'cuda' and len(timesteps):
-            try: self.graphed_eps(sched.scale_model_input(x, timesteps[0]), timesteps[0], ids, guidance_scale); eps = self.graphed_eps
+            try: self.graphed_eps(sched.scale_model_input(x, timesteps[0]), timesteps[0], ids,
+                                  guidance_scale); eps = self.graphed_eps
             except RuntimeError as e:                       # a capture the driver refuses: sample as usual and say so
-                warnings.warn(f"CUDA graph capture failed ({e}); sampling without CUDA graphs."); self.cuda_graphs = False
+                warnings.warn(f"CUDA graph capture failed ({e}); sampling without CUDA "
+                              "graphs."); self.cuda_graphs = False
         self.sampling = dict(cuda_graphs=eps == self.graphed_eps, precision='fp32')
         for t in timesteps:
             e = eps(sched.scale_model_input(x, t), t, ids, guidance_scale)
-            # DDIM re-derives ε from the clipped x̂0 so the two stay consistent under guidance (otherwise noise is left behind)
-            kw = dict(generator=g) if sampler == 'ddpm' else dict(use_clipped_model_output=True) if sampler == 'ddim' else {}
+            # DDIM re-derives ε from the clipped x̂0 so the two stay consistent under guidance (otherwise noise is left
+            # behind)
+            kw = dict(ddpm=dict(generator=g), ddim=dict(use_clipped_model_output=True)).get(sampler, {})
             x = sched.step(e, t, x, **kw).prev_sample
         return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
@@ -234,7 +267,8 @@ class DDPMGenerator(Generator):
         shutil.rmtree(tmp, ignore_errors=True)
         self.unet.save_pretrained(tmp, safe_serialization=True)
         weights = tmp / 'diffusion_pytorch_model.safetensors'
-        meta = dict(self.meta, classes=self.classes, noise_config=self.noise_config, weights_sha256=file_digest(weights),
+        meta = dict(self.meta, classes=self.classes, noise_config=self.noise_config,
+                    weights_sha256=file_digest(weights),
                     dmkd_version=dmkd.__version__)
         write_json(meta, tmp / 'dmkd.json'); self.meta = meta
         if folder.exists(): shutil.rmtree(folder)
@@ -250,17 +284,20 @@ class DDPMGenerator(Generator):
         "Load a generator saved by `save`; `expect` items must match its `dmkd.json`."
         from diffusers import UNet2DModel
         folder = Path(folder)
-        if not (folder / 'dmkd.json').exists(): raise FileNotFoundError(f"No dmkd DDPM generator in {folder} (dmkd.json is missing).")
+        if not (folder / 'dmkd.json').exists(): raise FileNotFoundError(f"No dmkd DDPM generator in {folder} "
+                                                                        "(dmkd.json is missing).")
         meta = read_json(folder / 'dmkd.json')
         for k, v in (expect or {}).items():
-            if meta.get(k) != v: raise ValueError(f"Generator in {folder} does not match: field {k!r} is {meta.get(k)!r}, expected {v!r}.")
+            if meta.get(k) != v: raise ValueError(f"Generator in {folder} does not match: field {k!r} is "
+                                                  f"{meta.get(k)!r}, expected {v!r}.")
         if file_digest(folder / 'diffusion_pytorch_model.safetensors') != meta['weights_sha256']:
-            raise DamagedError(f"{folder / 'diffusion_pytorch_model.safetensors'} does not match its recorded checksum; delete {folder} to retrain.")
+            raise DamagedError(f"{folder / 'diffusion_pytorch_model.safetensors'} does not match its recorded "
+                               f"checksum; delete {folder} to retrain.")
         unet = UNet2DModel.from_pretrained(folder, use_safetensors=True)
         return cls(unet, meta['noise_config'], meta['classes'], meta, device)
 
 # %% ../nbs/04b_ddpm.ipynb #a007539d
-def ddpm_batch(cfg: DDPMConfig,            # the DDPM's config (seed, noise schedule, p_uncond, batch_size, prediction_type)
+def ddpm_batch(cfg: DDPMConfig,            # the DDPM's config (seed, noise schedule, p_uncond, batch, prediction)
                images: torch.Tensor,      # uint8 training images N×C×H×W, on the training device
                labels: torch.Tensor,      # their class ids, on the same device
                alphas: torch.Tensor,      # the schedule's cumulative alphas (`alphas_cumprod`), on the same device
@@ -286,13 +323,16 @@ def ddpm_batch(cfg: DDPMConfig,            # the DDPM's config (seed, noise sche
     target = a.sqrt() * noise - (1 - a).sqrt() * x0 if cfg.prediction_type == 'v_prediction' else noise
     return xt, t, y, target
 
-def ema_update(ema: torch.optim.swa_utils.AveragedModel,  # the EMA (its `module` holds the averaged weights, `n_averaged` the count)
+def ema_update(ema: torch.optim.swa_utils.AveragedModel,  # the EMA (`module`: the averaged weights; `n_averaged`)
                model: torch.nn.Module,                        # the model being trained
                decay: float,                                  # EMA decay
-               first: bool                                    # the first update copies the weights (as `AveragedModel` does)
+               # the first update copies the weights (as `AveragedModel` does)
+               first: bool
               ):
-    "`ema.update_parameters(model)` with an EMA of `decay`, computed alike (one fused lerp), but without its two device syncs per call (it reads `n_averaged`): the caller says whether it is the first update."
-    e = list(ema.module.parameters()) + list(ema.module.buffers()); m = [t.detach() for t in list(model.parameters()) + list(model.buffers())]
+    """`ema.update_parameters(model)` with an EMA of `decay`, computed alike (one fused lerp), but without its two
+    device syncs per call (it reads `n_averaged`): the caller says whether it is the first update."""
+    e = list(ema.module.parameters()) + list(ema.module.buffers())
+    m = [t.detach() for t in list(model.parameters()) + list(model.buffers())]
     fl = [i for i, t in enumerate(e) if t.is_floating_point()]; other = [i for i in range(len(e)) if i not in fl]
     with torch.no_grad():
         if first: torch._foreach_copy_([e[i].detach() for i in fl], [m[i] for i in fl])
@@ -342,6 +382,22 @@ def _resume(state: Path, key: str, acc, unet, ema, opt, sched, say: bool, steps:
     if say: print(f"Resuming DDPM training from step {st['step']} of {steps} ({state}).")
     return st['step'], st['losses'], st['seconds']
 
+def _ddpm_parts(cfg: DDPMConfig, data: ImageSet, acc, fused: bool, cache=None) -> tuple:
+    """The UNet of `cfg` for `data` (prepared by `acc`, its autocast dropped), its EMA, the AdamW optimiser (`fused` on
+    CUDA), the learning-rate schedule, and the forward the loop calls (compiled when `cfg.compile`)."""
+    _, c, h, _ = data.images.shape
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    unet = build_unet(cfg, h, c, data.num_classes).to(acc.device, memory_format=fmt)
+    avg = torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay)
+    ema = torch.optim.swa_utils.AveragedModel(unet, multi_avg_fn=avg, use_buffers=True)
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.train_lr(), weight_decay=0.0,
+                            **(dict(fused=True) if fused else {}))
+    warm = min(200, cfg.steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.steps, warm, 'cosine'))
+    unet, opt = acc.prepare(unet, opt)
+    drop_autocast(unet)         # the loop's autocast sets the precision it records
+    return unet, ema, opt, sched, maybe_compile(unet, cfg.compile, cache)
+
 def train_ddpm(cfg: DDPMConfig,                # the DDPM's settings
                data: ImageSet | None = None,  # the training images (None: `cfg.load_data(root)`)
                cache=None,                    # cache root (None: $DMKD_CACHE, else <data root>/cache)
@@ -359,15 +415,9 @@ def train_ddpm(cfg: DDPMConfig,                # the DDPM's settings
     out = ddpm_dir(cfg, digest, cache)
     run = out.with_name(out.name + '.run'); run.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
-    _, c, h, w = data.images.shape
     precision, fused = cfg.train_precision(dev), cfg.fused and dev.type == 'cuda'
-    unet = build_unet(cfg, h, c, data.num_classes).to(dev, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
-    ema = torch.optim.swa_utils.AveragedModel(unet, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
-    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.train_lr(), weight_decay=0.0, **(dict(fused=True) if fused else {}))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.steps, min(200, cfg.steps // 10), 'cosine'))
+    unet, ema, opt, sched, forward = _ddpm_parts(cfg, data, acc, fused, cache)
     noise_sched = make_scheduler('ddpm', cfg.noise_config())
-    unet, opt = acc.prepare(unet, opt)
-    drop_autocast(unet); forward = maybe_compile(unet, cfg.compile, cache)    # the loop's autocast sets the precision it records
     state = run / 'state.pt'
     step, losses, t_train = _resume(state, key, acc, unet, ema, opt, sched, progress and acc.is_main_process, cfg.steps)
     x_all = data.images.to(dev); y_all = data.labels.to(dev)
@@ -375,30 +425,37 @@ def train_ddpm(cfg: DDPMConfig,                # the DDPM's settings
     alphas = noise_sched.alphas_cumprod.to(dev)
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     bar = tqdm(total=end, initial=step, desc='DDPM', disable=not progress or not acc.is_main_process, mininterval=2)
-    unet.train(); t0 = time.time(); first = step; pending = []        # losses stay on the device until read (every 50 steps): no sync per step
+    # losses stay on the device until read (every 50 steps): no sync per step
+    unet.train(); t0 = time.time(); first = step; pending = []
     ema_first = int(ema.n_averaged) == 0                             # read once, not every step
     while step < end:
-        loss = ddpm_loss(forward, ddpm_batch(cfg, x_all, y_all, alphas, data.num_classes, step, world, rank), precision, cfg.channels_last)
+        batch = ddpm_batch(cfg, x_all, y_all, alphas, data.num_classes, step, world, rank)
+        loss = ddpm_loss(forward, batch, precision, cfg.channels_last)
         opt.zero_grad(set_to_none=True); acc.backward(loss); opt.step(); sched.step()
         ema_update(ema, acc.unwrap_model(unet), cfg.ema_decay, ema_first); ema_first = False; step += 1
         pending.append(loss.detach()); bar.update(1)
         if step % 50 == 0 or step % save_every == 0 or step == end:            # read before any checkpoint is written
             new = [round(v, 5) for v in torch.stack(pending).tolist()]; losses += new; pending = []
             bad = next((i for i, v in enumerate(new) if not math.isfinite(v)), None)
-            if bad is not None: check_finite(step - len(new) + bad, 'DDPM', None, f"Lower lr (now {cfg.train_lr():g}); the checkpoint of step {(step - len(new) + bad) // save_every * save_every} is kept.")
+            if bad is not None:
+                kept = (step - len(new) + bad) // save_every * save_every
+                check_finite(step - len(new) + bad, 'DDPM', None,
+                             f"Lower lr (now {cfg.train_lr():g}); the checkpoint of step {kept} is kept.")
             if step % 50 == 0: bar.set_postfix(loss=f'{np.mean(losses[-50:]):.4f}')
         if (step % save_every == 0 or step == end) and acc.is_main_process:
-            save_state(dict(unet=acc.unwrap_model(unet).state_dict(), ema=ema.state_dict(), opt=opt.state_dict(), sched=sched.state_dict(),
-                            step=step, losses=losses, seconds=t_train + time.time() - t0, key=key), state)
+            save_state(dict(unet=acc.unwrap_model(unet).state_dict(), ema=ema.state_dict(), opt=opt.state_dict(),
+                            sched=sched.state_dict(), step=step, losses=losses, seconds=t_train + time.time() - t0,
+                            key=key), state)
     bar.close(); secs = time.time() - t0; t_train += secs
     acc.wait_for_everyone()
     final = copy.deepcopy(acc.unwrap_model(unet)).eval(); final.load_state_dict(ema.module.state_dict())
     final = final.to(memory_format=torch.contiguous_format)              # safetensors stores contiguous weights
-    meta = dict(key=key, data_digest=digest, config=cfg.to_dict(), dataset=cfg.dataset, split=cfg.split, steps_done=step,
-                train_seconds=round(t_train, 1), final_loss=float(np.mean(losses[-100:])) if losses else None,
-                training=dict(images=len(data), precision=precision, compile=cfg.compile, channels_last=cfg.channels_last,
-                              fused_adamw=fused, lr=cfg.train_lr(),
-                              images_per_s=round((step - first) * cfg.batch_size / secs, 1) if step > first and secs > 0 else None))
+    rate = round((step - first) * cfg.batch_size / secs, 1) if step > first and secs > 0 else None
+    training = dict(images=len(data), precision=precision, compile=cfg.compile, channels_last=cfg.channels_last,
+                    fused_adamw=fused, lr=cfg.train_lr(), images_per_s=rate)
+    meta = dict(key=key, data_digest=digest, config=cfg.to_dict(), dataset=cfg.dataset, split=cfg.split,
+                steps_done=step, train_seconds=round(t_train, 1),
+                final_loss=float(np.mean(losses[-100:])) if losses else None, training=training)
     gen = DDPMGenerator(final, cfg.noise_config(), data.classes, meta, dev)
     return _publish(gen, out, run, acc) if step >= cfg.steps else gen
 
@@ -413,11 +470,17 @@ def get_ddpm(cfg: DDPMConfig | None = None,  # the DDPM's settings (None: `DDPMC
     cfg = cfg or DDPMConfig(**kwargs)
     data = cfg.load_data(root)
     out = ddpm_dir(cfg, tensor_digest(data.images, data.labels), cache)
-    if (out / 'dmkd.json').exists(): return DDPMGenerator.load(out, device, expect=dict(key=out.name.rsplit('-', 1)[1]))   # read only: no lock
+    # read only: no lock
+    if (out / 'dmkd.json').exists(): return DDPMGenerator.load(out, device, expect=dict(key=out.name.rsplit('-', 1)[1]))
     out.parent.mkdir(parents=True, exist_ok=True)
     with build_lock(out):   # two processes asking for one generator: one trains, the other then loads it
-        if (out / 'dmkd.json').exists(): return DDPMGenerator.load(out, device, expect=dict(key=out.name.rsplit('-', 1)[1]))
+        if (out / 'dmkd.json').exists(): return DDPMGenerator.load(out, device,
+                                                                   expect=dict(key=out.name.rsplit('-', 1)[1]))
         return train_ddpm(cfg, data, cache, device, progress)
 
 # %% ../nbs/04b_ddpm.ipynb #01c36822
-GENERATORS['ddpm'] = lambda classes, model=None, device='auto', cache=None, **kw: get_ddpm(cache=cache, device=device, **kw)
+def _ddpm_generator(classes, model=None, device='auto', cache=None, **kw):
+    "The `GENERATORS` entry of the in-project DDPM: `get_ddpm` (its classes are those of its dataset; no model folder)."
+    return get_ddpm(cache=cache, device=device, **kw)
+
+GENERATORS['ddpm'] = _ddpm_generator

@@ -29,10 +29,12 @@ def kd_loss(student_logits: torch.Tensor,  # the student's logits, N×K
     "`kd_weight`·T²·KL(softmax(t/T) ‖ softmax(s/T)) + `ce_weight`·cross-entropy(s, argmax t), averaged over the batch."
     if not temperature > 0: raise ValueError(f"temperature must be > 0, got {temperature}.")
     if student_logits.shape != teacher_logits.shape:
-        raise ValueError(f"Student logits {tuple(student_logits.shape)} and teacher logits {tuple(teacher_logits.shape)} differ in shape: "
+        raise ValueError(f"Student logits {tuple(student_logits.shape)} and teacher logits "
+                         f"{tuple(teacher_logits.shape)} differ in shape: "
                          "do the student and the teacher have the same number of classes?")
     s, t, T = student_logits.float(), teacher_logits.float(), temperature
-    loss = kd_weight * T * T * F.kl_div(F.log_softmax(s / T, 1), F.log_softmax(t / T, 1), reduction='batchmean', log_target=True)
+    loss = kd_weight * T * T * F.kl_div(F.log_softmax(s / T, 1), F.log_softmax(t / T, 1), reduction='batchmean',
+                                        log_target=True)
     if ce_weight: loss = loss + ce_weight * F.cross_entropy(s, t.argmax(1))
     return loss
 
@@ -42,7 +44,8 @@ class KDConfig:
     "Everything that shapes a distilled student; its `key` (with the teacher's and the images' keys) names the run."
     student: str = 'resnet20'       # student architecture key (see `dmkd.models.MODELS`)
     epochs: int = 20                # KD epochs over the image source
-    kd_steps: int | None = None     # KD optimiser steps in all (a multiple of epochs): equal student training (None: epochs passes)
+    # KD optimiser steps in all (a multiple of epochs): equal student training (None: epochs passes)
+    kd_steps: int | None = None
     batch_size: int = 64            # images per optimiser step (per process)
     lr: float = 0.05                # peak SGD learning rate
     momentum: float = 0.9           # SGD momentum (Nesterov)
@@ -52,8 +55,10 @@ class KDConfig:
     temperature: float = 4.0        # KD temperature T
     ce_weight: float = 0.0          # weight of cross-entropy against the teacher's argmax
     augment: str = 'auto'           # 'auto', 'crop_flip', 'rrc_flip' or 'none'
-    teacher_cache: int = 0          # FKD-style cache: number of augmentation draws whose teacher outputs are kept (0 = off)
-    compile: bool = False           # torch.compile the student (kernels cached under the cache root; off until measured faster on a GPU)
+    # FKD-style cache: number of augmentation draws whose teacher outputs are kept (0 = off)
+    teacher_cache: int = 0
+    # torch.compile the student (kernels cached under the cache root; off until measured faster on a GPU)
+    compile: bool = False
     precision: str = 'auto'         # 'auto' (bf16 autocast where the device computes bf16 natively), 'bf16' or 'fp32'
     seed: int = 0                   # seed for initialisation, order and augmentation
 
@@ -62,9 +67,11 @@ class KDConfig:
         knob('temperature', self.temperature > 0, f"must be > 0, got {self.temperature}.")
         knob('ce_weight', self.ce_weight >= 0, f"must be >= 0, got {self.ce_weight}.")
         knob('teacher_cache', self.teacher_cache >= 0, f"must be >= 0 (0 switches it off), got {self.teacher_cache}.")
-        knob('precision', self.precision in ('auto', 'bf16', 'fp32'), f"must be auto, bf16 or fp32, got {self.precision!r}.")
+        knob('precision', self.precision in ('auto', 'bf16', 'fp32'),
+             f"must be auto, bf16 or fp32, got {self.precision!r}.")
         knob('kd_steps', self.kd_steps is None or (self.kd_steps >= self.epochs and self.kd_steps % self.epochs == 0),
-             f"must be a multiple of epochs ({self.epochs}): each epoch takes kd_steps / epochs steps, got {self.kd_steps}.")
+             f"must be a multiple of epochs ({self.epochs}): each epoch takes kd_steps / epochs steps, got "
+             f"{self.kd_steps}.")
 
     def to_dict(self) -> dict: return asdict(self)
     def key(self,
@@ -72,7 +79,8 @@ class KDConfig:
             data_digest: str = '',  # content digest of the training images (`ImageSet.digest()`)
             world: int = 1,         # number of processes (in the key only when > 1: the batch is `batch_size`×`world`)
            ) -> str:
-        "Content key: every field plus the teacher's key, the digest of the training images, and the number of processes when several (the effective batch is `batch_size` × `world`)."
+        """Content key: every field plus the teacher's key, the digest of the training images, and the number of
+        processes when several (the effective batch is `batch_size` × `world`)."""
         # keys made before it stay
         d = {k: v for k, v in self.to_dict().items() if not (k == 'kd_steps' and v is None)}
         return config_key(dict(d, teacher=teacher_key, data=data_digest) | (dict(world=world) if world > 1 else {}))
@@ -83,26 +91,32 @@ def check_compatible(teacher_meta: dict,            # the teacher's sidecar (its
                      test: ImageSet | None = None,  # the real test split: classes, size, channels (None: not checked)
                      dataset: str | None = None,    # the dataset the teacher must be trained on (None: not checked)
                      labelled: bool = True):        # images labelled in the teacher's classes (False: not checked)
-    "Raise a clear error if the teacher (its sidecar `teacher_meta`), the training `images` and the `test` split do not fit together."
+    """Raise a clear error if the teacher (its sidecar `teacher_meta`), the training `images` and the `test` split do
+    not fit together."""
     arch, tcls = teacher_meta.get('arch', '?'), teacher_meta.get('classes')
     n = teacher_meta.get('num_classes', len(tcls or []))
     if dataset is not None and teacher_meta.get('dataset') not in (None, dataset):
-        raise ValueError(f"The teacher {arch} was trained on {teacher_meta['dataset']!r}, not {dataset!r}: use a teacher trained on {dataset!r} "
+        raise ValueError(f"The teacher {arch} was trained on {teacher_meta['dataset']!r}, not {dataset!r}: use a "
+                         f"teacher trained on {dataset!r} "
                          f"(e.g. get_teacher(dataset={dataset!r}, arch={arch!r})).")
     if test is not None and test.num_classes != n:
         raise ValueError(f"The teacher {arch} has {n} classes but the test split {test.name!r} has {test.num_classes}: "
                          f"train a teacher on that dataset.")
     if test is not None and tcls is not None and list(test.classes) != list(tcls):
-        raise ValueError(f"The teacher {arch}'s classes {list(tcls)[:5]}… are not the test split's {list(test.classes)[:5]}…: "
+        raise ValueError(f"The teacher {arch}'s classes {list(tcls)[:5]}… are not the test split's "
+                         f"{list(test.classes)[:5]}…: "
                          "train a teacher on that dataset.")
     if labelled and tcls is not None and list(images.classes) != list(tcls):
-        raise ValueError(f"The training images ({images.name}) have classes {list(images.classes)[:5]}… ({images.num_classes}) but the teacher "
-                         f"{arch} has {list(tcls)[:5]}… ({n}): make the store for the teacher's dataset, or use a store made in 'any' mode.")
+        raise ValueError(f"The training images ({images.name}) have classes {list(images.classes)[:5]}… "
+                         f"({images.num_classes}) but the teacher "
+                         f"{arch} has {list(tcls)[:5]}… ({n}): make the store for the teacher's dataset, or use a "
+                         "store made in 'any' mode.")
     if test is not None and images.shape[1:] != test.shape[1:]:
         raise ValueError(f"The training images are {images.shape[1]}×{images.shape[2]} pixels but the test images are "
                          f"{test.shape[1]}×{test.shape[2]}: make the store at resolution={test.shape[-1]}.")
     if test is not None and images.shape[0] != test.shape[0]:
-        raise ValueError(f"The training images have {images.shape[0]} channels but the test images have {test.shape[0]}.")
+        raise ValueError(f"The training images have {images.shape[0]} channels but the test images have "
+                         f"{test.shape[0]}.")
 
 # %% ../nbs/06_distill.ipynb #d9d453e8
 class TeacherCache:
@@ -114,7 +128,8 @@ class TeacherCache:
                  seed: int = 0,                   # seed of the views
                  batch_size: int = 500,           # images per teacher forward
                  progress: bool = False,          # show a progress bar
-                 autocast=None):                  # a context manager factory for the teacher's forward (the loop's precision)
+                 # a context manager factory for the teacher's forward (the loop's precision)
+                 autocast=None):
         from tqdm.auto import tqdm
         if draws < 1: raise ValueError(f"draws must be at least 1, got {draws}.")
         dev = images.device; t0 = time.time()
@@ -141,7 +156,8 @@ class TeacherCache:
         d = epoch % self.draws
         return self.views[d][idx], self.logits[d][idx].float()
 
-    def __repr__(self): return f"TeacherCache({self.draws} draws of {len(self.views[0])} images, built in {self.seconds:.1f}s)"
+    def __repr__(self):
+        return f"TeacherCache({self.draws} draws of {len(self.views[0])} images, built in {self.seconds:.1f}s)"
 
 # %% ../nbs/06_distill.ipynb #b1c29738
 class Distillation(Objective):
@@ -189,24 +205,30 @@ class Distillation(Objective):
         return kd_loss(out, target, self.cfg.temperature, self.cfg.ce_weight)
 
 # %% ../nbs/06_distill.ipynb #3502411f
-def distill_student(cfg: KDConfig,                  # the KD settings (student, epochs, temperature, optimiser, precision, ...)
+def distill_student(cfg: KDConfig,                  # the KD settings (student, epochs, temperature, optimiser, ...)
                     teacher: Classifier,            # the teacher (frozen; its outputs are the targets)
-                    images: ImageSet,               # the transfer images (a synthetic store, a baseline's bank, or real images)
-                    val: ImageSet | None = None,    # the real validation split that chooses the epoch (None: the last epoch)
+                    # the transfer images (a synthetic store, a baseline's bank, or real images)
+                    images: ImageSet,
+                    # the real validation split that chooses the epoch (None: the last epoch)
+                    val: ImageSet | None = None,
                     device='auto',                  # auto, cpu, cuda, or a torch.device
                     run_dir: str | Path | None = None, # folder of the resumable checkpoint (None: no resume)
                     progress: bool = True,          # show a progress bar
                     meta: dict | None = None,       # provenance stored with the student's weights
-                    stop_after: int | None = None,  # stop after this many epochs (to test resuming); None: run to the end
-                    on_batch=None,                  # called on each batch to change its images (data-free generators); excludes teacher_cache
-                    test: ImageSet | None = None,   # the real test split, scored once with the chosen student (None: not scored)
+                    # stop after this many epochs (to test resuming); None: run to the end
+                    stop_after: int | None = None,
+                    # called on each batch to change its images (data-free generators); excludes teacher_cache
+                    on_batch=None,
+                    # the real test split, scored once with the chosen student (None: not scored)
+                    test: ImageSet | None = None,
                     tracker=None,                   # an experiment tracker each epoch is logged to (see `make_tracker`)
                    ) -> tuple[Classifier, dict]:
     """Distil `teacher` into a fresh `cfg.student` on `images` through `dmkd.train.fit` with the `Distillation`
     objective; the epoch best on `val` is the student, scored once on `test`; resumable through `run_dir`."""
     if len(images) == 0: raise ValueError("No training images: the image source is empty.")
     if on_batch is not None and cfg.teacher_cache:
-        raise ValueError("on_batch changes the images, so it cannot be combined with teacher_cache; set teacher_cache=0.")
+        raise ValueError("on_batch changes the images, so it cannot be combined with teacher_cache; set "
+                         "teacher_cache=0.")
     acc = get_accelerator(device)
     dev = acc.device
     seed_everything(cfg.seed)
@@ -237,5 +259,6 @@ def distill_dir(cfg: KDConfig,     # the KD settings of the student
                 cache=None,        # cache root (None: `$DMKD_CACHE`, else `<data root>/cache`)
                 world: int = 1,    # number of processes the student is distilled by (in the key only when > 1)
                ) -> Path:
-    "Checkpoint folder of the student of `cfg` distilled from teacher `teacher_key` on images `data_digest` by `world` processes."
+    """Checkpoint folder of the student of `cfg` distilled from teacher `teacher_key` on images `data_digest` by
+    `world` processes."""
     return cache_root(cache) / 'students' / f'{cfg.student}-{cfg.key(teacher_key, data_digest, world)}'

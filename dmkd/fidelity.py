@@ -33,7 +33,8 @@ def extract_features(model: torch.nn.Module,  # the feature network: its `featur
                      batch_size: int = 500,   # images per forward pass
                      device='cpu',            # where they are computed: cpu, cuda or a torch.device (not 'auto')
                     ) -> np.ndarray:
-    "Features (N×D float64 numpy) of `images` (an `ImageSet` or uint8 tensor): `model.features` if it has one, else `model(x)`."
+    """Features (N×D float64 numpy) of `images` (an `ImageSet` or uint8 tensor): `model.features` if it has one, else
+    `model(x)`."""
     x = _images(images); model = model.to(device).eval()
     fn = model.features if hasattr(model, 'features') and callable(model.features) else model
     out = [fn(x[i:i + batch_size].to(device)).flatten(1).double().cpu() for i in range(0, len(x), batch_size)]
@@ -49,8 +50,10 @@ class InceptionFeatures(torch.nn.Module):
         weights = Path(weights) if weights else None
         if weights is None or not weights.exists():
             raise FileNotFoundError(f"Inception-v3 weights not found at {weights}: save torchvision's inception_v3 "
-                                    "state dict there (e.g. on a machine with internet: torch.save(torchvision.models.inception_v3("
-                                    "weights='DEFAULT').state_dict(), path)), or use the teacher's features (features='teacher').")
+                                    "state dict there (e.g. on a machine with internet: "
+                                    "torch.save(torchvision.models.inception_v3("
+                                    "weights='DEFAULT').state_dict(), path)), or use the teacher's features "
+                                    "(features='teacher').")
         net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
         if weights.suffix == '.safetensors':
             from safetensors.torch import load_file
@@ -73,26 +76,33 @@ def feature_stats(feats: np.ndarray,  # features N×D with N ≥ 2 (anything `np
                  ) -> tuple[np.ndarray, np.ndarray]:
     "Mean and covariance (unbiased) of N×D features."
     feats = np.asarray(feats, dtype=np.float64)
-    if feats.ndim != 2 or len(feats) < 2: raise ValueError(f"Need an N×D feature array with N ≥ 2, got shape {feats.shape}.")
+    if feats.ndim != 2 or len(feats) < 2: raise ValueError("Need an N×D feature array with N ≥ 2, got shape "
+                                                           f"{feats.shape}.")
     return feats.mean(0), np.cov(feats, rowvar=False)
 
 def frechet_distance(a: np.ndarray,  # one feature set, N×D (N ≥ 2)
                      b: np.ndarray,  # the other feature set, M×D (M ≥ 2, the same D)
                     ) -> float:
-    "Fréchet distance ‖μa−μb‖² + tr(Σa + Σb − 2(ΣaΣb)^½) between Gaussians fitted to feature sets `a` and `b` (FID's formula)."
+    """Fréchet distance ‖μa−μb‖² + tr(Σa + Σb − 2(ΣaΣb)^½) between Gaussians fitted to feature sets `a` and `b` (FID's
+    formula)."""
     (m1, s1), (m2, s2) = feature_stats(a), feature_stats(b)
     if m1.shape != m2.shape: raise ValueError(f"Feature sets differ in dimension: {m1.shape[0]} vs {m2.shape[0]}.")
-    # tr((ΣaΣb)^½) is the sum of √λ over the eigenvalues λ of ΣaΣb (similar to Σa^½ Σb Σa^½, so real and ≥ 0 up to rounding):
-    # no matrix square root, so no scipy.linalg.sqrtm (its disp= is deprecated since SciPy 1.16) and no failure on singular products
+    # tr((ΣaΣb)^½) is the sum of √λ over the eigenvalues λ of ΣaΣb (similar to Σa^½ Σb Σa^½, so real and ≥ 0 up to
+    # rounding):
+    # no matrix square root, so no scipy.linalg.sqrtm (its disp= is deprecated since SciPy 1.16) and no failure on
+    # singular products
     lam = np.linalg.eigvals(s1 @ s2)
     tr_covmean = np.sqrt(np.clip(lam.real, 0, None)).sum()
     return float(max(((m1 - m2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_covmean, 0.0))
 
 # %% ../nbs/08_fidelity.ipynb #6b227913
 def _poly_mmd2(x: np.ndarray, y: np.ndarray, degree: int, gamma: float, coef: float) -> float:
-    kxx = (x @ x.T * gamma + coef) ** degree; kyy = (y @ y.T * gamma + coef) ** degree; kxy = (x @ y.T * gamma + coef) ** degree
+    kxx = (x @ x.T * gamma + coef) ** degree
+    kyy = (y @ y.T * gamma + coef) ** degree
+    kxy = (x @ y.T * gamma + coef) ** degree
     m, n = len(x), len(y)
-    return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1)) - 2 * kxy.mean())
+    return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+                 - 2 * kxy.mean())
 
 def kernel_distance(a: np.ndarray,               # one feature set, N×D
                     b: np.ndarray,               # the other feature set, M×D (the same D)
@@ -103,13 +113,15 @@ def kernel_distance(a: np.ndarray,               # one feature set, N×D
                     coef: float = 1.0,           # constant added to γ x·y in the kernel
                     seed: int = 0,               # seed of the subsets
                    ) -> tuple[float, float]:
-    "KID: mean and std over `subsets` random subsets of the unbiased MMD² with kernel (γ x·y + coef)^degree, γ = 1/D by default."
+    """KID: mean and std over `subsets` random subsets of the unbiased MMD² with kernel (γ x·y + coef)^degree, γ = 1/D
+    by default."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape[1] != b.shape[1]: raise ValueError(f"Feature sets differ in dimension: {a.shape[1]} vs {b.shape[1]}.")
     n = min(subset_size, len(a), len(b))
     if n < 2: raise ValueError(f"KID needs at least 2 features in each set, got {len(a)} and {len(b)}.")
     gamma = gamma or 1.0 / a.shape[1]; rng = np.random.default_rng(seed)
-    vals = [_poly_mmd2(a[rng.choice(len(a), n, replace=False)], b[rng.choice(len(b), n, replace=False)], degree, gamma, coef)
+    vals = [_poly_mmd2(a[rng.choice(len(a), n, replace=False)], b[rng.choice(len(b), n, replace=False)],
+                       degree, gamma, coef)
             for _ in range(subsets)]
     return float(np.mean(vals)), float(np.std(vals))
 
@@ -125,9 +137,13 @@ def precision_recall(real: np.ndarray,  # features of the real images, N×D
                      fake: np.ndarray,  # features of the generated images, M×D
                      k: int = 3,        # each point's manifold radius is its distance to its k-th nearest neighbour
                     ) -> dict:
-    "Improved precision and recall (Kynkäänniemi et al. 2019): share of `fake` inside the real k-NN manifold, and of `real` inside the fake one."
-    r, f = torch.as_tensor(np.asarray(real), dtype=torch.float64), torch.as_tensor(np.asarray(fake), dtype=torch.float64)
-    if min(len(r), len(f)) <= k: raise ValueError(f"precision_recall needs more than k={k} features in each set, got {len(r)} and {len(f)}.")
+    """Improved precision and recall (Kynkäänniemi et al. 2019): share of `fake` inside the real k-NN manifold, and of
+    `real` inside the fake one."""
+    r, f = torch.as_tensor(np.asarray(real),
+                           dtype=torch.float64), torch.as_tensor(np.asarray(fake), dtype=torch.float64)
+    if min(len(r),
+           len(f)) <= k: raise ValueError(f"precision_recall needs more than k={k} features in each set, got {len(r)} "
+                                          f"and {len(f)}.")
     precision = _inside(f, r, _knn_radii(r, k)).double().mean().item()
     recall = _inside(r, f, _knn_radii(f, k)).double().mean().item()
     return dict(precision=precision, recall=recall)
@@ -139,10 +155,12 @@ def teacher_outputs(teacher: torch.nn.Module,  # a `Classifier` (called with `re
                     batch_size: int = 500,     # images per forward pass
                     device='cpu',              # where the forward runs: cpu, cuda or a torch.device (not 'auto')
                    ) -> tuple[torch.Tensor, np.ndarray]:
-    "The teacher's logits (N×C float tensor) and penultimate features (N×D float64 numpy) of `images`, from one forward pass."
+    """The teacher's logits (N×C float tensor) and penultimate features (N×D float64 numpy) of `images`, from one
+    forward pass."""
     x = _images(images); teacher = teacher.to(device).eval()
     outs = [teacher(x[i:i + batch_size].to(device), return_features=True) for i in range(0, len(x), batch_size)]
-    return (torch.cat([o.float().cpu() for o, _ in outs]), torch.cat([f.flatten(1).double().cpu() for _, f in outs]).numpy())
+    return (torch.cat([o.float().cpu() for o, _ in outs]),
+            torch.cat([f.flatten(1).double().cpu() for _, f in outs]).numpy())
 
 @torch.no_grad()
 def teacher_measures(teacher: torch.nn.Module,            # the teacher measured (not run when `logits` is given)
@@ -151,12 +169,14 @@ def teacher_measures(teacher: torch.nn.Module,            # the teacher measured
                      device='cpu',                        # where the forward runs: cpu, cuda or a torch.device
                      logits: torch.Tensor | None = None,  # the teacher's logits of `images`, N×K (None: computed here)
                     ) -> dict:
-    """Teacher agreement with the images' labels (%), mean confidence, mean entropy (nats) and class balance of its predictions
+    """Teacher agreement with the images' labels (%), mean confidence, mean entropy (nats) and class balance of its
+    predictions
     (from the teacher's `logits` of `images` when they are given, e.g. by `teacher_outputs`)."""
     x = _images(images)
     if logits is None:
         teacher = teacher.to(device).eval()
-        logits = torch.cat([teacher(x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)])
+        logits = torch.cat([teacher(x[i:i + batch_size].to(device)).float().cpu()
+                            for i in range(0, len(x), batch_size)])
     elif len(logits) != len(x): raise ValueError(f"logits has {len(logits)} rows for {len(x)} images.")
     probs = logits.float().cpu().softmax(1)
     c = probs.shape[1]; pred = probs.argmax(1)
@@ -168,12 +188,15 @@ def teacher_measures(teacher: torch.nn.Module,            # the teacher measured
     return res
 
 # %% ../nbs/08_fidelity.ipynb #f6e149fe
-#: The fake-set sizes at which every fidelity measure is also recorded (nested, class-balanced prefixes of one seeded order):
-#: rows with different image counts are compared at the largest N they all have (FD is biased by N; KID is not, but its noise grows as N falls).
+#: The fake-set sizes at which every fidelity measure is also recorded (nested, class-balanced prefixes of one seeded
+#: order):
+#: rows with different image counts are compared at the largest N they all have (FD is biased by N; KID is not, but its
+#: noise grows as N falls).
 FIDELITY_NS = (50, 100, 250, 500, 1000, 2000)
 
 def balanced_order(labels: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    "A seeded order of indices whose every prefix is as class-balanced as the classes allow (round-robin over the classes, each shuffled)."
+    """A seeded order of indices whose every prefix is as class-balanced as the classes allow (round-robin over the
+    classes, each shuffled)."""
     labels = torch.as_tensor(labels); g = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(labels), generator=g); lab = labels[perm]
     rank = torch.zeros(len(lab), dtype=torch.long)
@@ -186,7 +209,8 @@ def _distances(fr, fg, k, seed) -> dict:
 
 def fidelity(images,                              # ImageSet: the generated images and the classes they were made for
              real,                                # ImageSet: the real images they are compared with (the test split)
-             teacher: torch.nn.Module,            # the teacher: agreement, confidence, entropy (and the features when features='teacher')
+             # the teacher: agreement, confidence, entropy (and the features when features='teacher')
+             teacher: torch.nn.Module,
              features='teacher',                  # the distances' space: 'teacher', a network, or (network, name)
              max_images: int = 2000,              # at most this many images of each set
              k: int = 3,                          # k of the k-nearest-neighbour precision and recall
@@ -195,42 +219,56 @@ def fidelity(images,                              # ImageSet: the generated imag
              real_features: np.ndarray | None = None, # the features of `real`, already computed (one row per image)
              ns: tuple = FIDELITY_NS,             # fake-set sizes the distances are also reported at (`fidelity_at`)
             ) -> dict:
-    """Every measure of `images` (ImageSet: generated images and the classes they were made for) against `real` (the real
+    """Every measure of `images` (ImageSet: generated images and the classes they were made for) against `real` (the
+    real
     test split): `fd`, `kid`, `kid_std`, `precision`, `recall` in the `features` space ('teacher', a network such as
-    `InceptionFeatures`, or a (network, name) pair as `feature_network` returns; the result names it), and the teacher's `agreement`, `confidence`, `entropy`, `class_balance` on
+    `InceptionFeatures`, or a (network, name) pair as `feature_network` returns; the result names it), and the teacher's
+    `agreement`, `confidence`, `entropy`, `class_balance` on
     `images`; at most `max_images` of each set. `fidelity_at` repeats the distances at each fake-set size of `ns` below
     that, on nested class-balanced subsets, so that sets of different sizes compare at one N.
-    `real_features` (one row per image of `real`, in the `features` space) saves recomputing them when many sets are compared."""
+    `real_features` (one row per image of `real`, in the `features` space) saves recomputing them when many sets are
+    compared."""
     if not isinstance(images, ImageSet) or not isinstance(real, ImageSet):
-        raise TypeError("fidelity needs two ImageSets (the generated images with their target labels, and the real test split).")
+        raise TypeError("fidelity needs two ImageSets (the generated images with their target labels, and the real "
+                        "test split).")
     if real_features is not None and len(real_features) != len(real):
-        raise ValueError(f"real_features has {len(real_features)} rows for {len(real)} real images: pass the features of all of `real`.")
+        raise ValueError(f"real_features has {len(real_features)} rows for {len(real)} real images: pass the features "
+                         "of all of `real`.")
     g = torch.Generator().manual_seed(seed)
-    order = balanced_order(images.labels, seed)[:max_images]          # every prefix class-balanced: the nested subsets of `ns`
+    # every prefix class-balanced: the nested subsets of `ns`
+    order = balanced_order(images.labels, seed)[:max_images]
     ir = None if len(real) <= max_images else torch.randperm(len(real), generator=g)[:max_images]
     images, real = images.subset(order), (real if ir is None else real.subset(ir))
     net, name = features if isinstance(features, tuple) else (features, None)
     if net == 'teacher': net, name = teacher, 'teacher'
     elif not isinstance(net, torch.nn.Module):
-        raise ValueError(f"Unknown features {features!r}: use 'teacher', a network (e.g. InceptionFeatures(weights_file)) "
+        raise ValueError(f"Unknown features {features!r}: use 'teacher', a network (e.g. "
+                         "InceptionFeatures(weights_file)) "
                          "or a (network, name) pair.")
     logits = None
-    if net is teacher and isinstance(teacher, Classifier): logits, fg = teacher_outputs(teacher, images, device=device)   # one pass
+    # one pass
+    if net is teacher and isinstance(teacher, Classifier): logits, fg = teacher_outputs(teacher, images, device=device)
     else: fg = extract_features(net, images, device=device)
     if real_features is None: fr = extract_features(net, real, device=device)
-    else: fr = np.asarray(real_features, np.float64) if ir is None else np.asarray(real_features, np.float64)[ir.numpy()]
+    else: fr = np.asarray(real_features,
+                          np.float64) if ir is None else np.asarray(real_features, np.float64)[ir.numpy()]
     at = {str(n): {m: round(v, 6) for m, v in _distances(fr, fg[:n], k, seed).items()} for n in ns if k < n < len(fg)}
-    return dict(**_distances(fr, fg, k, seed), fidelity_at=at, **teacher_measures(teacher, images, device=device, logits=logits),
+    return dict(**_distances(fr, fg, k, seed), fidelity_at=at,
+                **teacher_measures(teacher, images, device=device, logits=logits),
                 n_fidelity=len(images), n_fidelity_real=len(real),
                 fidelity_features=name or type(net).__name__)
 
 # %% ../nbs/08_fidelity.ipynb #66e02db5
-#: dmkd's fixed feature space for fidelity: this classifier, trained once per dataset on the generator's `corpus` split (never
+#: dmkd's fixed feature space for fidelity: this classifier, trained once per dataset on the generator's `corpus` split
+#: (never
 #: on the teacher's part of a carved train split) with its own seed, so it is independent of every teacher under study.
 FEATURE_NET = dict(arch='resnet8', split='corpus', seed=1234)
 
-def feature_network(dataset: str = 'digits', root=None, cache=None, device='auto', progress: bool = False, **data) -> tuple[Classifier, str]:
-    "The fixed feature network of `dataset` (`FEATURE_NET`, trained on first use, then cached by content) and its name for records; `data`: `size`, `corpus_fraction`."
-    cfg = TrainConfig(dataset=dataset, **FEATURE_NET, **data)    # trained by one process alone (Solo), however many the run has
+def feature_network(dataset: str = 'digits', root=None, cache=None, device='auto', progress: bool = False,
+                    **data) -> tuple[Classifier, str]:
+    """The fixed feature network of `dataset` (`FEATURE_NET`, trained on first use, then cached by content) and its
+    name for records; `data`: `size`, `corpus_fraction`."""
+    # trained by one process alone (Solo), however many the run has
+    cfg = TrainConfig(dataset=dataset, **FEATURE_NET, **data)
     net, meta = get_teacher(cfg, root=root, cache=cache, device=device, progress=progress, accelerator=Solo(device))
     return net.eval(), f"{cfg.arch} trained on {dataset}/corpus (seed {cfg.seed}, key {meta['key']})"

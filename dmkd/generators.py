@@ -29,8 +29,10 @@ def check_knobs(guidance_scale: float = 1.0,     # classifier-free guidance scal
     num = lambda v: isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
     knob('guidance_scale', num(guidance_scale) and (guidance_scale == 0 or guidance_scale >= 1),
          f"must be >= 1 (1 = no guidance) or exactly 0 (unconditional), got {guidance_scale!r}.")
-    knob('num_steps', num(num_steps) and int(num_steps) == num_steps and num_steps >= 1, f"must be a whole number >= 1, got {num_steps!r}.")
-    knob('strength', strength is None or (num(strength) and 0 <= strength <= 1), f"must be None or lie in [0, 1], got {strength!r}.")
+    knob('num_steps', num(num_steps) and int(num_steps) == num_steps and num_steps >= 1,
+         f"must be a whole number >= 1, got {num_steps!r}.")
+    knob('strength', strength is None or (num(strength) and 0 <= strength <= 1),
+         f"must be None or lie in [0, 1], got {strength!r}.")
 
 # %% ../nbs/04a_generators.ipynb #cd2ec90c
 def make_scheduler(sampler: str,  # 'ddpm', 'ddim' or 'dpm++' (DPM-Solver++, 2nd order); all with trailing timesteps
@@ -42,7 +44,8 @@ def make_scheduler(sampler: str,  # 'ddpm', 'ddim' or 'dpm++' (DPM-Solver++, 2nd
     cfg = {k: v for k, v in dict(config).items() if not k.startswith('_')}
     if sampler == 'ddpm': return DDPMScheduler.from_config(cfg, timestep_spacing='trailing')
     if sampler == 'ddim': return DDIMScheduler.from_config(cfg, timestep_spacing='trailing', set_alpha_to_one=True)
-    return DPMSolverMultistepScheduler.from_config(cfg, timestep_spacing='trailing', algorithm_type='dpmsolver++', solver_order=2)
+    return DPMSolverMultistepScheduler.from_config(cfg, timestep_spacing='trailing',
+                                                   algorithm_type='dpmsolver++', solver_order=2)
 
 # %% ../nbs/04a_generators.ipynb #b18a30d3
 class Generator:
@@ -65,10 +68,12 @@ class Generator:
         ids = torch.as_tensor(class_ids, dtype=torch.long).flatten()
         if len(ids) and (ids.min() < 0 or ids.max() >= self.num_classes):
             bad = ids[(ids < 0) | (ids >= self.num_classes)][:5].tolist()
-            raise ValueError(f"Class ids {bad} lie outside this {self.kind} generator's label space [0, {self.num_classes}).")
+            raise ValueError(f"Class ids {bad} lie outside this {self.kind} generator's label space [0, "
+                             f"{self.num_classes}).")
         return ids
 
-    def _sample(self, ids, guidance_scale, num_steps, sampler, seed, init=None, strength=None) -> torch.Tensor: raise NotImplementedError
+    def _sample(self, ids, guidance_scale, num_steps, sampler, seed, init=None,
+                strength=None) -> torch.Tensor: raise NotImplementedError
 
     def generate(self,
                  class_ids,                       # class id of each image to make (this generator's ids)
@@ -101,8 +106,10 @@ class Generator:
         check_knobs(guidance_scale, num_steps, sampler, strength)
         ids = self.check_classes(class_ids)
         if images.dtype != torch.uint8 or images.ndim != 4 or len(images) != len(ids):
-            raise ValueError(f"img2img needs uint8 images N×C×H×W with one class id each; got {images.dtype} {tuple(images.shape)} and {len(ids)} ids.")
-        return self._batched(ids, images, guidance_scale, num_steps, sampler, seed, strength, resolution, channels, progress)
+            raise ValueError(f"img2img needs uint8 images N×C×H×W with one class id each; got {images.dtype} "
+                             f"{tuple(images.shape)} and {len(ids)} ids.")
+        return self._batched(ids, images, guidance_scale, num_steps, sampler, seed, strength, resolution,
+                             channels, progress)
 
     def _batched(self, ids, init, s, T, sampler, seed, strength, resolution, channels, progress):
         from tqdm.auto import tqdm
@@ -110,9 +117,11 @@ class Generator:
         chunks = batch_indices(len(ids), self.batch_size, shuffle=False)
         for i, idx in enumerate(tqdm(chunks, desc=f'{self.kind} s={s} T={T}', disable=not progress, leave=False)):
             # each chunk has its own seed, so results do not depend on how many chunks run in one call
-            x = self._sample(ids[idx], s, T, sampler, seed * 1_000_003 + i, None if init is None else init[idx], strength)
+            x = self._sample(ids[idx], s, T, sampler, seed * 1_000_003 + i,
+                             None if init is None else init[idx], strength)
             out.append(x.cpu())
-        x = torch.cat(out) if out else torch.zeros(0, self.channels, self.resolution, self.resolution, dtype=torch.uint8)
+        x = torch.cat(out) if out else torch.zeros(0, self.channels, self.resolution, self.resolution,
+                                                   dtype=torch.uint8)
         # shrinking a 256-px pipeline's images to 32 px low-passes them first (no aliasing)
         return to_classifier_view(x, resolution or x.shape[-1], channels or x.shape[1], antialias=True)
 
@@ -130,24 +139,31 @@ def load_pipeline(cls,                # a diffusers pipeline class, e.g. `DiTPip
     try:
         pipe = cls.from_pretrained(str(local) if local.exists() else str(model), torch_dtype=dtype, **kwargs)
     except Exception as e:
-        if local.exists(): raise ValueError(f"{local} is not a loadable {cls.__name__} folder ({type(e).__name__}: {e}).") from e
+        if local.exists(): raise ValueError(f"{local} is not a loadable {cls.__name__} folder ({type(e).__name__}: "
+                                            f"{e}).") from e
         raise FileNotFoundError(
-            f"Could not load {cls.__name__} {model!r}: it is not a local folder and could not be fetched from the Hugging Face hub "
-            f"(offline, or not in the cache). On a machine with internet access run `huggingface-cli download {model} --local-dir <folder>` "
-            f"(or pipe.save_pretrained(<folder>)), then pass model='<folder>'; or set HF_HOME to a cache that holds it.") from e
+            f"Could not load {cls.__name__} {model!r}: it is not a local folder and could not be fetched from the "
+            "Hugging Face hub "
+            f"(offline, or not in the cache). On a machine with internet access run `huggingface-cli download {model} "
+            "--local-dir <folder>` "
+            "(or pipe.save_pretrained(<folder>)), then pass model='<folder>'; or set HF_HOME to a cache that holds "
+            "it.") from e
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(dev)
 
 class DiTGenerator(Generator):
-    """A DiT checkpoint (a diffusers `DiTPipeline` folder: class-conditional, ImageNet classes) sampled as DiT's own code samples
-    it, which DM-KD uses: guidance on the first `guided_channels` latent channels (3 of 4 in DiT's `forward_with_cfg`; None: all,
+    """A DiT checkpoint (a diffusers `DiTPipeline` folder: class-conditional, ImageNet classes) sampled as DiT's own
+    code samples
+    it, which DM-KD uses: guidance on the first `guided_channels` latent channels (3 of 4 in DiT's `forward_with_cfg`;
+    None: all,
     as diffusers' pipeline does) and, for the `ddpm` sampler, the learned variance (`learned_variance`)."""
     kind = 'dit'
     def __init__(self, model: str | Path = 'facebook/DiT-XL-2-256', # a DiTPipeline folder or hub id
                  device='auto',                   # auto, cpu, cuda, or a torch.device
                  batch_size: int = 32,            # images per sampling batch
                  pipe=None,                       # an already loaded DiTPipeline (then `model` only names it)
-                 guided_channels: int | None = 3, # latent channels guidance acts on (DiT's own code: 3 of 4; None: all, as diffusers)
+                 # latent channels guidance acts on (DiT's own code: 3 of 4; None: all, as diffusers)
+                 guided_channels: int | None = 3,
                  learned_variance: bool = True):  # ddpm sampler: use the model's learned variance, as DiT's code does
         from diffusers import DiTPipeline
         self.model, self.batch_size = str(model), batch_size
@@ -157,7 +173,8 @@ class DiTGenerator(Generator):
         names = {}
         for name, i in self.pipe.labels.items(): names.setdefault(i, []).append(name)
         self.classes = [', '.join(names.get(i, [str(i)])) for i in range(n)]
-        self.resolution = self.pipe.transformer.config.sample_size * 2 ** (len(self.pipe.vae.config.block_out_channels) - 1)
+        down = 2 ** (len(self.pipe.vae.config.block_out_channels) - 1)     # the VAE's downsampling factor
+        self.resolution = self.pipe.transformer.config.sample_size * down
         self.channels = 3
         self.base_scheduler = dict(self.pipe.scheduler.config)
 
@@ -168,16 +185,21 @@ class DiTGenerator(Generator):
 
     @torch.no_grad()
     def _sample(self, ids, guidance_scale, num_steps, sampler, seed, init=None, strength=None):
-        "DiT's sampling loop (its `sample.py`): the conditional half of the guided batch, seeded noise for every random draw."
-        if init is not None: raise NotImplementedError("DiT has no image-to-image path here; use generator 'ddpm' (SDEdit) or 'sd' (img2img).")
+        """DiT's sampling loop (its `sample.py`): the conditional half of the guided batch, seeded noise for every
+        random draw."""
+        if init is not None: raise NotImplementedError("DiT has no image-to-image path here; use generator 'ddpm' "
+                                                       "(SDEdit) or 'sd' (img2img).")
         tr, vae = self.pipe.transformer, self.pipe.vae
         dev, C, n = tr.device, tr.config.in_channels, len(ids)
         learned = sampler == 'ddpm' and self.learned_variance and tr.config.out_channels == 2 * C
-        extra = dict(clip_sample=False, variance_type='learned_range' if learned else 'fixed_small') if sampler != 'dpm++' else {}
-        sched = make_scheduler(sampler, self.base_scheduler | extra)   # latents are not clipped (DiT: clip_denoised=False)
+        extra = dict(clip_sample=False,
+                     variance_type='learned_range' if learned else 'fixed_small') if sampler != 'dpm++' else {}
+        # latents are not clipped (DiT: clip_denoised=False)
+        sched = make_scheduler(sampler, self.base_scheduler | extra)
         sched.set_timesteps(int(num_steps), device=dev)
         g = torch.Generator('cpu').manual_seed(seed)
-        x = torch.randn(n, C, tr.config.sample_size, tr.config.sample_size, generator=g).to(dev, tr.dtype) * sched.init_noise_sigma
+        x = torch.randn(n, C, tr.config.sample_size, tr.config.sample_size,
+                        generator=g).to(dev, tr.dtype) * sched.init_noise_sigma
         null = torch.full((n,), 1000, device=dev)
         ids = null if guidance_scale == 0 else ids.to(dev)
         guided = guidance_scale > 1
@@ -185,7 +207,9 @@ class DiTGenerator(Generator):
         for t in sched.timesteps:
             xin = sched.scale_model_input(torch.cat([x, x]) if guided else x, t)
             out = tr(xin, timestep=t.expand(len(xin)), class_labels=torch.cat([ids, null]) if guided else ids).sample
-            if guided:   # DiT's forward_with_cfg: guide the first k channels; the rest (and the variance) stay the conditional pass's
+            # DiT's forward_with_cfg: guide the first k channels; the rest (and the variance) stay the conditional
+            # pass's
+            if guided:
                 c, u = out.chunk(2)
                 out = torch.cat([u[:, :k] + guidance_scale * (c[:, :k] - u[:, :k]), c[:, k:]], 1)
             out = out if learned else out[:, :C]
@@ -197,7 +221,8 @@ class StableDiffusionGenerator(Generator):
     "A diffusers Stable Diffusion pipeline with one prompt per class name (text-to-image and img2img)."
     kind = 'sd'
     def __init__(self, classes: list[str],       # class names: each becomes a prompt
-                 model: str | Path = 'stable-diffusion-v1-5/stable-diffusion-v1-5', # a StableDiffusionPipeline folder or hub id
+                 # a StableDiffusionPipeline folder or hub id
+                 model: str | Path = 'stable-diffusion-v1-5/stable-diffusion-v1-5',
                  prompt: str = 'a photo of a {}', # the prompt template; {} is the class name
                  negative_prompt: str | None = None, # negative prompt for guidance (None: the empty prompt)
                  resolution: int | None = None,   # image side to sample at (None: the model's native size)
@@ -205,8 +230,10 @@ class StableDiffusionGenerator(Generator):
                  batch_size: int = 8,             # images per sampling batch
                  pipe=None):                      # an already loaded pipeline (then `model` only names it)
         from diffusers import StableDiffusionPipeline
-        self.model, self.classes, self.prompt, self.negative_prompt, self.batch_size = str(model), list(classes), prompt, negative_prompt, batch_size
-        self.pipe = pipe or load_pipeline(StableDiffusionPipeline, model, device, safety_checker=None, requires_safety_checker=False)
+        self.model, self.classes, self.batch_size = str(model), list(classes), batch_size
+        self.prompt, self.negative_prompt = prompt, negative_prompt
+        self.pipe = pipe or load_pipeline(StableDiffusionPipeline, model, device, safety_checker=None,
+                                          requires_safety_checker=False)
         self.resolution = resolution or self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor
         self.channels = 3
         self.base_scheduler = dict(self.pipe.scheduler.config)
@@ -222,7 +249,8 @@ class StableDiffusionGenerator(Generator):
         prompts = ['' if guidance_scale == 0 else self.prompt.format(self.classes[i]) for i in ids.tolist()]
         neg = [self.negative_prompt] * len(prompts) if self.negative_prompt else None
         g = torch.Generator('cpu').manual_seed(seed)
-        kw = dict(prompt=prompts, negative_prompt=neg, guidance_scale=max(guidance_scale, 1.0), num_inference_steps=int(num_steps),
+        kw = dict(prompt=prompts, negative_prompt=neg, guidance_scale=max(guidance_scale, 1.0),
+                  num_inference_steps=int(num_steps),
                   generator=g, output_type='np')
         if init is None:
             out = self.pipe(height=self.resolution, width=self.resolution, **kw).images
@@ -232,7 +260,8 @@ class StableDiffusionGenerator(Generator):
             img2img = StableDiffusionImg2ImgPipeline(**self.pipe.components)
             img2img.set_progress_bar_config(disable=True)
             x = init.float() / 255
-            if x.shape[-1] != self.resolution: x = F.interpolate(x, size=(self.resolution,) * 2, mode='bilinear', align_corners=False)
+            if x.shape[-1] != self.resolution: x = F.interpolate(x, size=(self.resolution,) * 2, mode='bilinear',
+                                                                 align_corners=False)
             if x.shape[1] == 1: x = x.expand(-1, 3, -1, -1)
             out = img2img(image=x.to(self.pipe.device, self.pipe.unet.dtype), strength=float(strength), **kw).images
         return torch.from_numpy((out * 255).round().clip(0, 255).astype(np.uint8)).permute(0, 3, 1, 2).contiguous()
@@ -252,5 +281,6 @@ def get_generator(name: str = 'ddpm',                # 'ddpm' (in-project, train
                   cache=None,                        # cache root (None: $DMKD_CACHE, else <data root>/cache)
                   **kwargs,                          # `get_ddpm`, `DiTGenerator` or `StableDiffusionGenerator` options
                  ) -> Generator:
-    "Generator `name` ('ddpm', 'dit', 'sd'): the in-project DDPM from the cache (trained if needed) or a pretrained pipeline `model`."
+    """Generator `name` ('ddpm', 'dit', 'sd'): the in-project DDPM from the cache (trained if needed) or a pretrained
+    pipeline `model`."""
     return GENERATORS[name](classes, model=model, device=device, cache=cache, **kwargs)

@@ -33,19 +33,25 @@ def one_image_set(image: str | Path | None = None,   # the single real image (de
                   scale: tuple = (0.005, 0.3),       # random-resized-crop area range, as a fraction of the image
                   seed: int = 0,                     # seed of the crops and their augmentations
                  ) -> torch.Tensor:
-    "One-Image (Asano & Saeed 2023): `n_images` heavily augmented random crops of one real image, as uint8 N×C×`size`×`size`."
+    """One-Image (Asano & Saeed 2023): `n_images` heavily augmented random crops of one real image, as uint8
+    N×C×`size`×`size`."""
     from PIL import Image
     from torchvision.transforms import v2
     path = Path(image) if image else default_one_image()
-    if not path.is_file(): raise FileNotFoundError(f"One-Image source image not found at {path}: pass image= an existing image file (default: matplotlib's sample photograph).")
+    if not path.is_file(): raise FileNotFoundError(f"One-Image source image not found at {path}: pass image= an "
+                                                   "existing image file (default: matplotlib's sample photograph).")
     try: img = torch.from_numpy(np.array(Image.open(path).convert('RGB'))).permute(2, 0, 1).contiguous()
     except OSError as e: raise ValueError(f"Could not read {path} as an image ({e}); pass a JPEG or PNG file.") from e
-    tf = v2.Compose([v2.RandomResizedCrop(size, scale=scale, antialias=True), v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(0.1),
+    tf = v2.Compose([v2.RandomResizedCrop(size, scale=scale, antialias=True), v2.RandomHorizontalFlip(),
+                     v2.RandomVerticalFlip(0.1),
                      v2.ColorJitter(0.4, 0.4, 0.4, 0.1), v2.RandomGrayscale(0.2)])
     torch.manual_seed(seed)
     x = torch.stack([tf(img) for _ in range(n_images)])
-    if grayscale: x = x.float().mul(torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
-    if x.shape[1] != channels: x = x.expand(-1, channels, -1, -1).contiguous() if x.shape[1] == 1 else x.float().mean(1, keepdim=True).round().to(torch.uint8)
+    if grayscale:
+        luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        x = x.float().mul(luma).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+    if x.shape[1] != channels and x.shape[1] == 1: x = x.expand(-1, channels, -1, -1).contiguous()
+    elif x.shape[1] != channels: x = x.float().mean(1, keepdim=True).round().to(torch.uint8)
     return x
 
 # %% ../nbs/07c_imagebased.ipynb #15bca5af
@@ -54,9 +60,13 @@ def teacher_labels(teacher: Classifier,    # the teacher that labels the images 
                    images: torch.Tensor,  # uint8 images N×C×H×W (any device: moved to the teacher's in batches)
                    batch_size: int = 500, # images per teacher forward
                   ) -> torch.Tensor:
-    "The teacher's argmax class of each uint8 image (the label a bank of unlabelled images is stored with; KD never reads it)."
+    """The teacher's argmax class of each uint8 image (the label a bank of unlabelled images is stored with; KD never
+    reads it)."""
     was = teacher.training; teacher.eval(); dev = next(teacher.parameters()).device
-    out = torch.cat([teacher(images[i:i + batch_size].to(dev)).argmax(1).cpu() for i in range(0, len(images), batch_size)]) if len(images) else torch.zeros(0, dtype=torch.long)
+    out = torch.zeros(0, dtype=torch.long)
+    if len(images):
+        out = torch.cat([teacher(images[i:i + batch_size].to(dev)).argmax(1).cpu()
+                         for i in range(0, len(images), batch_size)])
     teacher.train(was)
     return out
 
@@ -67,9 +77,11 @@ def feature_similarity(teacher: Classifier,     # the teacher whose penultimate 
                        batch_size: int = 500,   # image pairs per teacher forward
                       ) -> torch.Tensor:
     "Cosine similarity of the teacher's penultimate features of images `a[i]` and `b[i]`."
-    if a.shape != b.shape: raise ValueError(f"feature_similarity compares images pairwise; got shapes {tuple(a.shape)} and {tuple(b.shape)}.")
+    if a.shape != b.shape: raise ValueError(f"feature_similarity compares images pairwise; got shapes {tuple(a.shape)} "
+                                            f"and {tuple(b.shape)}.")
     was = teacher.training; teacher.eval(); dev = next(teacher.parameters()).device
-    out = torch.cat([F.cosine_similarity(teacher.features(a[i:i + batch_size].to(dev)), teacher.features(b[i:i + batch_size].to(dev)), dim=1).cpu()
+    out = torch.cat([F.cosine_similarity(teacher.features(a[i:i + batch_size].to(dev)),
+                                         teacher.features(b[i:i + batch_size].to(dev)), dim=1).cpu()
                      for i in range(0, len(a), batch_size)]) if len(a) else torch.zeros(0)
     teacher.train(was)
     return out
@@ -95,7 +107,8 @@ def dda_augment(teacher: Classifier,            # the teacher whose features fil
                 class_ids: list | None = None,  # the generator's class index of each bank class (None: the same index)
                 progress: bool = False,         # show a progress bar
                ) -> tuple[ImageSet, dict]:
-    "DDA (Li et al. 2024): diversify `bank` by diffusion img2img at `strength` (`n_aug` per image), keep the augmentations whose teacher features have cosine similarity ≥ `threshold` to their source, return bank + kept."
+    """DDA (Li et al. 2024): diversify `bank` by diffusion img2img at `strength` (`n_aug` per image), keep the
+    augmentations whose teacher features have cosine similarity ≥ `threshold` to their source, return bank + kept."""
     if n_aug < 1: raise ValueError(f"n_aug must be at least 1, got {n_aug}.")
     spec = _img2img(spec, 0.5)
     ids = torch.as_tensor(class_ids if class_ids is not None else range(bank.num_classes))[bank.labels.cpu()]
@@ -104,8 +117,10 @@ def dda_augment(teacher: Classifier,            # the teacher whose features fil
     aug = generator.img2img(src, gid, **_sampling(spec), resolution=H, channels=C, progress=progress)
     sim = feature_similarity(teacher, src, aug)
     keep = sim >= threshold
-    out = ImageSet(torch.cat([bank.images.cpu(), aug[keep]]), torch.cat([bank.labels.cpu(), lab[keep]]), bank.classes, 'dda', 'synthetic')
-    return out, dict(n_bank=len(bank), n_augmented=len(aug), n_kept=int(keep.sum()), kept_fraction=round(keep.float().mean().item(), 4),
+    out = ImageSet(torch.cat([bank.images.cpu(), aug[keep]]), torch.cat([bank.labels.cpu(), lab[keep]]), bank.classes,
+                   'dda', 'synthetic')
+    return out, dict(n_bank=len(bank), n_augmented=len(aug), n_kept=int(keep.sum()),
+                     kept_fraction=round(keep.float().mean().item(), 4),
                      mean_similarity=round(sim.mean().item(), 4))
 
 # %% ../nbs/07c_imagebased.ipynb #d4683abe
@@ -114,13 +129,15 @@ def class_prototypes(features: torch.Tensor,  # one feature vector per image, N�
                      k: int = 10,             # k-means centres per class (each class needs at least `k` images)
                      seed: int = 0,           # random state of the k-means
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    "D4M's prototypes: `k` k-means centres of each class's `features` (N×D); returns (centres C·k×D, their class labels)."
+    """D4M's prototypes: `k` k-means centres of each class's `features` (N×D); returns (centres C·k×D, their class
+    labels)."""
     from sklearn.cluster import KMeans
     feats, labels = features.detach().float().flatten(1).cpu(), torch.as_tensor(labels).cpu()
     cents, labs = [], []
     for c in labels.unique().tolist():
         f = feats[labels == c]
-        if len(f) < k: raise ValueError(f"Class {c} has {len(f)} images, fewer than k={k} prototypes: lower k (prototypes=...).")
+        if len(f) < k: raise ValueError(f"Class {c} has {len(f)} images, fewer than k={k} prototypes: lower k "
+                                        "(prototypes=...).")
         km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(f.numpy())
         cents.append(torch.from_numpy(km.cluster_centers_).float()); labs.append(torch.full((k,), c))
     return torch.cat(cents), torch.cat(labs)
@@ -134,21 +151,29 @@ def d4m_set(teacher: Classifier,            # the teacher (its penultimate featu
             class_ids: list | None = None,  # the generator's class index of each class of `real` (None: the same index)
             progress: bool = False,         # show a progress bar
            ) -> tuple[ImageSet, dict]:
-    "D4M (Su et al. 2024): per-class k-means prototypes of the encoded real images, then diffusion synthesis from each prototype at `strength`."
-    if encoder not in ('pixels', 'teacher'): raise ValueError(f"Unknown encoder {encoder!r}: use 'pixels' (the in-project DDPM's space) or 'teacher' (its features).")
+    """D4M (Su et al. 2024): per-class k-means prototypes of the encoded real images, then diffusion synthesis from
+    each prototype at `strength`."""
+    if encoder not in ('pixels',
+                       'teacher'): raise ValueError(f"Unknown encoder {encoder!r}: use 'pixels' (the in-project DDPM's "
+                                                    "space) or 'teacher' (its features).")
     spec = _img2img(spec, 0.7)
     n_per_class, seed = spec.n_per_class, spec.seed
     res = generator.resolution; C, H = real.shape[0], real.shape[-1]
     x = real.images.cpu().float()
-    if encoder == 'pixels':      # the in-project DDPM works in pixel space: its 'encoder' is the resize to its resolution
+    # the in-project DDPM works in pixel space: its 'encoder' is the resize to its resolution
+    if encoder == 'pixels':
         x = F.interpolate(x, size=(res, res), mode='bilinear', antialias=True, align_corners=False)
-        if x.shape[1] != generator.channels: x = x.mean(1, keepdim=True) if generator.channels == 1 else x.expand(-1, generator.channels, -1, -1)
+        if x.shape[1] != generator.channels and generator.channels == 1: x = x.mean(1, keepdim=True)
+        elif x.shape[1] != generator.channels: x = x.expand(-1, generator.channels, -1, -1)
         cents, labs = class_prototypes(x, real.labels, prototypes, seed)
         init = cents.view(-1, *x.shape[1:]).round().clamp(0, 255).to(torch.uint8)
     else:                        # teacher features: the prototype's image is the real image nearest each centre
-        with torch.no_grad(): f = torch.cat([teacher.features(real.images[i:i + 500].to(next(teacher.parameters()).device)).cpu() for i in range(0, len(real), 500)])
+        dev = next(teacher.parameters()).device
+        with torch.no_grad():
+            f = torch.cat([teacher.features(real.images[i:i + 500].to(dev)).cpu() for i in range(0, len(real), 500)])
         cents, labs = class_prototypes(f, real.labels, prototypes, seed)
-        init = torch.stack([real.images.cpu()[torch.where(real.labels.cpu() == l, torch.cdist(c[None], f)[0], math.inf).argmin()] for c, l in zip(cents, labs)])
+        init = torch.stack([real.images.cpu()[torch.where(real.labels.cpu() == l, torch.cdist(c[None], f)[0],
+                                                          math.inf).argmin()] for c, l in zip(cents, labs)])
     reps = math.ceil(n_per_class / prototypes)
     order = torch.cat([torch.nonzero(labs == c).flatten().repeat(reps)[:n_per_class] for c in labs.unique().tolist()])
     ids = torch.as_tensor(class_ids if class_ids is not None else range(real.num_classes))[labs[order]]

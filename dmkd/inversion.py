@@ -23,8 +23,10 @@ def teacher_bn_layers(teacher: Classifier,          # the teacher whose BatchNor
     "The teacher's BatchNorm layers, or a clear error for a method that matches their statistics."
     bns = teacher.bn_layers()
     if not bns:
-        raise ValueError(f"{method} matches the teacher's BatchNorm statistics, but the teacher {getattr(teacher, 'arch', '?')} has no "
-                         "BatchNorm layers: use a teacher with BatchNorm (e.g. resnet20, vgg11, wrn_40_2) or a method without a BN term "
+        raise ValueError(f"{method} matches the teacher's BatchNorm statistics, but the teacher "
+                         f"{getattr(teacher, 'arch', '?')} has no "
+                         "BatchNorm layers: use a teacher with BatchNorm (e.g. resnet20, vgg11, wrn_40_2) or a method "
+                         "without a BN term "
                          "(dafl, zskt, dfad, one_image).")
     return bns
 
@@ -33,22 +35,28 @@ def bn_stat_loss(bns: list[nn.Module],        # the teacher's BatchNorm layers (
                  ema: list | None = None,     # (mean, var) of earlier batches per layer, updated in place (None: none)
                  momentum: float = 0.0,       # Fast-DFKD's weight of `ema` in the statistics (0: this batch's alone)
                 ) -> torch.Tensor:
-    "DeepInversion's feature-statistics loss: Σ‖μ(x) − running mean‖₂ + ‖σ²(x) − running var‖₂ over the BatchNorm layers `bns` whose inputs are `inputs`."
+    """DeepInversion's feature-statistics loss: Σ‖μ(x) − running mean‖₂ + ‖σ²(x) − running var‖₂ over the BatchNorm
+    layers `bns` whose inputs are `inputs`."""
     total = 0.0
     for i, (bn, x) in enumerate(zip(bns, inputs)):
         x = x.float(); mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
-        if ema is not None and momentum and ema[i] is not None:   # Fast-DFKD: statistics blended with those of earlier batches
+        # Fast-DFKD: statistics blended with those of earlier batches
+        if ema is not None and momentum and ema[i] is not None:
             mean = momentum * ema[i][0] + (1 - momentum) * mean; var = momentum * ema[i][1] + (1 - momentum) * var
         if ema is not None: ema[i] = (mean.detach(), var.detach())
-        total = total + torch.linalg.vector_norm(bn.running_mean - mean) + torch.linalg.vector_norm(bn.running_var - var)
+        total = (total + torch.linalg.vector_norm(bn.running_mean - mean)
+                 + torch.linalg.vector_norm(bn.running_var - var))
     return total
 
 # %% ../nbs/07a_inversion.ipynb #a2ee5f81
 def tv_loss(x: torch.Tensor,    # a batch of images, N×C×H×W (DeepInversion: the normalised pixels)
             kind: str = 'l2',  # 'l2': the sum of the directions' L2 norms; 'l1': the sum of their mean absolute values
            ) -> torch.Tensor:
-    "DeepInversion's total-variation prior over four neighbour directions (right, down and both diagonals): `'l2'` sums their L2 norms (NVlabs/DeepInversion `cifar10/deepinversion_cifar10.py:173-177`), `'l1'` their mean absolute values (zju-vipa/Fast-Datafree `datafree/criterions.py:40-49`)."
-    d = (x[..., :, :-1] - x[..., :, 1:], x[..., :-1, :] - x[..., 1:, :], x[..., 1:, :-1] - x[..., :-1, 1:], x[..., :-1, :-1] - x[..., 1:, 1:])
+    """DeepInversion's total-variation prior over four neighbour directions (right, down and both diagonals): `'l2'`
+    sums their L2 norms (NVlabs/DeepInversion `cifar10/deepinversion_cifar10.py:173-177`), `'l1'` their mean
+    absolute values (zju-vipa/Fast-Datafree `datafree/criterions.py:40-49`)."""
+    d = (x[..., :, :-1] - x[..., :, 1:], x[..., :-1, :] - x[..., 1:, :], x[..., 1:, :-1] - x[..., :-1, 1:],
+         x[..., :-1, :-1] - x[..., 1:, 1:])
     if kind == 'l2': return sum(torch.linalg.vector_norm(v) for v in d)
     if kind == 'l1': return sum(v.abs().mean() for v in d)
     raise ValueError(f"Unknown total variation {kind!r}: use 'l2' (NVlabs/DeepInversion) or 'l1' (Fast-Datafree).")
@@ -58,7 +66,8 @@ def jitter_flip(x: torch.Tensor,                           # a batch of images, 
                 flip: bool = True,                         # also flip the whole batch horizontally, half the time
                 generator: torch.Generator | None = None,  # CPU generator of the draws (None: torch's global one)
                ) -> torch.Tensor:
-    "One random roll of up to ±`jitter` pixels and (if `flip`) a random horizontal flip of the whole batch (DeepInversion's augmentation)."
+    """One random roll of up to ±`jitter` pixels and (if `flip`) a random horizontal flip of the whole batch
+    (DeepInversion's augmentation)."""
     dx, dy = (torch.randint(-jitter, jitter + 1, (2,), generator=generator).tolist() if jitter else (0, 0))
     x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
     if flip and torch.rand(1, generator=generator).item() < 0.5: x = x.flip(3)
@@ -70,9 +79,12 @@ def disagreement(teacher_logits: torch.Tensor,  # the teacher's logits, N×K
                  kind: str = 'l1',              # 'l1' (DFAD), 'kl' (ZSKT, DFQ), 'masked_kl' (Fast-DFKD, CMI) or 'js'
                  temperature: float = 1.0,      # softmax temperature T of 'kl', 'masked_kl' (× T²) and 'js'
                 ) -> torch.Tensor:
-    "How much the student disagrees with the teacher: mean absolute logit difference (`'l1'`, DFAD), KL(teacher ‖ student) per image (`'kl'`, ZSKT and DFQ), the same KL only on images where both predict the same class (`'masked_kl'`, Fast-DFKD's and CMI's decision-adversarial term) or Jensen–Shannon (`'js'`)."
+    """How much the student disagrees with the teacher: mean absolute logit difference (`'l1'`, DFAD), KL(teacher ‖
+    student) per image (`'kl'`, ZSKT and DFQ), the same KL only on images where both predict the same class
+    (`'masked_kl'`, Fast-DFKD's and CMI's decision-adversarial term) or Jensen–Shannon (`'js'`)."""
     t, s = teacher_logits.float(), student_logits.float()
-    if t.shape != s.shape: raise ValueError(f"Teacher logits {tuple(t.shape)} and student logits {tuple(s.shape)} differ in shape.")
+    if t.shape != s.shape: raise ValueError(f"Teacher logits {tuple(t.shape)} and student logits {tuple(s.shape)} "
+                                            "differ in shape.")
     if kind == 'l1': return (t - s).abs().mean()
     lt, ls = F.log_softmax(t / temperature, 1), F.log_softmax(s / temperature, 1)
     if kind in ('kl', 'masked_kl'):
@@ -82,14 +94,18 @@ def disagreement(teacher_logits: torch.Tensor,  # the teacher's logits, N×K
         return (kl * (s.argmax(1) == t.argmax(1)).float()).mean()
     if kind == 'js':
         lm = torch.logsumexp(torch.stack([lt, ls]), 0) - math.log(2)
-        return 0.5 * (F.kl_div(lm, lt, reduction='batchmean', log_target=True) + F.kl_div(lm, ls, reduction='batchmean', log_target=True))
-    raise ValueError(f"Unknown disagreement {kind!r}: use 'l1' (DFAD), 'kl' (ZSKT, DFQ), 'masked_kl' (Fast-DFKD, CMI) or 'js'.")
+        return 0.5 * (F.kl_div(lm, lt, reduction='batchmean',
+                               log_target=True) + F.kl_div(lm, ls, reduction='batchmean', log_target=True))
+    raise ValueError(f"Unknown disagreement {kind!r}: use 'l1' (DFAD), 'kl' (ZSKT, DFQ), 'masked_kl' (Fast-DFKD, CMI) "
+                     "or 'js'.")
 
 def competition_loss(teacher_logits: torch.Tensor,  # the teacher's logits, N×K
                      student_logits: torch.Tensor,  # the student's logits on the same images, N×K
                      temperature: float = 3.0,      # softmax temperature of both distributions (reference: 3)
                     ) -> torch.Tensor:
-    "Adaptive DeepInversion's competition term: 1 − JS(student, teacher) at `temperature` with the probabilities clamped to [0.01, 0.99], as NVlabs/DeepInversion `cifar10/deepinversion_cifar10.py:152-168` (minimised: images where the student disagrees)."
+    """Adaptive DeepInversion's competition term: 1 − JS(student, teacher) at `temperature` with the probabilities
+    clamped to [0.01, 0.99], as NVlabs/DeepInversion `cifar10/deepinversion_cifar10.py:152-168` (minimised: images
+    where the student disagrees)."""
     P, Q = F.softmax(student_logits.float() / temperature, 1), F.softmax(teacher_logits.float() / temperature, 1)
     M = (0.5 * (P + Q)).clamp(0.01, 0.99); P, Q = P.clamp(0.01, 0.99), Q.clamp(0.01, 0.99)
     js = 0.5 * F.kl_div(P.log(), M, reduction='batchmean') + 0.5 * F.kl_div(Q.log(), M, reduction='batchmean')
@@ -97,7 +113,8 @@ def competition_loss(teacher_logits: torch.Tensor,  # the teacher's logits, N×K
 
 # %% ../nbs/07a_inversion.ipynb #7545eee5
 class Passes:
-    "What making images cost in teacher passes, counted in images: `forward` (every image through the teacher) and `backward` (those whose gradient went back through it)."
+    """What making images cost in teacher passes, counted in images: `forward` (every image through the teacher) and
+    `backward` (those whose gradient went back through it)."""
     def __init__(self): self.forward, self.backward = 0, 0
     def as_dict(self) -> dict: return dict(teacher_forward=self.forward, teacher_backward=self.backward)
     def __repr__(self): return f"Passes(forward={self.forward}, backward={self.backward})"
@@ -105,7 +122,8 @@ class Passes:
 @contextlib.contextmanager
 def count_passes(model: nn.Module,              # the network whose inputs are counted (the teacher)
                  passes: Passes | None = None):  # the counter to add to (None: a new `Passes`); the block gets it
-    "Count the images `model` sees while the block runs: a forward whose input needs a gradient (the synthesis objectives) is also a backward."
+    """Count the images `model` sees while the block runs: a forward whose input needs a gradient (the synthesis
+    objectives) is also a backward."""
     passes = passes if passes is not None else Passes()
     def pre(m, args):
         x = args[0]; passes.forward += len(x)
@@ -115,7 +133,8 @@ def count_passes(model: nn.Module,              # the network whose inputs are c
     finally: h.remove()
 
 # %% ../nbs/07a_inversion.ipynb #b8bd701c
-def _classes(teacher, classes): return list(classes) if classes is not None else [str(i) for i in range(teacher.num_classes)]
+def _classes(teacher,
+             classes): return list(classes) if classes is not None else [str(i) for i in range(teacher.num_classes)]
 
 def to_uint8(x: torch.Tensor,  # images on the 0-1 scale, any float dtype and device (values outside are clamped)
             ) -> torch.Tensor:
@@ -131,8 +150,8 @@ def deep_inversion(teacher: Classifier,                # the teacher (with Batch
                    tv: str = 'l2',                     # its form: 'l2' (NVlabs) or 'l1' (Fast-Datafree)
                    l2_weight: float = 0.0,             # weight of the L2 norm of the normalised batch (reference: 0)
                    jitter: int = 2,                    # random roll of up to this many pixels per step (reference: 2)
-                   flip: bool = False,                 # random horizontal flips (NVlabs' CIFAR code: none; Fast-Datafree: yes)
-                   betas: tuple = (0.9, 0.999),        # Adam betas (NVlabs' CIFAR code: the defaults; Fast-Datafree: (0.5, 0.99))
+                   flip: bool = False,                 # random horizontal flips (NVlabs: none; Fast-Datafree: yes)
+                   betas: tuple = (0.9, 0.999),        # Adam betas (NVlabs: the defaults; Fast-Datafree: (0.5, 0.99))
                    student: Classifier | None = None,  # for Adaptive DeepInversion: the student to compete with
                    competition_weight: float = 0.0,    # weight of the competition term (ADI; 0: plain DeepInversion)
                    temperature: float = 3.0,           # temperature of the competition term (reference: 3)
@@ -144,23 +163,29 @@ def deep_inversion(teacher: Classifier,                # the teacher (with Batch
                    device='auto',                      # where to optimise: auto, cpu, cuda, or a torch.device
                    progress: bool = False,             # show a progress bar over the batches
                   ) -> ImageSet:
-    "DeepInversion (Yin et al. 2020) as NVlabs/DeepInversion `cifar10/deepinversion_cifar10.py:90-238`: Adam on normalised pixels so the teacher's BatchNorm statistics match and it predicts the cycled labels; each batch's lowest-loss iterate is kept."
+    """DeepInversion (Yin et al. 2020) as NVlabs/DeepInversion `cifar10/deepinversion_cifar10.py:90-238`: Adam on
+    normalised pixels so the teacher's BatchNorm statistics match and it predicts the cycled labels; each batch's
+    lowest-loss iterate is kept."""
     from tqdm.auto import tqdm
     bns = teacher_bn_layers(teacher, 'DeepInversion')
-    if competition_weight and student is None: raise ValueError("competition_weight > 0 needs a student to compete with (student=...).")
-    if n_per_class < 1 or iterations < 1: raise ValueError(f"n_per_class and iterations must be at least 1, got {n_per_class} and {iterations}.")
+    if competition_weight and student is None: raise ValueError("competition_weight > 0 needs a student to compete "
+                                                                "with (student=...).")
+    if n_per_class < 1 or iterations < 1: raise ValueError("n_per_class and iterations must be at least 1, got "
+                                                           f"{n_per_class} and {iterations}.")
     dev = get_device(device); was = teacher.training
     teacher = teacher.to(dev).eval().requires_grad_(False)
     if student is not None: student = student.to(dev).eval().requires_grad_(False)
     C, H, W = shape or (teacher.mean.shape[1], 32, 32)
-    labels = torch.arange(len(_classes(teacher, classes))).repeat(n_per_class)     # the classes cycled through each batch, as the reference's targets
+    # the classes cycled through each batch, as the reference's targets
+    labels = torch.arange(len(_classes(teacher, classes))).repeat(n_per_class)
     g = torch.Generator().manual_seed(seed)
-    lo, hi = (0 - teacher.mean) / teacher.std, (1 - teacher.mean) / teacher.std   # the normalised values of pixels 0 and 1
+    lo, hi = (0 - teacher.mean) / teacher.std, (1 - teacher.mean) / teacher.std   # normalised pixels 0 and 1
     out, passes = [], passes if passes is not None else Passes()
     with count_passes(teacher, passes):
         for b in tqdm(range(0, len(labels), batch_size), desc='DeepInversion', disable=not progress, leave=False):
             y = labels[b:b + batch_size].to(dev)
-            z = torch.randn(len(y), C, H, W, generator=g).to(dev).clamp(lo, hi).requires_grad_(True)   # normalised pixels, as the reference
+            # normalised pixels, as the reference
+            z = torch.randn(len(y), C, H, W, generator=g).to(dev).clamp(lo, hi).requires_grad_(True)
             opt = torch.optim.Adam([z], lr=lr, betas=tuple(betas))
             best, best_loss = z.detach().clone(), math.inf
             for it in range(iterations):
@@ -169,9 +194,9 @@ def deep_inversion(teacher: Classifier,                # the teacher (with Batch
                 loss = F.cross_entropy(t, y) + bn_weight * bn_stat_loss(bns, taps) + tv_weight * tv_loss(zj, tv)
                 if l2_weight: loss = loss + l2_weight * torch.linalg.vector_norm(zj)
                 if competition_weight: loss = loss + competition_weight * competition_loss(t, student(xj), temperature)
-                if loss.item() < best_loss: best_loss, best = loss.item(), z.detach().clone()     # the iterate this loss belongs to
+                if loss.item() < best_loss: best_loss, best = loss.item(), z.detach().clone()   # this loss's iterate
                 opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-                with torch.no_grad(): z.copy_(torch.maximum(torch.minimum(z, hi), lo))        # stay representable as 0-255 pixels
+                with torch.no_grad(): z.copy_(torch.maximum(torch.minimum(z, hi), lo))   # stay 0-255 pixels
             out.append(to_uint8(best * teacher.std + teacher.mean))
     teacher.train(was)
     return ImageSet(torch.cat(out), labels, _classes(teacher, classes), 'deepinversion', 'synthetic')

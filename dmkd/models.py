@@ -61,8 +61,9 @@ class CifarResNet(nn.Module):
 
 # %% ../nbs/02_models.ipynb #2a533430
 class VGG(nn.Module):
-    "VGG with batch norm for small images: `cfg` lists each stage's widths; max-pool between stages, global pooling, `fc`."
-    def __init__(self, cfg: list,                 # each stage's conv widths, e.g. [[64], [128], [256, 256], ...] for vgg11
+    """VGG with batch norm for small images: `cfg` lists each stage's widths; max-pool between stages, global pooling,
+    `fc`."""
+    def __init__(self, cfg: list,                 # each stage's conv widths, e.g. [[64], [128], [256, 256], ...]
                  num_classes: int = 10):          # number of classes of the output layer
         super().__init__()
         layers, cin = [], 3
@@ -105,7 +106,8 @@ class WideResNet(nn.Module):
         self.conv1 = _conv3(3, w[0])
         blocks = []
         for i in range(3):
-            for j in range(n): blocks.append(_WideBlock(w[i] if j == 0 else w[i + 1], w[i + 1], (1 if i == 0 else 2) if j == 0 else 1, drop))
+            for j in range(n): blocks.append(_WideBlock(w[i] if j == 0 else w[i + 1], w[i + 1],
+                                                        (1 if i == 0 else 2) if j == 0 else 1, drop))
         self.blocks = nn.Sequential(*blocks)
         self.bn = nn.BatchNorm2d(w[3])
         self.fc = nn.Linear(w[3], num_classes)
@@ -124,7 +126,8 @@ class TorchvisionNet(nn.Module):
         super().__init__()
         import torchvision
         self.model = getattr(torchvision.models, arch)(weights=None, num_classes=num_classes)
-        self.fc, self.model.fc = self.model.fc, nn.Identity()   # one head under one name (safetensors refuses shared tensors)
+        # one head under one name (safetensors refuses shared tensors)
+        self.fc, self.model.fc = self.model.fc, nn.Identity()
     def forward_features(self,
                          x):   # normalised images N×3×H×W (224×224 by design); returns pooled features N×fc.in_features
         m = self.model
@@ -152,7 +155,8 @@ def load_torchvision_weights(net: TorchvisionNet,  # loaded in place (a head of 
         w = torchvision.models.get_model_weights(arch).DEFAULT
         try: sd = w.get_state_dict(progress=False)
         except Exception as e:
-            raise RuntimeError(f"Could not fetch torchvision's {w} (no internet access?). Download {w.url} elsewhere and "
+            raise RuntimeError(f"Could not fetch torchvision's {w} (no internet access?). Download {w.url} elsewhere "
+                               "and "
                                f"pass weights='/path/to/{Path(w.url).name}'.") from e
     else:
         path = Path(weights).expanduser()
@@ -179,7 +183,8 @@ MODEL_INPUT = {}
 
 def _reg(key, builder, size=32): MODELS[key] = builder; MODEL_INPUT[key] = size
 
-for _n, _depth in [('resnet8', 8), ('resnet14', 14), ('resnet20', 20), ('resnet32', 32), ('resnet56', 56), ('resnet110', 110)]:
+for _n, _depth in [('resnet8', 8), ('resnet14', 14), ('resnet20', 20), ('resnet32', 32), ('resnet56', 56),
+                   ('resnet110', 110)]:
     _reg(_n, lambda nc, d=_depth: CifarResNet([(d - 2) // 6] * 3, [16, 32, 64], nc))
 _reg('resnet8x4', lambda nc: CifarResNet([1] * 3, [64, 128, 256], nc, stem=32))
 _reg('resnet18', lambda nc: CifarResNet([2, 2, 2, 2], [64, 128, 256, 512], nc))
@@ -187,7 +192,8 @@ _reg('resnet34', lambda nc: CifarResNet([3, 4, 6, 3], [64, 128, 256, 512], nc))
 _VGG = {8: [[64], [128], [256], [512], [512]], 11: [[64], [128], [256, 256], [512, 512], [512, 512]],
         13: [[64, 64], [128, 128], [256, 256], [512, 512], [512, 512]]}
 for _d, _cfg in _VGG.items(): _reg(f'vgg{_d}', lambda nc, c=_cfg: VGG(c, nc))
-for _d, _w in [(16, 1), (16, 2), (40, 1), (40, 2), (28, 10)]: _reg(f'wrn_{_d}_{_w}', lambda nc, d=_d, w=_w: WideResNet(d, w, nc))
+for _d, _w in [(16, 1), (16, 2), (40, 1), (40, 2), (28, 10)]: _reg(f'wrn_{_d}_{_w}', lambda nc, d=_d,
+                                                                   w=_w: WideResNet(d, w, nc))
 _reg('resnet18_imagenet', lambda nc: TorchvisionNet('resnet18', nc), 224)
 _reg('resnet50_imagenet', lambda nc: TorchvisionNet('resnet50', nc), 224)
 
@@ -249,10 +255,13 @@ def get_model(key: str,              # architecture key of the zoo, e.g. 'resnet
     net = MODELS[key](num_classes)
     if weights is not None:
         if not isinstance(net, TorchvisionNet):
-            raise ValueError(f"weights= is for the torchvision models ({', '.join(k for k in MODELS if k.endswith('_imagenet'))}); "
+            raise ValueError("weights= is for the torchvision models "
+                             f"({', '.join(k for k in MODELS if k.endswith('_imagenet'))}); "
                              f"load a trained {key} with dmkd.train.load_classifier.")
         load_torchvision_weights(net, key.removesuffix('_imagenet'), weights)
-    default = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)) if key.endswith('_imagenet') else ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+    default = ((0.485, 0.456, 0.406),
+               (0.229, 0.224,
+                0.225)) if key.endswith('_imagenet') else ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
     return Classifier(net, key, num_classes, mean or default[0], std or default[1])
 
 def count_params(model: nn.Module,   # the network (parameters with `requires_grad` count)
@@ -262,7 +271,8 @@ def count_params(model: nn.Module,   # the network (parameters with `requires_gr
 
 # %% ../nbs/02_models.ipynb #e0fb4a44
 class OwnNet(nn.Module):
-    "A user's `nn.Module` (images → logits) under the zoo's interface: `forward_features` and `fc` (timm models: their pooled features and classifier; else the logits and an identity head)."
+    """A user's `nn.Module` (images → logits) under the zoo's interface: `forward_features` and `fc` (timm models:
+    their pooled features and classifier; else the logits and an identity head)."""
     def __init__(self,
                  module: nn.Module):   # images → logits (a timm model is split into pooled features and head)
         super().__init__()
@@ -279,12 +289,14 @@ def as_classifier(module: nn.Module,      # images (normalised by mean/std) → 
                   std=(0.2470, 0.2435, 0.2616),   # per-channel standard deviation (0–1 scale) of that normalisation
                   name: str = 'own',      # its `arch` in the `Classifier` (and saved sidecars), named in messages
                  ) -> Classifier:
-    "`module` as a dmkd `Classifier` (uint8 images in, logits out), e.g. a pretrained teacher of your own for `dmkd.distill.distill_student`."
+    """`module` as a dmkd `Classifier` (uint8 images in, logits out), e.g. a pretrained teacher of your own for
+    `dmkd.distill.distill_student`."""
     net = OwnNet(module)
     with torch.no_grad():
         out = module.eval()(torch.zeros(2, len(mean), 32, 32))
     if out.ndim != 2 or out.shape[1] != num_classes:
-        raise ValueError(f"{name} gives outputs of shape {tuple(out.shape)} on a 2×{len(mean)}×32×32 batch; a classifier of {num_classes} classes gives (2, {num_classes}).")
+        raise ValueError(f"{name} gives outputs of shape {tuple(out.shape)} on a 2×{len(mean)}×32×32 batch; a "
+                         f"classifier of {num_classes} classes gives (2, {num_classes}).")
     return Classifier(net, name, num_classes, mean, std)
 
 # %% ../nbs/02_models.ipynb #165708eb

@@ -7,7 +7,8 @@ __all__ = ['SCHEMA', 'PROVENANCE', 'KEY_VERSIONS', 'RECORD_FIELDS', 'record_fiel
 
 # %% ../nbs/08a_records.ipynb #1f288558
 #: The record schema's version: records without it, or with another, are rebuilt (run again), not read.
-SCHEMA = 2   # 2: validation split (student_val_acc chooses the epoch, student_acc is its test score), provenance checked
+# 2: validation split (student_val_acc chooses the epoch, student_acc is its test score), provenance checked
+SCHEMA = 2
 
 #: What every record's `real_data` says (in words): which real images the teacher, the student and the test score saw.
 PROVENANCE = ('teacher', 'student', 'test')
@@ -24,14 +25,17 @@ RECORD_FIELDS = dict(
     identity=dict(run_id='the run id (`run-YYYYmmdd-HHMMSS-xxxxxx`)', kind="'run' (a continual record is 'continual')",
                   created='when the record was written (ISO time)', dmkd_version="dmkd's version",
                   git_revision="the checkout's git revision (+dirty when it had changes)",
-                  hardware='platform, processor, cores, torch and CUDA of the machine', schema='the record schema (`SCHEMA`)',
+                  hardware='platform, processor, cores, torch and CUDA of the machine',
+                  schema='the record schema (`SCHEMA`)',
                   spec='the run spec (`RunSpec.to_dict`): everything that was asked for',
                   record='where the record was written (set on the returned dict, not in the file)'),
-    labels=dict(ablation="the ablation axis of a sweep job, if any", axis='the axis a job varies', value='its value in this run'),
+    labels=dict(ablation="the ablation axis of a sweep job, if any", axis='the axis a job varies',
+                value='its value in this run'),
     method=dict(dataset='the dataset key', method='the method (a key of `dmkd.baselines.METHODS`)',
                 source='where the images came from: store, real or baseline', uses_real_images='whether the training '
                 'images came from (or were built from) real images, the generator\'s training data included',
-                params="a baseline's hyper-parameters, as used", info="a baseline builder's own notes (iterations, image)"),
+                params="a baseline's hyper-parameters, as used",
+                info="a baseline builder's own notes (iterations, image)"),
     teacher=dict(teacher='teacher architecture', teacher_epochs='its training epochs', teacher_epoch='the epoch used',
                  teacher_seed='its seed', teacher_key='its identity: content key and epoch',
                  teacher_weights='its weights file, relative to the cache', teacher_acc='its test accuracy (%)',
@@ -72,7 +76,8 @@ RECORD_FIELDS = dict(
                   fidelity_at='the measures at smaller numbers of images (nested subsets)',
                   confidence="the teacher's mean top-1 probability", entropy="the teacher's mean entropy",
                   class_balance='normalised entropy of the teacher\'s predicted classes',
-                  agreement='the teacher\'s agreement with the intended class (%)', n_fidelity='generated images measured',
+                  agreement='the teacher\'s agreement with the intended class (%)',
+                  n_fidelity='generated images measured',
                   n_fidelity_real='real images measured', fidelity_features='the feature network and its key'),
     provenance=dict(real_data='which real data each part saw, in words', device='the device', processes='processes',
                     reproducibility='what makes the run repeatable (threads, deterministic kernels, ...)'))
@@ -86,18 +91,22 @@ def check_record(rec: dict,                 # the record (a run's or a continual
                  where: str = 'this record',  # how the error names it (e.g. its file)
                  strict: bool = False,        # also refuse undeclared fields (a record about to be written)
                 ) -> dict:
-    """`rec` if it has this schema and states its provenance (and, `strict`, has only declared fields: a record about to be
+    """`rec` if it has this schema and states its provenance (and, `strict`, has only declared fields: a record about
+    to be
     written); otherwise an error that says what is missing."""
     if rec.get('schema') != SCHEMA:
-        raise ValueError(f"{where} has record schema {rec.get('schema')!r}, not {SCHEMA}: rebuild it with the current dmkd "
+        raise ValueError(f"{where} has record schema {rec.get('schema')!r}, not {SCHEMA}: rebuild it with the current "
+                         "dmkd "
                          "(run its notebook or sweep again; finished runs of other settings are skipped).")
     if rec.get('kind', 'run') != 'run': return rec
     extra = sorted(set(rec) - set(record_fields()))
     if strict and extra: raise ValueError(f"{where} has undeclared fields {', '.join(extra)}: declare them in "
                                           "dmkd.records.RECORD_FIELDS (a record's fields have one list).")
     real = rec.get('real_data') or {}
-    need = list(PROVENANCE) + (['generator'] if rec.get('generator') else []) + (['images'] if rec.get('uses_real_images') and rec.get('method') != 'teacher' else [])
+    images = rec.get('uses_real_images') and rec.get('method') != 'teacher'
+    need = list(PROVENANCE) + (['generator'] if rec.get('generator') else []) + (['images'] if images else [])
     missing = [k for k in need if not real.get(k)]
-    if missing: raise ValueError(f"{where} does not say which real data its {', '.join(missing)} saw (real_data lacks {', '.join(missing)}): "
+    if missing: raise ValueError(f"{where} does not say which real data its {', '.join(missing)} saw (real_data lacks "
+                                 f"{', '.join(missing)}): "
                                  "a results record states its provenance; rebuild it with the current dmkd.")
     return rec

@@ -18,7 +18,8 @@ import torch
 from fastcore.docments import docments
 
 import dmkd
-from .core import (PRECISIONS, REPRODUCIBILITY, KnobError, Solo, Where, cache_root, console, deterministic_kernels, check_types,
+from .core import (PRECISIONS, REPRODUCIBILITY, KnobError, Solo, Where, cache_root, console,
+                       deterministic_kernels, check_types,
                        check_writable, config_key, get_accelerator, knob, read_json, reports_root,
                        save_weights, tensor_digest, world_size, write_record)
 from .data import CORPUS_FRACTION, CORPUS_SPLIT, DATASETS, BatchAugment, Data, ImageSet, data_options, load_dataset
@@ -44,33 +45,40 @@ class RealSource:
 # %% ../nbs/09_runs.ipynb #59996244
 @dataclass
 class BaselineSource:
-    "A baseline method's images (a key of `dmkd.baselines.METHODS`) or a reference row without images (`teacher`, `scratch`)."
+    """A baseline method's images (a key of `dmkd.baselines.METHODS`) or a reference row without images (`teacher`,
+    `scratch`)."""
     method: str = 'deepinversion'    # a key of `dmkd.baselines.METHODS`, or the reference row teacher or scratch
-    params: dict = field(default_factory=dict)  # the method's parameters (`method_params(method)`); unset ones take its defaults
+    # the method's parameters (`method_params(method)`); unset ones take its defaults
+    params: dict = field(default_factory=dict)
     seed: int = 0                    # seed of the images
     kind = 'baseline'
 
     def __post_init__(self):
         e = METHODS.get(self.method)
-        if e and e.kind == 'reference' and e.distilled: raise ValueError("kd_real distils on the real train split: use RealSource() (method='kd_real' in run_spec).")
+        if e and e.kind == 'reference' and e.distilled: raise ValueError("kd_real distils on the real train split: use "
+                                                                         "RealSource() (method='kd_real' in run_spec).")
         self.params = check_hparams(self.method, {k: v for k, v in dict(self.params).items() if v is not None})
 
 # %% ../nbs/09_runs.ipynb #dce624e2
 @dataclass
 class RunSpec:
-    "One run: the teacher, the image source, the student's KD, and what else to measure. `run(spec)` turns it into one record."
+    """One run: the teacher, the image source, the student's KD, and what else to measure. `run(spec)` turns it into
+    one record."""
     teacher: TrainConfig = field(default_factory=TrainConfig)   # the teacher (trained on the real train split)
     # where the student's images come from
     source: StoreSpec | RealSource | BaselineSource = field(default_factory=StoreSpec)
     kd: KDConfig = field(default_factory=KDConfig)  # the student and its KD
-    teacher_epoch: int | None = None  # use the teacher's checkpoint of this earlier epoch (a weaker teacher); None: the last
+    # use the teacher's checkpoint of this earlier epoch (a weaker teacher); None: the last
+    teacher_epoch: int | None = None
     scratch: bool = False            # also train the student from scratch on the real train split (a reference column)
-    fidelity: bool = False           # measure the images' fidelity (FD, KID, precision, recall, agreement) in the teacher's feature space
+    # measure the images' fidelity (FD, KID, precision, recall, agreement) in the teacher's feature space
+    fidelity: bool = False
 
     def __post_init__(self):
         check_types(self)
         knob('teacher_epoch', self.teacher_epoch is None or 1 <= self.teacher_epoch <= self.teacher.epochs,
-             f"must lie in [1, {self.teacher.epochs}] for a {self.teacher.epochs}-epoch teacher, got {self.teacher_epoch}.")
+             f"must lie in [1, {self.teacher.epochs}] for a {self.teacher.epochs}-epoch teacher, got "
+             f"{self.teacher_epoch}.")
 
     @property
     def method(self) -> str:
@@ -78,7 +86,8 @@ class RunSpec:
         return dict(store='diffusion', real='kd_real').get(self.source.kind) or self.source.method
 
     def to_dict(self) -> dict:
-        return dict(teacher=self.teacher.to_dict(), source=dict(kind=self.source.kind, **asdict(self.source)), kd=self.kd.to_dict(),
+        return dict(teacher=self.teacher.to_dict(), source=dict(kind=self.source.kind, **asdict(self.source)),
+                    kd=self.kd.to_dict(),
                     teacher_epoch=self.teacher_epoch, scratch=self.scratch, fidelity=self.fidelity)
 
     @classmethod
@@ -97,22 +106,28 @@ SOURCES = dict(store=StoreSpec, real=RealSource, baseline=BaselineSource)
 RUN_FIELDS = ('teacher_epoch', 'scratch', 'fidelity')
 
 def _field_docs(cls) -> dict:
-    "The comment of each field of dataclass `cls` (a class defined in a notebook is read from the exported module)."
+    """The comment of each field of dataclass `cls`, on one line (a comment above a long field spans several); a class
+    defined in a notebook is read from the exported module."""
     if cls.__module__ == '__main__': cls = getattr(importlib.import_module('dmkd.runs'), cls.__name__)
-    return docments(cls)
+    return {k: ' '.join(v.split()) if v else v for k, v in docments(cls).items()}
 
 def _entry(target, name, f, doc, default=dataclasses.MISSING):
-    d = f.default if f.default is not dataclasses.MISSING else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-    return name, dict(target=target, field=f.name, type=f.type, default=d if default is dataclasses.MISSING else default, doc=doc)
+    factory = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+    d = f.default if f.default is not dataclasses.MISSING else factory
+    return name, dict(target=target, field=f.name, type=f.type,
+                      default=d if default is dataclasses.MISSING else default, doc=doc)
 
 def run_params() -> dict[str, dict]:
-    "Every flat run parameter: name → `target` (teacher, kd, store, baseline, run), config `field`, `type`, `default`, one-line `doc`."
+    """Every flat run parameter: name → `target` (teacher, kd, store, baseline, run), config `field`, `type`,
+    `default`, one-line `doc`."""
     out = dict(method=dict(target='run', field='method', type=str, default='diffusion',
-                           doc='diffusion (a store), kd_real (the real train split), a baseline of dmkd.baselines.METHODS, or the reference row teacher or scratch'))
+                           doc='diffusion (a store), kd_real (the real train split), a baseline of '
+                               'dmkd.baselines.METHODS, or the reference row teacher or scratch'))
     tdoc, kdoc, sdoc = _field_docs(TrainConfig), _field_docs(KDConfig), _field_docs(StoreSpec)
     hint = typing.get_type_hints
     for f in dataclasses.fields(TrainConfig):
-        shared = ('dataset', 'size', 'corpus_fraction')      # the dataset's knobs: every part of the run sees the data so
+        # the dataset's knobs: every part of the run sees the data so
+        shared = ('dataset', 'size', 'corpus_fraction')
         name = dict(arch='teacher').get(f.name, f.name if f.name in shared else f'teacher_{f.name}')
         doc = dict(arch='teacher architecture key (see `dmkd.models.MODELS`)').get(f.name, tdoc[f.name])
         n, e = _entry('teacher', name, f, doc if f.name in shared + ('arch',) else f"teacher: {doc}")
@@ -123,31 +138,39 @@ def run_params() -> dict[str, dict]:
     for f in dataclasses.fields(StoreSpec):
         if f.name == 'seed': continue
         n, e = _entry('store', f.name, f, sdoc[f.name]); out[n] = e | dict(type=hint(StoreSpec)[f.name])
-    out['params'] = dict(target='baseline', field='params', type=dict, default={}, doc="the baseline method's parameters (method_params(method) lists them)")
+    out['params'] = dict(target='baseline', field='params', type=dict, default={},
+                         doc="the baseline method's parameters (method_params(method) lists them)")
     out['budget'] = dict(target='baseline', field='budget', type=typing.Optional[float], default=None,
-                         doc="a baseline's synthesis work as a multiple of its reference's (its entry's budget_knob in dmkd.baselines.METHODS); None: the method's default")
+                         doc="a baseline's synthesis work as a multiple of its reference's (its entry's budget_knob in "
+                             "dmkd.baselines.METHODS); None: the method's default")
     rdoc = _field_docs(RunSpec)
-    for name in RUN_FIELDS: out[name] = dict(target='run', field=name, type=hint(RunSpec)[name], default=getattr(RunSpec, name), doc=rdoc[name])
-    out['seed'] = dict(target='run', field='seed', type=int, default=0, doc='seed of the images and the student (the teacher has teacher_seed)')
+    for name in RUN_FIELDS: out[name] = dict(target='run', field=name, type=hint(RunSpec)[name],
+                                             default=getattr(RunSpec, name), doc=rdoc[name])
+    out['seed'] = dict(target='run', field='seed', type=int, default=0,
+                       doc='seed of the images and the student (the teacher has teacher_seed)')
     return out
 
 # %% ../nbs/09_runs.ipynb #e3de0de8
 def _made(target: str, make, *args, **kw):
-    "`make(*args, **kw)`, with a `KnobError` renamed to the field's run-parameter name (`TrainConfig.epochs` is `teacher_epochs`)."
+    """`make(*args, **kw)`, with a `KnobError` renamed to the field's run-parameter name (`TrainConfig.epochs` is
+    `teacher_epochs`)."""
     try: return make(*args, **kw)
     except KnobError as e:
         flat = next((n for n, p in run_params().items() if p['target'] == target and p['field'] == e.name), e.name)
         raise e.renamed(flat) from None
 
 def run_spec(**params) -> RunSpec:
-    "The `RunSpec` of flat parameters (`run_params()`); `None` means the default. A bad value fails here, named as given."
+    """The `RunSpec` of flat parameters (`run_params()`); `None` means the default. A bad value fails here, named as
+    given."""
     P = run_params()
     bad = sorted(set(params) - set(P))
-    if bad: raise ValueError(f"Unknown run parameter{'s' * (len(bad) > 1)} {', '.join(bad)}. Valid parameters: {', '.join(P)}.")
+    if bad: raise ValueError(f"Unknown run parameter{'s' * (len(bad) > 1)} {', '.join(bad)}. Valid parameters: "
+                             f"{', '.join(P)}.")
     given = {k: v for k, v in params.items() if v is not None}
     part = lambda target: {P[k]['field']: v for k, v in given.items() if P[k]['target'] == target}
     method, seed = given.get('method', 'diffusion'), given.get('seed', 0)
-    knob('seed', isinstance(seed, int) and not isinstance(seed, bool), f"must be int, got {seed!r} ({type(seed).__name__}).")
+    knob('seed', isinstance(seed, int) and not isinstance(seed, bool),
+         f"must be int, got {seed!r} ({type(seed).__name__}).")
     knob('method', isinstance(method, str), f"must be str, got {method!r} ({type(method).__name__}).")
     store = part('store')
     takes = method_params(method)      # an unknown method fails here, listing the valid ones
@@ -157,16 +180,22 @@ def run_spec(**params) -> RunSpec:
         pp = dict(given.get('params') or {})
         for k, v in store.items() if kind != 'reference' else ():   # rows without images ignore the store's knobs
             # a store knob a baseline also has (n_per_class; DDA's and D4M's diffusion knobs) is its parameter
-            if k not in takes: raise ValueError(f"{method} does not take {k}; it takes: {', '.join(takes) or 'no parameters'}.")
+            if k not in takes: raise ValueError(f"{method} does not take {k}; it takes: "
+                                                f"{', '.join(takes) or 'no parameters'}.")
             if pp.get(k, v) != v: raise ValueError(f"{k}={v} and params {k}={pp[k]} disagree: give one.")
             pp[k] = v
         if 'budget' in given:       # the flat budget is the method's `budget` parameter
-            if 'budget' not in takes: raise ValueError(f"{method} has no synthesis budget; it takes: {', '.join(takes) or 'no parameters'}.")
-            if pp.get('budget', given['budget']) != given['budget']: raise ValueError(f"budget={given['budget']} and params budget={pp['budget']} disagree: give one.")
+            if 'budget' not in takes: raise ValueError(f"{method} has no synthesis budget; it takes: "
+                                                       f"{', '.join(takes) or 'no parameters'}.")
+            if pp.get('budget',
+                      given['budget']) != given['budget']: raise ValueError(f"budget={given['budget']} and params "
+                                                                            f"budget={pp['budget']} disagree: give "
+                                                                            "one.")
             pp['budget'] = given['budget']
         real = kind == 'reference' and METHODS[method].distilled     # KD on the real train split
         source = RealSource() if real else BaselineSource(method, pp, seed)
-    if given.get('params') and source.kind != 'baseline': raise ValueError(f"params= configures a baseline method; {method} takes none.")
+    if given.get('params') and source.kind != 'baseline': raise ValueError("params= configures a baseline method; "
+                                                                           f"{method} takes none.")
     teacher = _made('teacher', TrainConfig, **part('teacher'))
     kd = _made('kd', KDConfig, **part('kd'), seed=seed)
     return _made('run', RunSpec, teacher, source, kd, **{k: v for k, v in part('run').items() if k in RUN_FIELDS})
@@ -174,7 +203,8 @@ def run_spec(**params) -> RunSpec:
 # %% ../nbs/09_runs.ipynb #51e28995
 def spec_params(ns: dict,  # a namespace: a notebook's `globals()` after its parameters cell
                ) -> dict:
-    "The run parameters among the names in `ns`: a notebook's `globals()` after its parameters cell, for `run_spec(**spec_params(globals()))`."
+    """The run parameters among the names in `ns`: a notebook's `globals()` after its parameters cell, for
+    `run_spec(**spec_params(globals()))`."""
     return {k: ns[k] for k in run_params() if k in ns}
 
 # %% ../nbs/09_runs.ipynb #ef9505b3
@@ -198,14 +228,19 @@ def _generator_split(gcfg: dict, dataset: str) -> str:
     """The split the in-project DDPM of config `gcfg` learnt from, and whether it is disjoint from the teacher's, in
     words."""
     ds, split = gcfg.get('dataset', dataset), gcfg.get('split')
-    if ds not in CORPUS_SPLIT or split != 'corpus': return f"{ds}/{split}" + (' (disjoint from the teacher\'s train split)' if ds == 'digits' and split == 'corpus' else '')
+    if ds not in CORPUS_SPLIT or split != 'corpus':
+        apart = ds == 'digits' and split == 'corpus'
+        return f"{ds}/{split}" + (" (disjoint from the teacher's train split)" if apart else '')
     f = gcfg.get('corpus_fraction', 'unknown (made before the corpus was carved: the whole train split)')
     if f == 0: return f"{ds}/train (the teacher's own train split: shared by choice, corpus_fraction=0)"
-    return f"{ds}/corpus ({f:g} of the train split, disjoint from the teacher's part)" if isinstance(f, float) else f"{ds}/train: {f}"
+    if not isinstance(f, float): return f"{ds}/train: {f}"
+    return f"{ds}/corpus ({f:g} of the train split, disjoint from the teacher's part)"
 
 def _saw_teacher_data(gcfg: dict) -> bool:
-    "Was the in-project DDPM of config `gcfg` trained on the teacher's own train images (a shared corpus, or one made before carving)?"
-    return gcfg.get('dataset') in CORPUS_SPLIT and (gcfg.get('split') != 'corpus' or gcfg.get('corpus_fraction', 0) == 0)
+    """Was the in-project DDPM of config `gcfg` trained on the teacher's own train images (a shared corpus, or one made
+    before carving)?"""
+    shared = gcfg.get('split') != 'corpus' or gcfg.get('corpus_fraction', 0) == 0
+    return gcfg.get('dataset') in CORPUS_SPLIT and shared
 
 def store_images(src: StoreSpec,          # the store's settings (or, with `src.store`, an existing store's folder)
                  test: ImageSet,          # the real test split: the stored images take its side and colour channels
@@ -218,11 +253,15 @@ def store_images(src: StoreSpec,          # the store's settings (or, with `src.
     dataset, cache = data.dataset, where.cache
     man = read_manifest(folder); images = load_store(folder); sp = man['spec']; g = sp['generator']
     gcfg = g.get('config') or {}
-    used = dict(generator=g['kind'], generator_key=g.get('key'), model=g.get('model'), guidance_scale=sp['guidance_scale'],
-                num_steps=sp['num_steps'], sampler=sp['sampler'], strength=sp['strength'], n_per_class=sp['n_per_class'], mode=sp['mode'],
+    used = dict(generator=g['kind'], generator_key=g.get('key'), model=g.get('model'),
+                guidance_scale=sp['guidance_scale'],
+                num_steps=sp['num_steps'], sampler=sp['sampler'], strength=sp['strength'],
+                n_per_class=sp['n_per_class'], mode=sp['mode'],
                 image_seed=sp['seed'], ddpm_size=gcfg.get('size') if g['kind'] == 'ddpm' else None,
-                ddpm_steps=gcfg.get('steps') if g['kind'] == 'ddpm' else None, ddpm_config=gcfg or None, store_key=man['key'], store=rel_path(folder, cache),
-                synthesis_seconds=man.get('synthesis_seconds'), sampling=man.get('sampling'), ddpm_training=man.get('generator_training'),
+                ddpm_steps=gcfg.get('steps') if g['kind'] == 'ddpm' else None, ddpm_config=gcfg or None,
+                store_key=man['key'], store=rel_path(folder, cache),
+                synthesis_seconds=man.get('synthesis_seconds'), sampling=man.get('sampling'),
+                ddpm_training=man.get('generator_training'),
                 generator_saw_teacher_data=_saw_teacher_data(gcfg) if g['kind'] == 'ddpm' else None,
                 real_data=dict(generator=_generator_data(gcfg, dataset, (man.get('generator_training') or {}).get(
                                          'images'))
@@ -239,27 +278,36 @@ def baseline_images(src: BaselineSource,  # the baseline and its parameters
                    ) -> tuple[ImageSet, object, dict]:
     "The images of baseline `src` (cached by content; a generator method's hook instead) and what was used."
     hp, method = src.params, src.method
-    key = config_key(dict(method=method, hparams=hp, teacher=tid, seed=src.seed, kd=ctx.kd.to_dict() if hp.get('competition_weight') else None,
+    key = config_key(dict(method=method, hparams=hp, teacher=tid, seed=src.seed,
+                          kd=ctx.kd.to_dict() if hp.get('competition_weight') else None,
                           bank=KEY_VERSIONS['bank']))
     folder = baseline_dir(method, key, cache); t0 = time.time()
     cached = load_bank(folder, key) if METHODS[method].kind == 'bank' else None
     if cached is not None:
         images, bmeta = cached; hook, info, secs = None, bmeta.get('info', {}), bmeta['synthesis_seconds']
     else:
-        with count_passes(ctx.teacher) as passes: out = METHODS[method].build(ctx, hp)      # a generator method's passes are counted by its hook, during KD
+        # a generator method's passes are counted by its hook, during KD
+        with count_passes(ctx.teacher) as passes: out = METHODS[method].build(ctx, hp)
         images, hook, info = out['images'], out['hook'], out['info']
         if hook is None: info = info | dict(teacher_passes=passes.as_dict())
         secs = round(time.time() - t0, 2)
         if hook is None and main:
             folder.mkdir(parents=True, exist_ok=True)
             save_weights(dict(images=images.images.contiguous(), labels=images.labels), folder / 'images.safetensors',
-                         dict(key=key, method=method, classes=list(images.classes), hparams=hp, teacher_key=tid, seed=src.seed,
-                              synthesis_seconds=secs, info=info, device=str(ctx.kd_device), dmkd_version=dmkd.__version__))
-    budget = dict(info.get('teacher_passes') or {}, generator_updates=0, budget=hp.get('budget'), device=str(ctx.kd_device) if cached is None else bmeta.get('device'))
-    used = dict(synthesis_budget=budget, generator=info.get('generator'), generator_key=info.get('generator_key'), params=hp, image_seed=src.seed, images_key=key,
-                images=rel_path(folder, cache) if hook is None else None, images_cached=cached is not None, synthesis_seconds=secs,
-                n_per_class=hp.get('n_per_class'), info={k: v for k, v in info.items() if k not in ('generator', 'generator_key', 'teacher_passes')},
-                real_data=dict(generator=_generator_data(dict(dataset=ctx.dataset, split='corpus', corpus_fraction=ctx.corpus_fraction), ctx.dataset)
+                         dict(key=key, method=method, classes=list(images.classes), hparams=hp,
+                              teacher_key=tid, seed=src.seed,
+                              synthesis_seconds=secs, info=info, device=str(ctx.kd_device),
+                              dmkd_version=dmkd.__version__))
+    budget = dict(info.get('teacher_passes') or {}, generator_updates=0, budget=hp.get('budget'),
+                  device=str(ctx.kd_device) if cached is None else bmeta.get('device'))
+    used = dict(synthesis_budget=budget, generator=info.get('generator'), generator_key=info.get('generator_key'),
+                params=hp, image_seed=src.seed, images_key=key,
+                images=rel_path(folder, cache) if hook is None else None, images_cached=cached is not None,
+                synthesis_seconds=secs,
+                n_per_class=hp.get('n_per_class'),
+                info={k: v for k, v in info.items() if k not in ('generator', 'generator_key', 'teacher_passes')},
+                real_data=dict(generator=_generator_data(dict(dataset=ctx.dataset, split='corpus',
+                                                              corpus_fraction=ctx.corpus_fraction), ctx.dataset)
                                          if info.get('generator') == 'ddpm' else None,
                                images=METHODS[method].real_data(ctx.dataset, hp)))
     return images, hook, used
@@ -274,9 +322,11 @@ def top_class_share(teacher: Classifier,     # the teacher that labels the image
                     device='cpu',            # where the teacher runs (cpu, cuda or a torch.device; not 'auto')
                     batch_size: int = 500,   # images per forward pass
                    ) -> float:
-    "The share of `images` the teacher puts in its most frequent class (1 / classes for balanced images, 1 for images of one class)."
+    """The share of `images` the teacher puts in its most frequent class (1 / classes for balanced images, 1 for images
+    of one class)."""
     teacher = teacher.to(device).eval()
-    pred = torch.cat([teacher(images[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(images), batch_size)])
+    pred = torch.cat([teacher(images[i:i + batch_size].to(device)).argmax(1).cpu()
+                      for i in range(0, len(images), batch_size)])
     return round(torch.bincount(pred, minlength=teacher.num_classes).max().item() / max(len(pred), 1), 4)
 
 def collapse_reason(student_acc: float | None,             # the student's validation accuracy in % (never test)
@@ -300,37 +350,51 @@ def collapse_reason(student_acc: float | None,             # the student's valid
 
 def diffusion_budget(rec: dict,  # a diffusion run's record (or a table row): n_images, num_steps, guidance_scale, ...
                     ) -> dict:
-    "A diffusion store's synthesis cost in the units of the baselines': no teacher pass (unless the teacher labelled the images), the denoiser's passes (two per step with guidance), the DDPM's training steps."
-    get = lambda k: None if rec.get(k) is None or rec.get(k) != rec.get(k) else rec[k]      # None or NaN (a table's empty cell): unset
+    """A diffusion store's synthesis cost in the units of the baselines': no teacher pass (unless the teacher labelled
+    the images), the denoiser's passes (two per step with guidance), the DDPM's training steps."""
+    # None or NaN (a table's empty cell): unset
+    get = lambda k: None if rec.get(k) is None or rec.get(k) != rec.get(k) else rec[k]
     n, T, s = get('n_images') or 0, get('num_steps') or 0, get('guidance_scale') or 1.0
     steps = T * (get('strength') if get('strength') is not None else 1.0)
-    return dict(teacher_forward=n if rec.get('mode') not in (None, 'map') else 0, teacher_backward=0, generator_updates=0,
-                denoiser_passes=int(round(n * steps * (2 if s != 1 else 1))), ddpm_steps=get('ddpm_steps'), device=get('device'))
+    return dict(teacher_forward=n if rec.get('mode') not in (None, 'map') else 0, teacher_backward=0,
+                generator_updates=0,
+                denoiser_passes=int(round(n * steps * (2 if s != 1 else 1))), ddpm_steps=get('ddpm_steps'),
+                device=get('device'))
 
 # %% ../nbs/09_runs.ipynb #57ad0ba5
 def _record_head(spec, tmeta, teacher_acc, acc) -> dict:
-    "The part of a record every run has: the spec, the method, the teacher as loaded (its sidecar), the student's KD knobs, provenance."
+    """The part of a record every run has: the spec, the method, the teacher as loaded (its sidecar), the student's KD
+    knobs, provenance."""
     src, ds = spec.source, spec.teacher.dataset
+    det = torch.are_deterministic_algorithms_enabled()
     return dict(schema=SCHEMA, spec=spec.to_dict(), dataset=ds, method=spec.method, source=src.kind,
                 uses_real_images=METHODS[spec.method].uses_real,
-                teacher=tmeta['arch'], teacher_epochs=tmeta['epochs'], teacher_epoch=tmeta['epoch'], teacher_seed=tmeta['seed'],
-                teacher_key=teacher_id(tmeta), teacher_weights=tmeta.get('weights'), teacher_acc=teacher_acc, teacher_val_acc=tmeta.get('val_acc'), teacher_precision=tmeta.get('precision'), num_classes=tmeta['num_classes'], student=spec.kd.student, seed=spec.kd.seed, epochs=spec.kd.epochs,
-                batch_size=spec.kd.batch_size, lr=spec.kd.lr, temperature=spec.kd.temperature,
-                real_data=dict(teacher=f"{ds}/{spec.teacher.split} (trained on; watched on {ds}/val)", test=f"{ds}/test (scored once per run)",
+                teacher=tmeta['arch'], teacher_epochs=tmeta['epochs'], teacher_epoch=tmeta['epoch'],
+                teacher_seed=tmeta['seed'], teacher_key=teacher_id(tmeta), teacher_weights=tmeta.get('weights'),
+                teacher_acc=teacher_acc, teacher_val_acc=tmeta.get('val_acc'),
+                teacher_precision=tmeta.get('precision'), num_classes=tmeta['num_classes'],
+                student=spec.kd.student, seed=spec.kd.seed, epochs=spec.kd.epochs, batch_size=spec.kd.batch_size,
+                lr=spec.kd.lr, temperature=spec.kd.temperature,
+                real_data=dict(teacher=f"{ds}/{spec.teacher.split} (trained on; watched on {ds}/val)",
+                               test=f"{ds}/test (scored once per run)",
                                student=f"{ds}/val (labels used only to choose the student's epoch; never trained on)"),
                 device=str(acc.device), processes=acc.num_processes,
-                reproducibility=REPRODUCIBILITY | dict(deterministic_algorithms=torch.are_deterministic_algorithms_enabled(), threads=torch.get_num_threads()))
+                reproducibility=REPRODUCIBILITY | dict(deterministic_algorithms=det, threads=torch.get_num_threads()))
 
 def _size(spec) -> dict:
-    "The loader options of the run's dataset knobs: `size` (an imagefolder tree decoded at one square size), `corpus_fraction`."
+    """The loader options of the run's dataset knobs: `size` (an imagefolder tree decoded at one square size),
+    `corpus_fraction`."""
     return data_options(spec.teacher.dataset, spec.teacher.size, spec.teacher.corpus_fraction)
 
 def _teacher(spec, root, cache, device, keep_epochs, progress, acc):
-    test = load_dataset(spec.teacher.dataset, 'test', root=root, **_size(spec))   # scored once: the teacher's accuracy here, the student's at the end
-    tnet, tmeta = get_teacher(spec.teacher, epoch=spec.teacher_epoch, root=root, cache=cache, device=device, keep_epochs=keep_epochs, progress=progress)
+    # scored once: the teacher's accuracy here, the student's at the end
+    test = load_dataset(spec.teacher.dataset, 'test', root=root, **_size(spec))
+    tnet, tmeta = get_teacher(spec.teacher, epoch=spec.teacher_epoch, root=root, cache=cache, device=device,
+                              keep_epochs=keep_epochs, progress=progress)
     tnet = tnet.to(acc.device)
     e = spec.teacher_epoch if spec.teacher_epoch not in (None, spec.teacher.epochs) else None
-    tmeta = dict(tmeta, weights=rel_path(teacher_dir(spec.teacher, tmeta['data_digest'], cache, world_size()) / (f'epoch_{e:03d}.safetensors' if e else 'model.safetensors'), cache))
+    folder = teacher_dir(spec.teacher, tmeta['data_digest'], cache, world_size())
+    tmeta = dict(tmeta, weights=rel_path(folder / (f'epoch_{e:03d}.safetensors' if e else 'model.safetensors'), cache))
     logits, _ = teacher_outputs(tnet, test, device=acc.device)
     return test, tnet, tmeta, round((logits.argmax(1) == test.labels).double().mean().item() * 100, 2)
 
@@ -352,7 +416,8 @@ def _images(spec, test, tnet, tmeta, tid, w):
         images = load_dataset(ds, src.split, root=root, **_size(spec))
         return (ImageSet(images.images, images.labels, images.classes, images.name, images.split), None,
                 dict(synthesis_seconds=0.0, real_data=dict(images=f"{ds}/{src.split}")))
-    ctx = Context(teacher=tnet, tmeta=tmeta, test=test, dataset=ds, root=root, data_size=spec.teacher.size, corpus_fraction=spec.teacher.corpus_fraction,
+    ctx = Context(teacher=tnet, tmeta=tmeta, test=test, dataset=ds, root=root, data_size=spec.teacher.size,
+                  corpus_fraction=spec.teacher.corpus_fraction,
                   cache=cache, device=device, kd_device=acc.device,
                   seed=src.seed, progress=progress and main, kd=spec.kd)
     return baseline_images(src, ctx, tid, cache, main)
@@ -361,23 +426,31 @@ def _images(spec, test, tnet, tmeta, tid, w):
 def run(spec: RunSpec,                # what to run
         root=None,                    # data root (None: $DMKD_DATA or data/)
         cache=None,                   # cache root (None: $DMKD_CACHE or data/cache)
-        reports=None,                 # reports root: the record goes to <reports>/results (None: $DMKD_REPORTS or reports/)
+        # reports root: the record goes to <reports>/results (None: $DMKD_REPORTS or reports/)
+        reports=None,
         device='auto',                # auto, cpu or cuda
         progress: bool = True,        # progress bars and per-epoch lines
         record: bool = True,          # write the record
         keep_epochs=(),               # teacher epochs to keep as checkpoints (for later teacher_epoch runs)
         labels: dict | None = None,   # extra record fields naming the run in its study (e.g. ablation, axis, value)
         stop_after: int | None = None,# stop KD after this many epochs (a resumable partial run; no record)
-        out: str | Path | None = None, # also save the student here: a .safetensors file, or a folder (its student.safetensors); the record says where
-        track: str | None = None       # log the KD curves to an experiment tracker: tensorboard (under <reports>/tracking), wandb or mlflow; None: off
+        # also save the student here: a .safetensors file, or a folder (its student.safetensors); the record says where
+        out: str | Path | None = None,
+        # log the KD curves to an experiment tracker: tensorboard (under <reports>/tracking), wandb or mlflow; None: off
+        track: str | None = None
        ) -> dict:
-    "Teacher → images → (fidelity) → KD → the real test split → one record; returns it, with the models under `_models`."
-    knob('track', track is None or track in TRACKERS, f"must be one of {', '.join(TRACKERS)} (or None: no tracking), got {track!r}.")   # before any work
+    """Teacher → images → (fidelity) → KD → the real test split → one record; returns it, with the models under
+    `_models`."""
+    knob('track', track is None or track in TRACKERS,
+         f"must be one of {', '.join(TRACKERS)} (or None: no tracking), got {track!r}.")   # before any work
     w = Where(root, cache, reports, device, progress)
     acc, times, t0 = w.accelerator, {}, time.time()
-    deterministic_kernels()   # before anything trains (every trainer also seeds with them on), so the record states what the run used
-    if record and w.main: check_writable(Path(reports) / 'results' if reports else reports_root() / 'results', 'results records',
-                                         "Pass reports=<a writable folder> (or set $DMKD_REPORTS); nothing has run yet.")
+    # before anything trains (every trainer also seeds with them on), so the record states what the run used
+    deterministic_kernels()
+    if record and w.main: check_writable(Path(reports) / 'results' if reports else reports_root() / 'results',
+                                         'results records',
+                                         "Pass reports=<a writable folder> (or set $DMKD_REPORTS); nothing has run "
+                                         "yet.")
     test, tnet, tmeta, teacher_acc = _teacher(spec, root, cache, device, keep_epochs, progress, acc)
     tid, src, method = teacher_id(tmeta), spec.source, spec.method
     times['teacher'] = round(time.time() - t0, 2)
@@ -398,12 +471,15 @@ def run(spec: RunSpec,                # what to run
     _keep_student(rec, kd, out, spec, images, test, w)
     if spec.scratch:
         t0 = time.time(); _, smeta = _scratch(spec, w)
-        rec |= dict(scratch_acc=smeta['accuracy'], scratch_val_acc=smeta.get('val_acc')); times['scratch'] = round(time.time() - t0, 2)
-    shown = images.images[torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:40]] if hook is None else hook.sample(40)
+        rec |= dict(scratch_acc=smeta['accuracy'],
+                    scratch_val_acc=smeta.get('val_acc')); times['scratch'] = round(time.time() - t0, 2)
+    if hook is None: shown = images.images[torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:40]]
+    else: shown = hook.sample(40)
     return _finish(rec | dict(seconds=times), record and w.main, reports, models, shown, store)
 
 def _used(rec, used, spec, tmeta, images, test):
-    "Put what the image source used into `rec` (its real data with the rest); check the teacher fits the images; the store folder."
+    """Put what the image source used into `rec` (its real data with the rest); check the teacher fits the images; the
+    store folder."""
     rec['real_data'] |= {k: v for k, v in used.pop('real_data').items() if v}
     store = used.pop('_store', None)
     rec |= used
@@ -422,19 +498,24 @@ def _fidelity(rec, times, spec, images, test, tnet, w):
     times['fidelity'] = round(time.time() - t0, 2)
 
 def _distill(rec, spec, images, hook, used, tnet, test, w, stop_after, track):
-    "The student distilled on `images` (resumable unless a generator makes them), tracked if asked; its results into `rec`."
+    """The student distilled on `images` (resumable unless a generator makes them), tracked if asked; its results into
+    `rec`."""
     acc, method, ds, tid = w.accelerator, spec.method, spec.teacher.dataset, rec['teacher_key']
     data = tensor_digest(images.images) if hook is None else f"{method}-{used['images_key']}"
-    sdir = distill_dir(spec.kd, tid, data, w.cache, acc.num_processes) if hook is None else None       # a generator's state is not checkpointed
+    # a generator's state is not checkpointed
+    sdir = distill_dir(spec.kd, tid, data, w.cache, acc.num_processes) if hook is None else None
     if sdir is not None: sdir.mkdir(parents=True, exist_ok=True)
     skey = spec.kd.key(tid, data, acc.num_processes)
-    val = load_dataset(ds, 'val', root=w.root, **_size(spec))       # chooses the student's epoch; test scores that student once
+    # chooses the student's epoch; test scores that student once
+    val = load_dataset(ds, 'val', root=w.root, **_size(spec))
     tname = f"{method}-{skey}"; tfolder = (Path(w.reports) if w.reports else reports_root()) / 'tracking'
     tracker = make_tracker(track, tname, tfolder) if w.main else None
-    snet, res = distill_student(spec.kd, tnet, images, val, w.device, sdir, w.progress, meta=dict(key=skey), stop_after=stop_after,
+    snet, res = distill_student(spec.kd, tnet, images, val, w.device, sdir, w.progress, meta=dict(key=skey),
+                                stop_after=stop_after,
                                 on_batch=hook, test=test, tracker=tracker)
     if tracker is not None:
-        if res['complete']: tracker.log({'test/student_acc': res['test_acc'], 'test/teacher_acc': rec['teacher_acc'], 'val/selected_epoch': res['selected_epoch']}, step=len(res['history']))
+        if res['complete']: tracker.log({'test/student_acc': res['test_acc'], 'test/teacher_acc': rec['teacher_acc'],
+                                         'val/selected_epoch': res['selected_epoch']}, step=len(res['history']))
         tracker.finish(); rec['tracking'] = dict(kind=track, run=tname, folder=str(tfolder))
     _kd_results(rec, spec, images, hook, used, res, skey, acc)
     return snet, res, sdir, skey
@@ -442,19 +523,25 @@ def _distill(rec, spec, images, hook, used, tnet, test, w, stop_after, track):
 def _kd_results(rec, spec, images, hook, used, res, skey, acc):
     "The KD run's results and the images' cost into `rec`."
     hook_s = hook.seconds if hook is not None else 0.0
-    if hook is not None: rec['synthesis_budget'] = hook.budget() | dict(budget=used['params'].get('budget'), device=str(acc.device))
-    elif spec.source.kind == 'store': rec['synthesis_budget'] = diffusion_budget(rec | dict(n_images=len(images), device=str(acc.device)))
-    if rec.get('synthesis_budget') is not None: rec['synthesis_budget']['synthesis_seconds'] = round((rec.get('synthesis_seconds') or 0.0) + hook_s, 2)
+    if hook is not None: rec['synthesis_budget'] = hook.budget() | dict(budget=used['params'].get('budget'),
+                                                                        device=str(acc.device))
+    elif spec.source.kind == 'store':
+        rec['synthesis_budget'] = diffusion_budget(rec | dict(n_images=len(images), device=str(acc.device)))
+    if rec.get('synthesis_budget') is not None:
+        rec['synthesis_budget']['synthesis_seconds'] = round((rec.get('synthesis_seconds') or 0.0) + hook_s, 2)
     world = acc.num_processes
     # equal training across rows
     kd_steps = sum(math.ceil(h['images'] / (spec.kd.batch_size * world)) for h in res['history'])
     rec |= dict(n_images=len(images), kd_steps=kd_steps, student_key=skey, student_val_acc=res['val_acc'],
                 student_acc=res['test_acc'], selected_epoch=res['selected_epoch'],
                 selection='the epoch best on val', complete=res['complete'],
-                synthesis_seconds=round((rec.get('synthesis_seconds') or 0.0) + hook_s, 2), kd_seconds=round(res['kd_seconds'] - hook_s, 2),
-                generator_updates=hook.updates if hook is not None else None, kd_images_per_s=res['images_per_s'], kd_precision=res['precision'],
+                synthesis_seconds=round((rec.get('synthesis_seconds') or 0.0) + hook_s, 2),
+                kd_seconds=round(res['kd_seconds'] - hook_s, 2),
+                generator_updates=hook.updates if hook is not None else None, kd_images_per_s=res['images_per_s'],
+                kd_precision=res['precision'],
                 kd_compile=res['compile'],
-                teacher_cache=spec.kd.teacher_cache, teacher_cache_seconds=res['teacher_cache_seconds'], history=res['history'])
+                teacher_cache=spec.kd.teacher_cache, teacher_cache_seconds=res['teacher_cache_seconds'],
+                history=res['history'])
 
 def _flag_collapse(rec, tnet, images, hook, res, tmeta, acc):
     "Flag a collapsed run in `rec`, so tables report it instead of averaging it in."
@@ -466,55 +553,73 @@ def _flag_collapse(rec, tnet, images, hook, res, tmeta, acc):
 def _keep_student(rec, kd, out, spec, images, test, w):
     "Save a finished student `kd` (net, results, folder, key) under the cache (and at `out`), and say where in `rec`."
     snet, res, sdir, skey = kd
-    meta = dict(key=skey, dataset=spec.teacher.dataset, classes=list(test.classes), accuracy=res['test_acc'], val_acc=res['val_acc'],
+    meta = dict(key=skey, dataset=spec.teacher.dataset, classes=list(test.classes), accuracy=res['test_acc'],
+                val_acc=res['val_acc'],
                 teacher_key=rec['teacher_key'], config=spec.kd.to_dict(), mean=list(images.mean), std=list(images.std))
-    if w.main and res['complete'] and sdir is not None and not (sdir / 'model.safetensors').exists():   # a finished student is only read
+    # a finished student is only read
+    if w.main and res['complete'] and sdir is not None and not (sdir / 'model.safetensors').exists():
         save_classifier(snet, sdir / 'model.safetensors', meta | dict(dmkd_version=dmkd.__version__))
-    if sdir is not None and (sdir / 'model.safetensors').exists(): rec['student_weights'] = rel_path(sdir / 'model.safetensors', w.cache)   # under the cache root
+    if sdir is not None and (sdir / 'model.safetensors').exists():
+        rec['student_weights'] = rel_path(sdir / 'model.safetensors', w.cache)   # under the cache root
     if out is not None and w.main and res['complete']:
-        rec['student_out'] = str(save_classifier(snet, out_file(out), meta | dict(method=spec.method, dmkd_version=dmkd.__version__)).resolve())
+        saved = save_classifier(snet, out_file(out), meta | dict(method=spec.method, dmkd_version=dmkd.__version__))
+        rec['student_out'] = str(saved.resolve())
 
 # %% ../nbs/09_runs.ipynb #ba45a129
 def _reference(spec, rec, models, times, w, record):
     "The reference rows: the teacher itself, or the student trained from scratch on the real train split."
+    ds = spec.teacher.dataset
     if spec.method == 'teacher':
-        rec |= dict(student=rec['teacher'], student_val_acc=rec['teacher_val_acc'], student_acc=rec['teacher_acc'], n_images=0, selected_epoch=rec['teacher_epoch'],
-                    selection='the teacher as trained (a fixed number of epochs)', real_data=rec['real_data'] | dict(student='(the teacher itself) ' + rec['real_data']['teacher']),
+        rec |= dict(student=rec['teacher'], student_val_acc=rec['teacher_val_acc'], student_acc=rec['teacher_acc'],
+                    n_images=0, selected_epoch=rec['teacher_epoch'],
+                    selection='the teacher as trained (a fixed number of epochs)',
+                    real_data=rec['real_data'] | dict(student='(the teacher itself) ' + rec['real_data']['teacher']),
                     synthesis_seconds=0.0, kd_seconds=0.0, complete=True, source='real')
         return _finish(rec | dict(seconds=times), record and w.main, w.reports, models)
     t0 = time.time(); snet, smeta = _scratch(spec, w)
     times['scratch'] = round(time.time() - t0, 2)
-    rec |= dict(source='real', n_images=None, student_val_acc=smeta.get('val_acc'), student_acc=round(smeta['accuracy'], 2), selected_epoch=smeta['epoch'],
+    rec |= dict(source='real', n_images=None, student_val_acc=smeta.get('val_acc'),
+                student_acc=round(smeta['accuracy'], 2), selected_epoch=smeta['epoch'],
                 selection="the last epoch (the teacher's recipe: a fixed number of epochs)",
                 synthesis_seconds=0.0, kd_seconds=smeta.get('train_seconds'), scratch_epochs=spec.teacher.epochs,
-                student_key=smeta['key'], complete=True, real_data=rec['real_data'] | dict(images=f"{spec.teacher.dataset}/train (labels: trained on them)",
-                                                                                      student=f"{spec.teacher.dataset}/train (trained on it; watched on val)"))
+                student_key=smeta['key'], complete=True,
+                real_data=rec['real_data'] | dict(images=f"{ds}/train (labels: trained on them)",
+                                                  student=f"{ds}/train (trained on it; watched on val)"))
     return _finish(rec | dict(seconds=times), record and w.main, w.reports, models | dict(student=snet))
 
 def _finish(rec, record, reports, models, images=None, store=None) -> dict:
     if record and rec.get('complete'):
-        check_record(rec, f"The record of this {rec['method']} run", strict=True)      # no record without its provenance is ever written
+        # no record without its provenance is ever written
+        check_record(rec, f"The record of this {rec['method']} run", strict=True)
         rec['record'] = str(write_record(rec, Path(reports) / 'results' if reports else None, kind='run'))
     return rec | dict(_models=models, _images=images, _store=store)
 
 # %% ../nbs/09_runs.ipynb #7ed314d8
 def out_file(out: str | Path,  # a .safetensors file, or a folder
             ) -> Path:
-    "Where `run(..., out=out)` writes the student: `out` itself when it names a .safetensors file, else `<out>/student.safetensors`."
+    """Where `run(..., out=out)` writes the student: `out` itself when it names a .safetensors file, else
+    `<out>/student.safetensors`."""
     out = Path(out)
     return out if out.suffix == '.safetensors' else out / 'student.safetensors'
 
-def load_student(source: dict | str | Path,   # a record (a dict, or its JSON file), or a student's .safetensors file or folder
-                 cache=None,                  # cache root that a record's `student_weights` is relative to (None: $DMKD_CACHE or data/cache)
+def load_student(source: dict | str | Path,   # a record (a dict, or its JSON file), a student's .safetensors or folder
+                 # cache root that a record's `student_weights` is relative to (None: $DMKD_CACHE or data/cache)
+                 cache=None,
                  device='cpu') -> Classifier:
-    "The student a run trained, in eval mode on `device`: from its record (`student_out`, else `student_weights` under the cache root) or its weights."
+    """The student a run trained, in eval mode on `device`: from its record (`student_out`, else `student_weights`
+    under the cache root) or its weights."""
     if isinstance(source, (str, Path)) and Path(source).suffix == '.json': source = read_json(source)
     if isinstance(source, dict):
-        path = source.get('student_out') or (cache_root(cache) / source['student_weights'] if source.get('student_weights') else None)
-        if path is None: raise ValueError(f"The record of this {source.get('method', '?')} run names no student weights (a generator method keeps no student "
-                                          "checkpoint; records before this field lack it): run it again with out=<file>.safetensors (--out).")
+        cached = cache_root(cache) / source['student_weights'] if source.get('student_weights') else None
+        path = source.get('student_out') or cached
+        if path is None: raise ValueError(f"The record of this {source.get('method', '?')} run names no student "
+                                          "weights (a generator method keeps no student "
+                                          "checkpoint; records before this field lack it): run it again with "
+                                          "out=<file>.safetensors (--out).")
         source = path
-    if not Path(source).exists(): raise FileNotFoundError(f"No student weights at {source}: a record's student_weights lies under the cache root it ran with; pass cache=<that root>.")
+    if not Path(source).exists(): raise FileNotFoundError(f"No student weights at {source}: a record's student_weights "
+                                                          "lies under the cache root it ran with; pass cache=<that "
+                                                          "root>.")
     return load_classifier(source, device)[0]
 
 # %% ../nbs/09_runs.ipynb #e94a68f4
@@ -550,7 +655,8 @@ def add_flags(ap: argparse.ArgumentParser,  # the parser to add them to
         else:
             one_of = choices.get(name)
             ap.add_argument(*flags, type=_flag_type(p['type']), default=None, metavar=name.upper(), choices=one_of,
-                            help=f"{doc} (default: {p['default']}" + (f"; one of: {', '.join(one_of)})" if one_of else ')'))
+                            help=f"{doc} (default: {p['default']}" + ("; one of: "
+                                                                      f"{', '.join(one_of)})" if one_of else ')'))
     return ap
 
 #: Where and how a command runs: the same flags on every command line.
@@ -570,21 +676,26 @@ def add_where(ap: argparse.ArgumentParser,  # the parser to add them to
 def run_parser(method: str = 'diffusion',  # the method whose command this is (dmkd_baseline passes its baseline)
                prog: str = 'dmkd_run',      # the command's name in its help and errors
               ) -> argparse.ArgumentParser:
-    "The parser of the run command: one flag per `run_params()` entry (unset: the config's default), plus where and how to run."
-    ap = argparse.ArgumentParser(prog, allow_abbrev=False, description='Run one spec (teacher -> images -> KD -> the real test split) and write '
+    """The parser of the run command: one flag per `run_params()` entry (unset: the config's default), plus where and
+    how to run."""
+    ap = argparse.ArgumentParser(prog, allow_abbrev=False,
+                                 description='Run one spec (teacher -> images -> KD -> the real test split) and write '
                                  'its results record.')
     add_flags(ap, run_params())
     ap.set_defaults(method=method)
     add_where(ap)
-    ap.add_argument('--out', default=None, help='also save the student here: a .safetensors file or a folder (its student.safetensors)')
-    ap.add_argument('--track', default=None, help='log the KD curves to tensorboard (under <reports>/tracking), wandb or mlflow '
+    ap.add_argument('--out', default=None,
+                    help='also save the student here: a .safetensors file or a folder (its student.safetensors)')
+    ap.add_argument('--track', default=None,
+                    help='log the KD curves to tensorboard (under <reports>/tracking), wandb or mlflow '
                     '(default: off)')
     return ap
 
 # %% ../nbs/09_runs.ipynb #4cbb4604
 def _method_flags(method: str, rest: list[str]) -> dict:
     "A baseline's own parameters given as flags (`--ngf 16`, `--n-aug=4`), typed by their defaults."
-    if not method_params(method): raise ValueError(f"Unrecognised arguments for {method}: {' '.join(rest)} (--help lists the options).")
+    if not method_params(method): raise ValueError(f"Unrecognised arguments for {method}: {' '.join(rest)} (--help "
+                                                   "lists the options).")
     takes = method_params(method)
     out, it = {}, iter(rest)
     for tok in it:
@@ -608,10 +719,13 @@ def run_cli(argv: list[str] | None = None,  # the arguments (None: the command l
     args, rest = run_parser(method, prog).parse_known_args(sys.argv[1:] if argv is None else argv)
     a = vars(args); where = {k: a.pop(k) for k in ('root', 'cache', 'reports', 'device', 'quiet', 'out', 'track')}
     if rest: a['params'] = dict(a.get('params') or {}) | _method_flags(a['method'], rest)
-    rec = run(run_spec(**a), where['root'], where['cache'], where['reports'], where['device'], progress=not where['quiet'], out=where['out'], track=where['track'])
+    rec = run(run_spec(**a), where['root'], where['cache'], where['reports'], where['device'],
+              progress=not where['quiet'], out=where['out'], track=where['track'])
     if get_accelerator(where['device']).is_main_process:
-        print(f"{rec['method']}: {rec['student']} from {rec['teacher']} on {rec['dataset']} ({rec.get('n_images')} images): student "
-              f"{rec['student_acc']:.2f}% on test (epoch {rec['selected_epoch']}, chosen on val: {rec['student_val_acc']:.2f}%), teacher {rec['teacher_acc']:.2f}%; synthesis "
+        print(f"{rec['method']}: {rec['student']} from {rec['teacher']} on {rec['dataset']} ({rec.get('n_images')} "
+              "images): student "
+              f"{rec['student_acc']:.2f}% on test (epoch {rec['selected_epoch']}, chosen on val: "
+              f"{rec['student_val_acc']:.2f}%), teacher {rec['teacher_acc']:.2f}%; synthesis "
               f"{rec.get('synthesis_seconds') or 0:.1f}s, KD {rec.get('kd_seconds') or 0:.1f}s  -> {rec.get('record')}")
     return rec
 
@@ -646,7 +760,8 @@ def _params(target: str, shared=('dataset', 'size', 'corpus_fraction')) -> dict:
 def train_teacher_parser(prog: str = 'dmkd_train_teacher',  # the command's name in its help and errors
                         ) -> argparse.ArgumentParser:
     "The parser of `dmkd_train_teacher`: the teacher's flags of `dmkd_run` (`--teacher`, `--teacher-epochs`, ...)."
-    ap = argparse.ArgumentParser(prog, allow_abbrev=False, description='Train (or load from the cache) a teacher on the real train split; print '
+    ap = argparse.ArgumentParser(prog, allow_abbrev=False,
+                                 description='Train (or load from the cache) a teacher on the real train split; print '
                                  'its test accuracy, key and file.')
     add_flags(ap, _params('teacher'))
     ap.add_argument('--keep-epochs', '--keep_epochs', default=None, metavar='E,E',
@@ -657,7 +772,8 @@ def train_teacher_parser(prog: str = 'dmkd_train_teacher',  # the command's name
 def train_teacher_cli(argv: list[str] | None = None,     # the arguments (None: the command line)
                       prog: str = 'dmkd_train_teacher',  # the command's name in its help and errors
                      ) -> dict:
-    "Parse `argv` (default: the command line), train or load the teacher, print a one-line summary; returns its sidecar."
+    """Parse `argv` (default: the command line), train or load the teacher, print a one-line summary; returns its
+    sidecar."""
     a = vars(train_teacher_parser(prog).parse_args(sys.argv[1:] if argv is None else argv))
     P = _params('teacher')
     cfg = _made('teacher', TrainConfig, **{P[k]['field']: v for k, v in a.items() if k in P and v is not None})
@@ -676,8 +792,10 @@ def train_teacher_main():
 # %% ../nbs/09_runs.ipynb #ce1cea05
 def synthesize_parser(prog: str = 'dmkd_synthesize',  # the command's name in its help and errors
                      ) -> argparse.ArgumentParser:
-    "The parser of `dmkd_synthesize`: the store's flags of `dmkd_run` (`--guidance-scale`, `--num-steps`, ...) and the dataset's."
-    ap = argparse.ArgumentParser(prog, allow_abbrev=False, description='Make (or finish) a synthetic store; print where it is.')
+    """The parser of `dmkd_synthesize`: the store's flags of `dmkd_run` (`--guidance-scale`, `--num-steps`, ...) and
+    the dataset's."""
+    ap = argparse.ArgumentParser(prog, allow_abbrev=False,
+                                 description='Make (or finish) a synthetic store; print where it is.')
     add_flags(ap, {k: p for k, p in _params('store').items() if k != 'store'})
     add_flags(ap, dict(seed=dict(run_params()['seed'], doc='seed of the images')))
     ap.add_argument('--resolution', type=int, default=32, help='stored image side (default: 32)')
@@ -694,7 +812,8 @@ def synthesize_cli(argv: list[str] | None = None,  # the arguments (None: the co
     P = _params('store')
     src = _made('store', StoreSpec, **{P[k]['field']: v for k, v in a.items() if k in P and P[k]['target'] == 'store'
                                          and v is not None}, seed=a['seed'] or 0)
-    data = _made('teacher', TrainConfig, **{k: a[k] for k in ('dataset', 'size', 'corpus_fraction') if a[k] is not None})
+    data = _made('teacher', TrainConfig,
+                 **{k: a[k] for k in ('dataset', 'size', 'corpus_fraction') if a[k] is not None})
     where = Where(a['root'], a['cache'], device=a['device'], progress=not a['quiet'])
     data = Data(data.dataset, data.size, data.corpus_fraction)
     folder = synthesize(src, data, where, a['out_dir'], a['resolution'], 3,

@@ -32,81 +32,105 @@ def run_name(params: dict,  # the run's parameters (defaults ← job parameters 
     parts = [f'{k}-{_slug(params[k])}' for k in keys if k != 'seed'] + [f"seed{params.get('seed', 0)}"]
     return '_'.join(parts)
 
-#: Where a sweep's runs execute: `local` (this driver's threads, each run a papermill process, pinned to its own GPU when
-#: there are several), `ray` (a Ray task per run, on a local instance or a cluster's `address`), `slurm` (a submitit job per run).
+#: Where a sweep's runs execute: `local` (this driver's threads, each run a papermill process, pinned to its own GPU
+#: when
+#: there are several), `ray` (a Ray task per run, on a local instance or a cluster's `address`), `slurm` (a submitit job
+#: per run).
 EXECUTORS = ('local', 'ray', 'slurm')
 
 def executor_options(sw: dict,                # the loaded sweep (its `executor:`; its `path` names it in errors)
                      kind: str | None = None,  # local, ray or slurm, replacing the sweep's kind (None: keep it)
                     ) -> dict:
-    """The sweep's `executor:` (a name, or `{kind, ...options}`) with `kind` (the command line's `--executor`) put first; checked.
-    ray takes `address` (None: a local instance; 'auto' or host:port: a running cluster), `cpus_per_run`, `gpus_per_run`; slurm
-    takes submitit's `folder`, `cluster` (None: SLURM when present; 'local': subprocesses here) and `timeout_min`, `mem_gb`,
-    `gpus_per_node`, `cpus_per_task`, `slurm_partition` and any other `slurm_*` parameter of submitit (`local_*` ones, such as
+    """The sweep's `executor:` (a name, or `{kind, ...options}`) with `kind` (the command line's `--executor`) put
+    first; checked.
+    ray takes `address` (None: a local instance; 'auto' or host:port: a running cluster), `cpus_per_run`,
+    `gpus_per_run`; slurm
+    takes submitit's `folder`, `cluster` (None: SLURM when present; 'local': subprocesses here) and `timeout_min`,
+    `mem_gb`,
+    `gpus_per_node`, `cpus_per_task`, `slurm_partition` and any other `slurm_*` parameter of submitit (`local_*` ones,
+    such as
     `local_signal_delay_s`, with `cluster: local`)."""
     e = sw.get('executor') or 'local'
     e = dict(kind=e) if isinstance(e, str) else dict(e)
     if kind: e['kind'] = kind
     e.setdefault('kind', 'local')
-    if e['kind'] not in EXECUTORS: raise ValueError(f"Unknown executor {e['kind']!r} in {sw.get('path', 'the sweep')}: use one of {', '.join(EXECUTORS)}.")
+    if e['kind'] not in EXECUTORS: raise ValueError(f"Unknown executor {e['kind']!r} in {sw.get('path', 'the sweep')}: "
+                                                    f"use one of {', '.join(EXECUTORS)}.")
     allowed = dict(local=set(), ray={'address', 'cpus_per_run', 'gpus_per_run'},
-                   slurm={'folder', 'cluster', 'timeout_min', 'mem_gb', 'gpus_per_node', 'cpus_per_task', 'nodes', 'tasks_per_node', 'name'})[e['kind']]
-    bad = sorted(k for k in set(e) - {'kind'} - allowed if not (e['kind'] == 'slurm' and k.startswith(('slurm_', 'local_'))))
-    if bad: raise ValueError(f"The {e['kind']} executor of {sw.get('path', 'the sweep')} takes {', '.join(sorted(allowed)) or 'no options'}"
-                             + (" and slurm_* (local_* with cluster: local) parameters" if e['kind'] == 'slurm' else '') + f", not {', '.join(bad)}.")
+                   slurm={'folder', 'cluster', 'timeout_min', 'mem_gb', 'gpus_per_node', 'cpus_per_task', 'nodes',
+                          'tasks_per_node', 'name'})[e['kind']]
+    passed_on = lambda k: e['kind'] == 'slurm' and k.startswith(('slurm_', 'local_'))    # submitit's own options
+    bad = sorted(k for k in set(e) - {'kind'} - allowed if not passed_on(k))
+    if bad: raise ValueError(f"The {e['kind']} executor of {sw.get('path', 'the sweep')} takes "
+                             f"{', '.join(sorted(allowed)) or 'no options'}"
+                             + (" and slurm_* (local_* with cluster: local) "
+                                "parameters" if e['kind'] == 'slurm' else '') + f", not {', '.join(bad)}.")
     return e
 
-#: The record fields a sweep may choose by: validation accuracies only (the test split is scored once and never chooses).
+#: The record fields a sweep may choose by: validation accuracies only (the test split is scored once and never
+#: chooses).
 VALIDATION_METRICS = ('student_val_acc', 'teacher_val_acc', 'scratch_val_acc')
 
 def check_selections(sw: dict,          # the loaded sweep (its `select:` entries and `jobs`)
                      path='the sweep',  # how error messages name the sweep (e.g. its file)
                     ) -> list[dict]:
-    "The sweep's `select:` entries (`{job, by, sets}`: a default chosen from a job's records), checked: `by` must be a validation metric."
+    """The sweep's `select:` entries (`{job, by, sets}`: a default chosen from a job's records), checked: `by` must be a
+    validation metric."""
     out = []
     for s in sw.get('select') or []:
         if not isinstance(s, dict) or set(s) - {'job', 'by', 'sets', 'note'} or not {'job', 'by', 'sets'} <= set(s):
             raise ValueError(f"A `select:` entry of {path} is {{job, by, sets}} (and an optional note), got {s!r}.")
         if s['by'] not in VALIDATION_METRICS:
-            raise ValueError(f"{path} selects {', '.join(s['sets'])} by {s['by']!r}: choices are made on the validation split, never on test. "
+            raise ValueError(f"{path} selects {', '.join(s['sets'])} by {s['by']!r}: choices are made on the "
+                             "validation split, never on test. "
                              f"Use by: one of {', '.join(VALIDATION_METRICS)}.")
-        if s['job'] not in {j['name'] for j in sw['jobs']}: raise ValueError(f"{path} selects from job {s['job']!r}, which it does not have.")
+        if s['job'] not in {j['name'] for j in sw['jobs']}: raise ValueError(f"{path} selects from job {s['job']!r}, "
+                                                                             "which it does not have.")
         out.append(s)
     return out
 
 def selections(sw: dict,          # the loaded sweep (its `select:` entries and `defaults:`)
                df: pd.DataFrame,  # the sweep's records (`collect_records`), with their `job`
               ) -> pd.DataFrame:
-    """For each `select:` entry of sweep `sw`, the job's settings with their mean validation metric over the seeds whose run did not
-    collapse (collapsed runs are counted, never averaged in, as `best_budgets` does), the choice, and whether the sweep's defaults hold it."""
+    """For each `select:` entry of sweep `sw`, the job's settings with their mean validation metric over the seeds
+    whose run did not
+    collapse (collapsed runs are counted, never averaged in, as `best_budgets` does), the choice, and whether the
+    sweep's defaults hold it."""
     rows = []
     for s in check_selections(sw):
         d = df[df.job == s['job']] if len(df) and 'job' in df else df.iloc[:0]
         if not len(d): continue
-        d = d.assign(**{k: [(x or {}).get(k) if isinstance(x, dict) else None for x in d.get('params', pd.Series([None] * len(d), index=d.index))]
-                        for k in s['sets'] if k not in d})       # a baseline's own parameter (e.g. budget) lives in its record's params
+        params = d.get('params', pd.Series([None] * len(d), index=d.index))
+        d = d.assign(**{k: [(x or {}).get(k) if isinstance(x, dict) else None for x in params]
+                        # a baseline's own parameter (e.g. budget) lives in its record's params
+                        for k in s['sets'] if k not in d})
         c = d['collapse'] if 'collapse' in d else pd.Series([None] * len(d), index=d.index, dtype=object)
         flag = (c.notna() & ~c.astype(str).isin(['nan', 'None'])).to_numpy()      # flagged runs (as `collapsed_mask`)
-        g = d.assign(_v=d[s['by']].where(~flag), _c=flag).groupby(s['sets']).agg(mean=('_v', 'mean'), std=('_v', 'std'), count=('_v', 'count'),
+        g = d.assign(_v=d[s['by']].where(~flag),
+                     _c=flag).groupby(s['sets']).agg(mean=('_v', 'mean'), std=('_v', 'std'), count=('_v', 'count'),
                                                                                collapsed=('_c', 'sum')).reset_index()
         best = g.loc[g['mean'].idxmax()] if g['mean'].notna().any() else g.iloc[-1]
         default = {k: (sw.get('defaults') or {}).get(k) for k in s['sets']}
         for _, r in g.iterrows():
             setting = {k: r[k] for k in s['sets']}
-            rows.append(dict(job=s['job'], setting=', '.join(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}' for k, v in setting.items()),
-                             by=s['by'], value=f"{r['mean']:.2f} ± {0 if pd.isna(r['std']) else r['std']:.2f} ({int(r['count'])})" if r['count'] else '—',
+            rows.append(dict(job=s['job'], setting=', '.join(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}' for k,
+                                                             v in setting.items()),
+                             by=s['by'], value=f"{r['mean']:.2f} ± {0 if pd.isna(r['std']) else r['std']:.2f} "
+                                               f"({int(r['count'])})" if r['count'] else '—',
                              collapsed=int(r['collapsed']),
                              chosen='yes' if all(r[k] == best[k] for k in s['sets']) else '',
                              sweep_default='yes' if all(r[k] == default[k] for k in s['sets']) else ''))
     return pd.DataFrame(rows)
 
-#: What a job's `vary:` list can add to what a seed changes (always: the images and the student), and the run parameters it sets to the seed.
+#: What a job's `vary:` list can add to what a seed changes (always: the images and the student), and the run parameters
+#: it sets to the seed.
 VARY = dict(teacher='teacher_seed', generator='ddpm.seed')
 
 def job_defaults(sw: dict,   # the loaded sweep (its `defaults:`)
                  job: dict,  # one entry of its `jobs:` (its `inherit:` list, if any: None takes every default)
                 ) -> dict:
-    "The sweep's `defaults:` job `job` takes: all of them, or only those its `inherit:` list names (a notebook of another study, e.g. `continual`, takes the dataset but not the KD knobs)."
+    """The sweep's `defaults:` job `job` takes: all of them, or only those its `inherit:` list names (a notebook of
+    another study, e.g. `continual`, takes the dataset but not the KD knobs)."""
     d = dict(sw.get('defaults') or {})
     return d if job.get('inherit') is None else {k: v for k, v in d.items() if k in job['inherit']}
 
@@ -122,12 +146,15 @@ def expand_sweep(sw: dict,      # the loaded sweep (`load_sweep`)
         for combo in itertools.product(*grid.values()):
             for seed in j.get('seeds', sw['seeds']):
                 p = job_defaults(sw, j) | dict(j.get('parameters') or {}) | dict(zip(grid, combo)) | dict(seed=seed)
-                if 'teacher' in (j.get('vary') or []): p['teacher_seed'] = seed           # each seed its own teacher ...
-                if 'generator' in (j.get('vary') or []): p['ddpm'] = dict(p.get('ddpm') or {}) | dict(seed=seed)   # ... and its own DDPM
+                # each seed its own teacher ...
+                if 'teacher' in (j.get('vary') or []): p['teacher_seed'] = seed
+                # ... and its own DDPM
+                if 'generator' in (j.get('vary') or []): p['ddpm'] = dict(p.get('ddpm') or {}) | dict(seed=seed)
                 name = run_name(p, list(grid))
                 folder = root / 'runs' / sw['name'] / j['name'] / name
                 p[j.get('reports_param', 'reports')] = str(folder)
-                runs.append(dict(sweep=sw['name'], job=j['name'], run=name, notebook=j['notebook'], parameters=p, folder=folder))
+                runs.append(dict(sweep=sw['name'], job=j['name'], run=name, notebook=j['notebook'],
+                                 parameters=p, folder=folder))
     return runs
 
 # %% ../nbs/10a_sweeps.ipynb #d889eb7e
@@ -163,7 +190,9 @@ class SweepFile(_Strict):
     description: str | None = Field(None, description="what the sweep is for, in words")
     seeds: list[int] = Field([0], description="every run is repeated for each seed (parameter `seed`)")
     parallel: int = Field(1, ge=1, description="runs at once")
-    executor: str | dict[str, Any] = Field('local', description="local, ray or slurm, or {kind, ...options} (`executor_options`)")
+    executor: str | dict[str, Any] = Field('local',
+                                           description="local, ray or slurm, or {kind, ...options} "
+                                                       "(`executor_options`)")
     report: str | None = Field(None, description="the notebook run after the runs")
     report_parameters: dict[str, Any] = Field({}, description="its parameters")
     reports: str | None = Field(None, description="root of the run folders (None: $DMKD_REPORTS or reports/)")
@@ -206,7 +235,8 @@ def _schema_problem(e: dict, sw: dict, lines: dict) -> str:
     loc = tuple(p for p in e['loc'] if not (isinstance(p, str) and '[' in p))      # drop union-branch labels
     if loc[:1] == ('executor',): loc = ('executor',)
     if loc == ('jobs',) and e['type'] in ('missing', 'too_short'):
-        return f"{_place(loc, sw, lines)}: the sweep has no jobs: add a list `jobs:` of {{name, notebook, parameters, grid}}"
+        return (f"{_place(loc, sw, lines)}: the sweep has no jobs: "
+                "add a list `jobs:` of {name, notebook, parameters, grid}")
     if e['type'] == 'missing': return f"{_place(loc[:-1], sw, lines)}: has no `{loc[-1]}`"
     if e['type'] == 'extra_forbidden':
         model = _PARTS.get(tuple(p for p in loc[:-1] if not isinstance(p, int)), SweepFile)
@@ -221,11 +251,13 @@ def _meaning_problems(sw: dict, lines: dict) -> list[str]:
     out, jobs = [], [j for j in sw.get('jobs') or [] if isinstance(j, dict)]
     names = [j.get('name') for j in jobs]
     twice = sorted({n for n in names if n is not None and names.count(n) > 1})
-    if twice: out.append(f"{_place(('jobs',), sw, lines)}: every job needs a unique `name`; {', '.join(twice)} appear{'s' if len(twice) == 1 else ''} more than once")
+    if twice: out.append(f"{_place(('jobs',), sw, lines)}: every job needs a unique `name`; {', '.join(twice)} "
+                         f"appear{'s' if len(twice) == 1 else ''} more than once")
     defaults = sw.get('defaults') if isinstance(sw.get('defaults'), dict) else {}
     for i, j in enumerate(jobs):
         wrong = [v for v in j.get('vary') or [] if v not in VARY]
-        if wrong: out.append(f"{_place(('jobs', i, 'vary'), sw, lines)}: varies {', '.join(map(str, wrong))}: `vary` takes "
+        if wrong: out.append(f"{_place(('jobs', i, 'vary'), sw, lines)}: varies {', '.join(map(str, wrong))}: `vary` "
+                             "takes "
                              f"{', '.join(VARY)} (images and student always vary with the seed)")
         lost = [k for k in j.get('inherit') or [] if k not in defaults]
         if lost: out.append(f"{_place(('jobs', i, 'inherit'), sw, lines)}: inherits {', '.join(map(str, lost))}, which "
@@ -234,10 +266,12 @@ def _meaning_problems(sw: dict, lines: dict) -> list[str]:
         if not isinstance(s, dict): continue
         sets = ', '.join(s['sets']) if isinstance(s.get('sets'), list) else repr(s.get('sets'))
         if 'by' in s and s['by'] not in VALIDATION_METRICS:
-            out.append(f"{_place(('select', i, 'by'), sw, lines)}: selects {sets} by {s['by']!r}: choices are made on the "
+            out.append(f"{_place(('select', i, 'by'), sw, lines)}: selects {sets} by {s['by']!r}: choices are made on "
+                       "the "
                        f"validation split, never on test. Use by: one of {', '.join(VALIDATION_METRICS)}")
         if 'job' in s and s['job'] not in names:
-            out.append(f"{_place(('select', i, 'job'), sw, lines)}: selects from job {s['job']!r}, which the sweep does not have")
+            out.append(f"{_place(('select', i, 'job'), sw, lines)}: selects from job {s['job']!r}, which the sweep "
+                       "does not have")
     if isinstance(sw.get('executor'), (str, dict, type(None))):
         try: executor_options(sw)
         except ValueError as e: out.append(f"{_place(('executor',), sw, lines)}: {e}")
@@ -251,7 +285,9 @@ def sweep_problems(text: str,  # the sweep file's YAML text
     try: sw = yaml.safe_load(text)
     except yaml.YAMLError as e: return [f"not YAML: {e}"]
     if sw is None: sw = {}
-    if not isinstance(sw, dict): return [f"line 1, the file: a sweep file is a mapping of keys (name, jobs, ...), got {type(sw).__name__}"]
+    if not isinstance(sw,
+                      dict): return ["line 1, the file: a sweep file is a mapping of keys (name, jobs, ...), got "
+                                     f"{type(sw).__name__}"]
     lines = _lines(text)
     try: SweepFile.model_validate(sw); out = []
     except ValidationError as e: out = [_schema_problem(x, sw, lines) for x in e.errors()]
@@ -268,7 +304,8 @@ def load_sweep(path: str | Path,  # the sweep file (YAML), e.g. sweeps/digits.ya
     problems = sweep_problems(text)
     if problems:
         n = len(problems)
-        raise ValueError(f"{path}: {n} mistake{'s' if n > 1 else ''} (the keys a sweep file takes: `dmkd.sweeps.SweepFile`, "
+        raise ValueError(f"{path}: {n} mistake{'s' if n > 1 else ''} (the keys a sweep file takes: "
+                         "`dmkd.sweeps.SweepFile`, "
                          f"`schema_table()`):\n" + '\n'.join(f"  - {p}" for p in problems))
     sw = yaml.safe_load(text) or {}
     sw.setdefault('name', path.stem)
@@ -283,7 +320,8 @@ def schema_table() -> pd.DataFrame:
     rows = []
     for part, model in (('sweep', SweepFile), ('jobs: [...]', Job), ('select: [...]', Selection)):
         for k, f in model.model_fields.items():
-            kind = str(f.annotation).replace('typing.', '') if not isinstance(f.annotation, type) else f.annotation.__name__
+            kind = str(f.annotation).replace('typing.',
+                                             '') if not isinstance(f.annotation, type) else f.annotation.__name__
             rows.append(dict(part=part, key=k, type=kind, default='required' if f.is_required() else repr(f.default),
                              meaning=f.description))
     return pd.DataFrame(rows)
@@ -301,12 +339,14 @@ def _in_reports(run: dict) -> str:
 def _same_parameters(old: dict, run: dict) -> bool:
     "Parameters equal, ignoring the records folder (a moved checkout does not make finished runs stale)."
     skip = {str(run['folder']), _where(run['folder']), _in_reports(run)}
-    strip = lambda p: {k: v for k, v in json.loads(json.dumps(p, default=str)).items() if not (isinstance(v, str) and v in skip)}
+    strip = lambda p: {k: v for k,
+                       v in json.loads(json.dumps(p, default=str)).items() if not (isinstance(v, str) and v in skip)}
     return strip(old) == strip(run['parameters'])
 
 def run_done(run: dict,  # one run of `expand_sweep` (its `folder` and `parameters`)
             ) -> bool:
-    "Whether `run` has finished with its current parameters: its `run.json` (written only after its notebook succeeded) holds them."
+    """Whether `run` has finished with its current parameters: its `run.json` (written only after its notebook
+    succeeded) holds them."""
     f = Path(run['folder']) / 'run.json'
     if not f.exists(): return False
     try: return _same_parameters(read_json(f).get('parameters') or {}, run)
@@ -314,23 +354,29 @@ def run_done(run: dict,  # one run of `expand_sweep` (its `folder` and `paramete
 
 # %% ../nbs/10a_sweeps.ipynb #8d6f550b
 def _die_with_parent():
-    "In a child between fork and exec (Linux): be killed when the sweep driver dies, even by kill -9 (PR_SET_PDEATHSIG)."
+    """In a child between fork and exec (Linux): be killed when the sweep driver dies, even by kill -9
+    (PR_SET_PDEATHSIG)."""
     if _LIBC is not None: _LIBC.prctl(1, signal.SIGKILL)
 
 try: _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith('linux') else None   # loaded before any fork
 except OSError: _LIBC = None
 
-def _papermill(nb: Path, out: Path, params: Path, threads=None, timeout=None, gpu: str | None = None, cwd=None) -> subprocess.CompletedProcess:
-    "Run notebook `nb` with papermill into `out` in a child process that dies with this one (its kernel follows its parent); `gpu`: the one GPU it sees."
+def _papermill(nb: Path, out: Path, params: Path, threads=None, timeout=None, gpu: str | None = None,
+               cwd=None) -> subprocess.CompletedProcess:
+    """Run notebook `nb` with papermill into `out` in a child process that dies with this one (its kernel follows its
+    parent); `gpu`: the one GPU it sees."""
     env = dict(os.environ)
     if threads: env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     if gpu is not None: env['CUDA_VISIBLE_DEVICES'] = str(gpu)
-    cmd = [sys.executable, '-m', 'papermill', str(nb), str(out), '-f', str(params), '--cwd', str(cwd or project_root() or nb.parent)]
+    cmd = [sys.executable, '-m', 'papermill', str(nb), str(out), '-f', str(params), '--cwd',
+           str(cwd or project_root() or nb.parent)]
     if timeout: cmd += ['--execution-timeout', str(int(timeout))]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, preexec_fn=_die_with_parent if _LIBC is not None else None)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True,
+                          preexec_fn=_die_with_parent if _LIBC is not None else None)
 
 def _claim(attempt: Path, folder: Path):
-    "Move everything an attempt wrote into the run folder, its `results/` as a whole (so a run never holds two attempts' records)."
+    """Move everything an attempt wrote into the run folder, its `results/` as a whole (so a run never holds two
+    attempts' records)."""
     for p in sorted(attempt.iterdir()):
         dst = folder / p.name
         if dst.is_dir() and not dst.is_symlink(): shutil.rmtree(dst)
@@ -347,10 +393,13 @@ def _notebook(path: str, job: str) -> Path:
 # %% ../nbs/10a_sweeps.ipynb #3f118f63
 def check_parameters(sw: dict,  # the loaded sweep (its jobs' notebooks, defaults, parameters, grids; its report)
                     ) -> dict[str, list]:
-    """Every parameter sweep `sw` gives a notebook (defaults, job parameters, grid keys, seed, the records folder; the report's) must be
-    one the notebook declares: papermill would inject an unknown one and run on the defaults. Returns each job's declared names."""
+    """Every parameter sweep `sw` gives a notebook (defaults, job parameters, grid keys, seed, the records folder; the
+    report's) must be
+    one the notebook declares: papermill would inject an unknown one and run on the defaults. Returns each job's
+    declared names."""
     import difflib, papermill as pm
-    jobs = [(j['name'], j['notebook'], set(job_defaults(sw, j)) | set(j.get('parameters') or {}) | set(j.get('grid') or {})
+    jobs = [(j['name'], j['notebook'],
+             set(job_defaults(sw, j)) | set(j.get('parameters') or {}) | set(j.get('grid') or {})
              | {'seed', j.get('reports_param', 'reports')}) for j in sw['jobs']]
     if sw.get('report'): jobs.append(('report', sw['report'], set(sw.get('report_parameters') or {}) | {'reports'}))
     declared, problems = {}, []
@@ -359,10 +408,13 @@ def check_parameters(sw: dict,  # the loaded sweep (its jobs' notebooks, default
         for k in sorted(given - set(declared[name])):
             lower = {d.lower(): d for d in declared[name]}
             near = [lower[n] for n in difflib.get_close_matches(k.lower(), list(lower), n=1)]
-            problems.append(f"job {name!r}: {k}" + (f" (did you mean {near[0]}?)" if near else '') + f"; {path} declares: {', '.join(declared[name])}")
+            hint = f" (did you mean {near[0]}?)" if near else ''
+            problems.append(f"job {name!r}: {k}{hint}; {path} declares: {', '.join(declared[name])}")
     if problems:
-        raise ValueError(f"{sw.get('path', sw['name'])} gives notebooks parameters they do not declare (papermill would run them on the defaults); "
-                         "nothing has run. Fix the names, or declare them in the notebook's parameters cell:\n  " + '\n  '.join(problems))
+        raise ValueError(f"{sw.get('path', sw['name'])} gives notebooks parameters they do not declare (papermill "
+                         "would run them on the defaults); "
+                         "nothing has run. Fix the names, or declare them in the notebook's parameters cell:\n  "
+                         + '\n  '.join(problems))
     return declared
 
 # %% ../nbs/10a_sweeps.ipynb #1029d776
@@ -371,10 +423,13 @@ def execute_run(run: dict,                     # one run of `expand_sweep` (job,
                 timeout: float | None = None,  # papermill's execution timeout per cell, in seconds (None: no limit)
                 log=print,                     # where progress lines go (called with one string)
                 gpu: str | None = None,        # the only GPU its process sees, an id (None: the same GPUs as this one)
-                claim_wait: float = 0,         # seconds to wait for the run's claim (a retried task's dead owner on another node)
+                # seconds to wait for the run's claim (a retried task's dead owner on another node)
+                claim_wait: float = 0,
                ) -> dict:
-    """Execute one run's notebook with papermill in a fresh process, writing into a fresh attempt folder; on success claim its
-    records into the run folder and write `<folder>/run.json`. One driver at a time per run (a lock); returns the status."""
+    """Execute one run's notebook with papermill in a fresh process, writing into a fresh attempt folder; on success
+    claim its
+    records into the run folder and write `<folder>/run.json`. One driver at a time per run (a lock); returns the
+    status."""
     folder = Path(run['folder']); status = lambda s, **kw: dict(run=run['run'], job=run['job'], status=s, **kw)
     if run_done(run): return status('skipped')
     folder.mkdir(parents=True, exist_ok=True)
@@ -388,28 +443,37 @@ def execute_run(run: dict,                     # one run of `expand_sweep` (job,
         return status('busy')
 
 def _execute(run, folder, threads, timeout, log, status, gpu=None):
-    for old in folder.glob('.attempt-*'): shutil.rmtree(old, ignore_errors=True)     # a killed driver's attempt: never claimed
+    # a killed driver's attempt: never claimed
+    for old in folder.glob('.attempt-*'): shutil.rmtree(old, ignore_errors=True)
     (folder / 'run.json').unlink(missing_ok=True)
-    shutil.rmtree(folder / 'results', ignore_errors=True)     # records of other parameters or of an unclaimed attempt: it runs again
-    nb = Path(run['notebook_path']) if run.get('notebook_path') else _notebook(run['notebook'], run['job'])   # a remote worker gets it resolved
+    # records of other parameters or of an unclaimed attempt: it runs again
+    shutil.rmtree(folder / 'results', ignore_errors=True)
+    # a remote worker gets it resolved
+    nb = Path(run['notebook_path']) if run.get('notebook_path') else _notebook(run['notebook'], run['job'])
     attempt = folder / f'.attempt-{uuid.uuid4().hex[:8]}'; attempt.mkdir()
-    folder_key = next((k for k, v in run['parameters'].items() if v == str(folder)), None)   # the records folder, as the notebook sees it
+    # the records folder, as the notebook sees it
+    folder_key = next((k for k, v in run['parameters'].items() if v == str(folder)), None)
     given = run['parameters'] | ({folder_key: _where(attempt)} if folder_key else {})
-    params = folder / 'parameters.yaml'; params.write_text(yaml.safe_dump(run['parameters'] | ({folder_key: _where(folder)} if folder_key else {})))
+    here = run['parameters'] | ({folder_key: _where(folder)} if folder_key else {})
+    params = folder / 'parameters.yaml'; params.write_text(yaml.safe_dump(here))
     (attempt / 'parameters.yaml').write_text(yaml.safe_dump(given))
-    t0 = time.time(); p = _papermill(nb, attempt / 'notebook.ipynb', attempt / 'parameters.yaml', threads, timeout, gpu, run.get('cwd')); secs = round(time.time() - t0, 1)
+    t0 = time.time(); p = _papermill(nb, attempt / 'notebook.ipynb', attempt / 'parameters.yaml', threads, timeout, gpu,
+                                     run.get('cwd')); secs = round(time.time() - t0, 1)
     (attempt / 'parameters.yaml').unlink()
     if p.returncode:
         if (attempt / 'notebook.ipynb').exists(): os.replace(attempt / 'notebook.ipynb', folder / 'notebook.ipynb')
         shutil.rmtree(attempt, ignore_errors=True)
         (folder / 'error.log').write_text(p.stdout[-20000:] + p.stderr[-20000:])
-        log(f"FAILED {run['job']}/{run['run']} after {secs}s: see {folder / 'error.log'} and {folder / 'notebook.ipynb'}")
+        log(f"FAILED {run['job']}/{run['run']} after {secs}s: see {folder / 'error.log'} and "
+            f"{folder / 'notebook.ipynb'}")
         return status('failed', seconds=secs)
     _claim(attempt, folder); (folder / 'error.log').unlink(missing_ok=True)
-    records = sorted(str(p.relative_to(folder)) for p in (folder / 'results').glob('*.json')) if (folder / 'results').exists() else []
+    results = folder / 'results'
+    records = sorted(str(p.relative_to(folder)) for p in results.glob('*.json')) if results.exists() else []
     kept = run['parameters'] | ({folder_key: _in_reports(run)} if folder_key else {})  # no absolute path
     write_json(dict(kind='sweep_run', sweep=run['sweep'], job=run['job'], run=run['run'], notebook=run['notebook'],
-                    parameters=kept, seconds=secs, threads=threads, gpu=gpu, host=os.uname().nodename, records=records), folder / 'run.json')
+                    parameters=kept, seconds=secs, threads=threads, gpu=gpu, host=os.uname().nodename, records=records),
+               folder / 'run.json')
     log(f"done {run['job']}/{run['run']} in {secs}s ({len(records)} records)")
     return status('done', seconds=secs, host=os.uname().nodename, gpu=gpu)
 
@@ -423,11 +487,14 @@ def visible_gpus() -> list[str]:
     except Exception: return []
 
 def _remote_ready(run: dict) -> dict:
-    "`run` with what a worker elsewhere needs resolved here: the notebook's absolute path and the project root to run it in."
-    return run | dict(notebook_path=str(_notebook(run['notebook'], run['job']).resolve()), cwd=str((project_root() or Path.cwd()).resolve()))
+    """`run` with what a worker elsewhere needs resolved here: the notebook's absolute path and the project root to run
+    it in."""
+    return run | dict(notebook_path=str(_notebook(run['notebook'], run['job']).resolve()),
+                      cwd=str((project_root() or Path.cwd()).resolve()))
 
 def _run_local(runs, n, threads, timeout, log):
-    "`n` runs at a time in this driver's threads; with several GPUs each concurrent run sees its own (slot i: GPU i mod GPUs)."
+    """`n` runs at a time in this driver's threads; with several GPUs each concurrent run sees its own (slot i: GPU i
+    mod GPUs)."""
     import queue
     gpus, slots = visible_gpus(), queue.Queue()
     for i in range(n): slots.put(i)
@@ -458,19 +525,24 @@ class RequeuedRun:
 def _run_ray(runs, threads, timeout, log, opts):
     "Each run a Ray task asking for its CPUs and GPUs (Ray pins the GPUs it grants through CUDA_VISIBLE_DEVICES)."
     import ray
-    if not ray.is_initialized(): ray.init(address=opts.get('address'), include_dashboard=False, log_to_driver=False, configure_logging=False)
+    if not ray.is_initialized(): ray.init(address=opts.get('address'), include_dashboard=False, log_to_driver=False,
+                                          configure_logging=False)
     # a task whose worker process dies (killed, its node lost) runs again, up to 3 times (Ray's retries of system
     # failures)
-    task = ray.remote(num_cpus=opts.get('cpus_per_run', threads or 1), num_gpus=opts.get('gpus_per_run', 0), max_retries=3)(_ray_task)
+    task = ray.remote(num_cpus=opts.get('cpus_per_run', threads or 1), num_gpus=opts.get('gpus_per_run', 0),
+                      max_retries=3)(_ray_task)
     refs = [task.remote(_remote_ready(r), threads, timeout) for r in runs]
     out = ray.get(refs)
-    for s in out: log(f"{s['status']} {s['job']}/{s['run']}" + (f" in {s['seconds']}s on {s.get('host')}" if s.get('seconds') is not None else ''))
+    for s in out:
+        took = f" in {s['seconds']}s on {s.get('host')}" if s.get('seconds') is not None else ''
+        log(f"{s['status']} {s['job']}/{s['run']}{took}")
     return out
 
 def _run_slurm(runs, threads, timeout, log, opts, folder: Path):
     "Each run a submitit job (SLURM, or subprocesses with `cluster: local`), its resources from the executor's options."
     import submitit
-    where, params = opts.get('folder') or folder / '_submitit', {k: v for k, v in opts.items() if k not in ('kind', 'folder', 'cluster')}
+    where = opts.get('folder') or folder / '_submitit'
+    params = {k: v for k, v in opts.items() if k not in ('kind', 'folder', 'cluster')}
     # submitit's own local executor: minutes as a float, its signal delay (tests of requeueing)
     if opts.get('cluster') == 'local':
         ex = submitit.LocalExecutor(folder=where)
@@ -485,13 +557,16 @@ def _run_slurm(runs, threads, timeout, log, opts, folder: Path):
     out = []
     for r, j in zip(runs, jobs):
         try: s = j.result()
-        except Exception as e: s = dict(run=r['run'], job=r['job'], status='failed', error=str(e)[-2000:])   # the job died (killed, out of time)
+        # the job died (killed, out of time)
+        except Exception as e: s = dict(run=r['run'], job=r['job'], status='failed', error=str(e)[-2000:])
         log(f"{s['status']} {s['job']}/{s['run']}"); out.append(s)
     return out
 
 def run_sweep(sweep: str | Path | dict,           # the sweep file (YAML), or its loaded dict
-              reports=None,                        # reports root its runs write to (None: the sweep's `reports:`, else $DMKD_REPORTS or reports/)
-              parallel: int | None = None,         # runs at once on the local executor (None: the sweep's `parallel`, else 1)
+              # reports root its runs write to (None: the sweep's `reports:`, else $DMKD_REPORTS or reports/)
+              reports=None,
+              # runs at once on the local executor (None: the sweep's `parallel`, else 1)
+              parallel: int | None = None,
               only: list[str] | None = None,       # run only these jobs (names)
               report: bool = True,                 # run the report notebook at the end
               dry_run: bool = False,               # only list what is finished and what is left
@@ -499,17 +574,22 @@ def run_sweep(sweep: str | Path | dict,           # the sweep file (YAML), or it
               seeds: list[int] | None = None,      # run only these seeds
               executor: str | None = None,         # local, ray or slurm (None: the sweep's `executor:`, else local)
              ) -> pd.DataFrame:
-    """Run every unfinished run of `sweep` (`parallel` at once on the `local` executor; `executor` overrides the sweep's), then its
-    report notebook; returns one status row per run. `only` (job names) and `seeds` restrict the runs, e.g. one seed of every job first."""
+    """Run every unfinished run of `sweep` (`parallel` at once on the `local` executor; `executor` overrides the
+    sweep's), then its
+    report notebook; returns one status row per run. `only` (job names) and `seeds` restrict the runs, e.g. one seed
+    of every job first."""
     sw = sweep if isinstance(sweep, dict) else load_sweep(sweep)
     if only:
         unknown = set(only) - {j['name'] for j in sw['jobs']}
-        if unknown: raise ValueError(f"Unknown jobs {', '.join(sorted(unknown))}: the sweep has {', '.join(j['name'] for j in sw['jobs'])}.")
+        if unknown: raise ValueError(f"Unknown jobs {', '.join(sorted(unknown))}: the sweep has "
+                                     f"{', '.join(j['name'] for j in sw['jobs'])}.")
     check_parameters(sw)     # a misspelt parameter fails here, before any run
-    runs = [r for r in expand_sweep(sw, reports) if (not only or r['job'] in only) and (seeds is None or r['parameters']['seed'] in seeds)]
+    chosen = lambda r: (not only or r['job'] in only) and (seeds is None or r['parameters']['seed'] in seeds)
+    runs = [r for r in expand_sweep(sw, reports) if chosen(r)]
     todo = [r for r in runs if not run_done(r)]
     log(f"sweep {sw['name']}: {len(runs)} runs, {len(runs) - len(todo)} finished, {len(todo)} to run")
-    if dry_run: return pd.DataFrame([dict(job=r['job'], run=r['run'], status='done' if run_done(r) else 'todo') for r in runs])
+    if dry_run: return pd.DataFrame([dict(job=r['job'], run=r['run'],
+                                          status='done' if run_done(r) else 'todo') for r in runs])
     opts = executor_options(sw, executor)
     n = parallel or sw.get('parallel', 1)
     threads = max(1, (os.cpu_count() or 1) // n)     # each run's threads: fixed by the sweep, whatever else is running
@@ -528,27 +608,34 @@ def run_sweep(sweep: str | Path | dict,           # the sweep file (YAML), or it
     status = [by.get(id(r)) or dict(run=r['run'], job=r['job'], status='skipped') for r in runs]
     res = pd.DataFrame(status)
     if report and sw.get('report') and not res.status.isin(['failed', 'busy']).any():
-        rep = dict(name=sw['name'], folder=root / 'runs' / sw['name'] / '_report', sweep=sw['name'], job='report', run='report',
-                   notebook=sw['report'], parameters=dict(sw.get('report_parameters') or {}) | dict(reports=_where(root)))
+        rep = dict(name=sw['name'], folder=root / 'runs' / sw['name'] / '_report', sweep=sw['name'],
+                   job='report', run='report',
+                   notebook=sw['report'],
+                   parameters=dict(sw.get('report_parameters') or {}) | dict(reports=_where(root)))
         shutil.rmtree(rep['folder'], ignore_errors=True)
         r = execute_run(rep, log=log)
         res = pd.concat([res, pd.DataFrame([r])], ignore_index=True)
     return res
 
 # %% ../nbs/10a_sweeps.ipynb #0f3ddb9d
-#: Record fields that differ between two executions of one run (timings, ids, where it ran); the rest identify what was measured.
-VOLATILE = ('run_id', 'created', 'record', 'history', 'seconds', 'hardware', 'git_revision', 'dmkd_version', 'images_cached')
+#: Record fields that differ between two executions of one run (timings, ids, where it ran); the rest identify what was
+#: measured.
+VOLATILE = ('run_id', 'created', 'record', 'history', 'seconds', 'hardware', 'git_revision', 'dmkd_version',
+            'images_cached')
 
 def record_identity(rec: dict,  # one results record (as read from its JSON file)
                    ) -> str:
-    "What one record measured: its spec, labels and seed (or, without a spec, every field but timings and ids), as a key."
-    if 'spec' in rec: return config_key(dict(spec=rec['spec'], seed=rec.get('seed'), labels={k: rec.get(k) for k in ('ablation', 'axis', 'value')}))
+    """What one record measured: its spec, labels and seed (or, without a spec, every field but timings and ids), as a
+    key."""
+    if 'spec' in rec: return config_key(dict(spec=rec['spec'], seed=rec.get('seed'),
+                                             labels={k: rec.get(k) for k in ('ablation', 'axis', 'value')}))
     return config_key({k: v for k, v in rec.items() if k not in VOLATILE and not k.endswith(('_seconds', '_per_s'))})
 
 def collect_records(reports=None,              # reports root whose `runs/` is read (None: $DMKD_REPORTS, else reports/)
                     sweep: str | None = None,  # only this sweep's runs, by its name (None: every sweep's)
                    ) -> pd.DataFrame:
-    """Every results record under `<reports>/runs/<sweep>/<job>/<run>/results/` as one row (with `sweep`, `job`, `run` columns).
+    """Every results record under `<reports>/runs/<sweep>/<job>/<run>/results/` as one row (with `sweep`, `job`, `run`
+    columns).
     Two records of one measurement in one run (a run and seed counted twice) are an error, never averaged in."""
     root = Path(reports) if reports else reports_root()
     rows, seen = [], {}
@@ -556,14 +643,17 @@ def collect_records(reports=None,              # reports root whose `runs/` is r
         rec = check_record(read_json(p), str(p)); run = p.parent.parent
         key = (run, record_identity(rec))
         if key in seen:
-            raise ValueError(f"{run} holds two records of one measurement (seed {rec.get('seed')}): {seen[key].name} and {p.name}, so that seed "
-                             f"would count twice. Delete {run / 'results'} and {run / 'run.json'}, then run the sweep again to redo that run.")
+            raise ValueError(f"{run} holds two records of one measurement (seed {rec.get('seed')}): {seen[key].name} "
+                             f"and {p.name}, so that seed "
+                             f"would count twice. Delete {run / 'results'} and {run / 'run.json'}, then run the sweep "
+                             "again to redo that run.")
         seen[key] = p
         hist, batch = rec.pop('history', None), rec.get('batch_size')
         if rec.get('kd_steps') is None and isinstance(hist, list) and batch:   # records made before they stated it
             rec['kd_steps'] = sum(math.ceil(h['images'] / batch) for h in hist)
         rec.pop('spec', None)
-        rows.append(dict(sweep=run.parent.parent.name, job=run.parent.name, run=run.name, record_path=str(p.relative_to(root))) | rec)
+        rows.append(dict(sweep=run.parent.parent.name, job=run.parent.name, run=run.name,
+                         record_path=str(p.relative_to(root))) | rec)
     return pd.DataFrame(rows)
 
 # %% ../nbs/10a_sweeps.ipynb #3420f5da
@@ -572,10 +662,12 @@ def subset_imagefolder(src: str | Path,   # ImageFolder root with train/ and tes
                        train: int = 300,  # images linked per class from train/: the first by sorted file name
                        test: int = 100,   # images linked per class from test/: the first by sorted file name
                       ) -> Path:
-    "Link the first `train`/`test` images (sorted names) of each class of ImageFolder tree `src` into `dst`; returns `dst`."
+    """Link the first `train`/`test` images (sorted names) of each class of ImageFolder tree `src` into `dst`; returns
+    `dst`."""
     src, dst = Path(src), Path(dst)
     for split, n in (('train', train), ('test', test)):
-        if not (src / split).is_dir(): raise FileNotFoundError(f"No {split}/ folder in {src}: an ImageFolder root needs train/ and test/.")
+        if not (src / split).is_dir(): raise FileNotFoundError(f"No {split}/ folder in {src}: an ImageFolder root "
+                                                               "needs train/ and test/.")
         for c in sorted(p for p in (src / split).iterdir() if p.is_dir()):
             (dst / split / c.name).mkdir(parents=True, exist_ok=True)
             for f in sorted(c.iterdir())[:n]:
@@ -596,7 +688,8 @@ def sweep_cli(
     seeds: str = None,              # comma-separated seeds to run (default: the sweep's)
     no_report: bool = False,        # do not run the report notebook afterwards
     dry_run: bool = False,          # list the runs and whether they are finished; run nothing
-    executor: str = None,           # local, ray or slurm (default: the sweep's `executor:`, else local); its options come from the sweep file
+    # local, ray or slurm (default: the sweep's `executor:`, else local); its options come from the sweep file
+    executor: str = None,
 ):
     "Run (or resume) a papermill sweep of experiment notebooks, then build its report."
     t0 = time.time()

@@ -16,7 +16,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import dmkd
-from .core import (KnobError, Solo, Where, atomic_path, build_lock, cache_root, check_types, config_key, file_digest,
+from .core import (KnobError, Solo, Where, atomic_path, build_lock, cache_root, check_types,
+                       config_key, file_digest,
                        knob, read_json, tensor_digest, write_json)
 from .data import Data, ImageSet, load_dataset, show_images
 from .generators import GENERATORS, Generator, check_knobs, get_generator

@@ -70,15 +70,18 @@ def is_method(method: str,  # a method name (an unregistered one is never a matc
     e = METHODS.get(method)
     return e is not None and all(getattr(e, k) == v for k, v in facts.items())
 
-def _col(d: pd.DataFrame, name: str) -> pd.Series: return d[name] if name in d else pd.Series(np.nan, index=d.index, dtype=float)
+def _col(d: pd.DataFrame,
+         name: str) -> pd.Series: return d[name] if name in d else pd.Series(np.nan, index=d.index, dtype=float)
 
 def budget_field(d: pd.DataFrame,  # results records, one row per record (`synthesis_budget` dicts, `method`)
                  name: str,        # a numeric key of `synthesis_budget`: `budget` or a key of `BUDGET_UNITS`
                 ) -> pd.Series:
-    "One field of each record's `synthesis_budget` (NaN where a record has none); a diffusion record made before records stated it gets `dmkd.runs.diffusion_budget` of its fields."
+    """One field of each record's `synthesis_budget` (NaN where a record has none); a diffusion record made before
+    records stated it gets `dmkd.runs.diffusion_budget` of its fields."""
     b = _col(d, 'synthesis_budget')
     if 'method' in d:
-        b = pd.Series([diffusion_budget(r.to_dict()) if not isinstance(x, dict) and m == 'diffusion' else x for (_, r), x, m in zip(d.iterrows(), b, d.method)], index=d.index)
+        b = pd.Series([diffusion_budget(r.to_dict()) if not isinstance(x, dict) and m == 'diffusion' else x for (_, r),
+                       x, m in zip(d.iterrows(), b, d.method)], index=d.index)
     return pd.Series([x.get(name, np.nan) if isinstance(x, dict) else np.nan for x in b], index=d.index, dtype=float)
 
 def collapse_flags(d: pd.DataFrame,  # results records, one row per record
@@ -114,7 +117,8 @@ def _real_images(m: str, used, real) -> str:
     return 'generator' if gen and not str(gen).startswith('pretrained') else 'no'
 
 def _seen(real) -> str:
-    "A record's `real_data` in the words of a table cell: the real images its generator and its training images came from."
+    """A record's `real_data` in the words of a table cell: the real images its generator and its training images came
+    from."""
     if not isinstance(real, dict): return '—'
     parts = [f"{k}: {real[k]}" for k in ('generator', 'images') if real.get(k)]
     return '; '.join(parts) or 'none (the teacher only)'
@@ -137,7 +141,8 @@ def main_table(df: pd.DataFrame,              # results records of the main jobs
     validation accuracy that chose each student's epoch ("val, selects") and its test accuracy, scored once ("test,
     final"); then the synthesis method, whether and which real images it used, the cost (teacher passes and seconds,
     mean over runs) and how many runs collapsed: a collapsed run (`collapse` set) is counted there, not averaged in.
-    Reference rows `teacher` and `scratch` come from each record's `teacher_acc` and `scratch_acc` (and their `_val_` twins)."""
+    Reference rows `teacher` and `scratch` come from each record's `teacher_acc` and `scratch_acc` (and their `_val_`
+    twins)."""
     if not len(df): raise ValueError("No records to tabulate: run the sweep first (dmkd_sweep sweeps/<name>.yaml).")
     d = df.copy(); d['pair'] = d.teacher + '→' + d.student
     d['synthesis_s'] = _col(d, 'synthesis_seconds'); d['passes'] = budget_field(d, 'teacher_backward')
@@ -145,12 +150,15 @@ def main_table(df: pd.DataFrame,              # results records of the main jobs
     d['collapsed'] = collapsed_mask(d)
     d.loc[[is_method(m, kind='reference') for m in d.method], 'synthesis_s'] = 0.0   # real images cost no synthesis
     rows = [d.assign(score=d[value].where(~d.collapsed), vscore=_col(d, val).where(~d.collapsed))]
-    firsts = d.drop_duplicates(['pair', 'teacher_key'])   # one row per teacher: one teacher used for every seed counts once, not once a seed
-    rows.append(firsts.assign(method='teacher', score=firsts.teacher_acc, vscore=_col(firsts, 'teacher_val_acc'), synthesis_s=0.0, kd_seconds=0.0,
+    # one row per teacher: one teacher used for every seed counts once, not once a seed
+    firsts = d.drop_duplicates(['pair', 'teacher_key'])
+    rows.append(firsts.assign(method='teacher', score=firsts.teacher_acc, vscore=_col(firsts, 'teacher_val_acc'),
+                              synthesis_s=0.0, kd_seconds=0.0,
                               kd_steps=np.nan, real_data=None))
     if 'scratch_acc' in d:
         s = d.dropna(subset=['scratch_acc']).drop_duplicates(['pair', 'seed'])
-        rows.append(s.assign(method='scratch', score=s.scratch_acc, vscore=_col(s, 'scratch_val_acc'), synthesis_s=0.0, kd_seconds=np.nan,
+        rows.append(s.assign(method='scratch', score=s.scratch_acc, vscore=_col(s, 'scratch_val_acc'), synthesis_s=0.0,
+                             kd_seconds=np.nan,
                              kd_steps=np.nan, real_data=None))
     a = pd.concat(rows, ignore_index=True)
     cols = {}
@@ -159,16 +167,20 @@ def main_table(df: pd.DataFrame,              # results records of the main jobs
         acc['text'] = acc.text + ' (' + acc['count'].astype(str) + ')'
         for pair, t in acc.pivot(index='method', columns='pair', values='text').items(): cols[f'{pair} {label}'] = t
     cost = a.groupby('method')[['synthesis_s', 'kd_seconds', 'passes', 'kd_steps']].mean().round(1)
-    flag = a.groupby('method')['collapsed'].agg(lambda c: f"{int(c.fillna(False).astype(bool).sum())} of {len(c)}") if 'collapsed' in a else None
+    flag = a.groupby('method')['collapsed'].agg(lambda c: f"{int(c.fillna(False).astype(bool).sum())} of "
+                                                          f"{len(c)}") if 'collapsed' in a else None
     real = a.groupby('method')['uses_real_images'].first() if 'uses_real_images' in a else pd.Series(dtype=object)
     seen = a.groupby('method')['real_data'].first() if 'real_data' in a else pd.Series(dtype=object)
     order = method_order(a.method)
     synthesis = [METHODS[m].synthesis if m in METHODS else m for m in order]
     out = pd.DataFrame(dict(method=[method_label(m) for m in order], synthesis=synthesis))
     out['real images'] = [_real_images(m, real.get(m), seen.get(m)) for m in order]
-    out['real data seen (besides the teacher)'] = ['the train split (labels)' if is_method(m, distilled=False) else _seen(seen.get(m))
+    out['real data seen (besides the teacher)'] = ['the train split '
+                                                   '(labels)' if is_method(m, distilled=False) else _seen(seen.get(m))
                                                    for m in order]
-    for c in sorted(cols, key=lambda c: (c.rsplit(' ', 2)[0], 'test' in c)): out[c] = cols[c].reindex(order).fillna('—').values
+    for c in sorted(cols,
+                    key=lambda c: (c.rsplit(' ', 2)[0],
+                                   'test' in c)): out[c] = cols[c].reindex(order).fillna('—').values
     out['teacher passes (fwd+bwd, images)'] = [0.0 if is_method(m, kind='reference') else v
                                                for m, v in zip(order, cost.loc[order, 'passes'].values)]
     out['synthesis s'] = cost.loc[order, 'synthesis_s'].values
@@ -199,23 +211,30 @@ def budget_table(df: pd.DataFrame,  # results records of the budget jobs (method
     rows = []
     for (m, b), g in d.groupby(['method', 'key'], sort=False):
         ok = g[~g.collapsed]
-        ms = lambda c: (f"{ok[c].mean():.{digits}f} ± {ok[c].std() if len(ok) > 1 else 0:.{digits}f} ({len(ok)})" if len(ok) and ok[c].notna().any() else '—')
+        ms = lambda c: (f"{ok[c].mean():.{digits}f} ± {ok[c].std() if len(ok) > 1 else 0:.{digits}f} "
+                        f"({len(ok)})" if len(ok) and ok[c].notna().any() else '—')
         row = dict(method=method_label(m), budget=None if b < 0 else b)
         row |= {label: round(g[k].mean(), 1) if g[k].notna().any() else np.nan for k, label in BUDGET_UNITS.items()}
-        row |= {'synthesis s': round(g.synthesis_s.mean(), 1), 'device': '/'.join(sorted({str(x) for x in g.device.dropna()})) or '—',
-                'val, selects': ms('student_val_acc'), 'test, final': ms('student_acc'), 'collapsed': f"{int(g.collapsed.sum())} of {len(g)}",
+        row |= {'synthesis s': round(g.synthesis_s.mean(), 1),
+                'device': '/'.join(sorted({str(x) for x in g.device.dropna()})) or '—',
+                'val, selects': ms('student_val_acc'), 'test, final': ms('student_acc'),
+                'collapsed': f"{int(g.collapsed.sum())} of {len(g)}",
                 '_method': m, '_val': ok.student_val_acc.mean() if len(ok) else np.nan,
                 '_val_std': ok.student_val_acc.std() if len(ok) > 1 else np.nan,
                 '_test': ok.student_acc.mean() if len(ok) else np.nan}
         rows.append(row)
     out = pd.DataFrame(rows)
     order = {m: i for i, m in enumerate(METHODS)}
-    return out.sort_values(['_method', 'budget'], key=lambda c: c.map(order).fillna(99) if c.name == '_method' else c.fillna(-1)).reset_index(drop=True)
+    by = lambda c: c.map(order).fillna(99) if c.name == '_method' else c.fillna(-1)
+    return out.sort_values(['_method', 'budget'], key=by).reset_index(drop=True)
 
 def best_budgets(bt: pd.DataFrame,  # a `budget_table` (its `_method`, `_val` and `budget` columns)
                 ) -> pd.DataFrame:
-    "Per method, the budget row of `budget_table` with the best mean validation accuracy over its runs that did not collapse (ties: the cheaper), chosen on validation, never on test; a method whose every run collapsed keeps its largest budget, so its row still reports the collapse."
-    b = bt.dropna(subset=['_val']).sort_values(['_method', '_val', 'budget'], ascending=[True, False, True], na_position='first')
+    """Per method, the budget row of `budget_table` with the best mean validation accuracy over its runs that did not
+    collapse (ties: the cheaper), chosen on validation, never on test; a method whose every run collapsed keeps its
+    largest budget, so its row still reports the collapse."""
+    b = bt.dropna(subset=['_val']).sort_values(['_method', '_val', 'budget'], ascending=[True, False, True],
+                                               na_position='first')
     gone = bt[~bt._method.isin(b._method)].sort_values('budget').drop_duplicates('_method', keep='last')
     return pd.concat([b.drop_duplicates('_method'), gone]).reset_index(drop=True)
 
@@ -246,7 +265,9 @@ def budget_figure(bt: pd.DataFrame,                             # a `budget_tabl
                   ax=None,                                      # matplotlib axes to draw into (None: a new 6×4 figure)
                   title: str = '',                              # the axes' title ('': none)
                  ):
-    "Test accuracy (mean over the runs that did not collapse) against a budget column of `budget_table` on a log axis, a line per method; methods without that cost (diffusion: no teacher pass) are a horizontal line labelled with their own cost."
+    """Test accuracy (mean over the runs that did not collapse) against a budget column of `budget_table` on a log
+    axis, a line per method; methods without that cost (diffusion: no teacher pass) are a horizontal line labelled
+    with their own cost."""
     import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=(6, 4))
     for m, g in bt.groupby('_method', sort=False):
@@ -255,12 +276,16 @@ def budget_figure(bt: pd.DataFrame,                             # a `budget_tabl
         if g[x].fillna(0).gt(0).any():
             line = ax.errorbar(g[x], g._test, yerr=std, marker='o', capsize=3, label=name)
             for _, r in g[g.collapsed.str.split(' ').str[0].astype(int) > 0].iterrows():
-                if pd.isna(r._test): ax.scatter([r[x]], [3], marker='x', color=line[0].get_color())     # every run collapsed: an x at the bottom
-                else: ax.annotate(f"{r.collapsed} collapsed", (r[x], r._test), fontsize=7, textcoords='offset points', xytext=(4, -10))
+                # every run collapsed: an x at the bottom
+                if pd.isna(r._test): ax.scatter([r[x]], [3], marker='x', color=line[0].get_color())
+                else: ax.annotate(f"{r.collapsed} collapsed", (r[x], r._test), fontsize=7, textcoords='offset points',
+                                  xytext=(4, -10))
         elif g._test.notna().any():
-            cost = '; '.join(f"{BUDGET_UNITS[k]} {g[v].mean():,.0f}" for k, v in BUDGET_UNITS.items() if v in g and g[v].notna().any() and g[v].mean() > 0)
+            cost = '; '.join(f"{BUDGET_UNITS[k]} {g[v].mean():,.0f}" for k,
+                             v in BUDGET_UNITS.items() if v in g and g[v].notna().any() and g[v].mean() > 0)
             ax.axhline(g._test.mean(), ls='--', color='k', label=f"{name} (no teacher pass; {cost or 'see its row'})")
-    ax.set_xscale('log'); ax.set_xlabel(x + '   (x at the bottom: every run collapsed)'); ax.set_ylabel('student test accuracy (%)')
+    ax.set_xscale('log'); ax.set_xlabel(x + '   (x at the bottom: every run collapsed)'); ax.set_ylabel('student test '
+                                                                                                        'accuracy (%)')
     if title: ax.set_title(title)
     ax.set_ylim(0, 100); ax.legend(fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.15), ncol=2)
     return ax
@@ -269,11 +294,13 @@ def budget_figure(bt: pd.DataFrame,                             # a `budget_tabl
 def settings(d: pd.DataFrame,  # the records the table was built from
              keys,             # record columns to state with their value(s); those absent or all missing are left out
             ) -> str:
-    "The settings of a table, read from its records `d`: each of `keys` with its value (or values), the seeds and the hardware."
+    """The settings of a table, read from its records `d`: each of `keys` with its value (or values), the seeds and the
+    hardware."""
     parts = []
     for k in keys:
         if k in d and d[k].notna().any():
-            v = sorted({f'{x:g}' if isinstance(x, float) else str(x) for x in d[k].dropna()}); parts.append(f"{k}={'/'.join(v)}")
+            v = sorted({f'{x:g}' if isinstance(x, float) else str(x) for x in d[k].dropna()})
+            parts.append(f"{k}={'/'.join(v)}")
     hw = d.hardware.dropna().iloc[0] if 'hardware' in d and d.hardware.notna().any() else {}
     seeds = sorted(int(x) for x in d.seed.dropna().unique()) if 'seed' in d else []
     return (f"Settings: {', '.join(parts)}; seeds {seeds}; mean ± std over seeds (count). {variation(d)} "
@@ -281,13 +308,16 @@ def settings(d: pd.DataFrame,  # the records the table was built from
 
 def variation(d: pd.DataFrame,  # the records a table was built from (`method`, `teacher_key`, `generator_key`)
              ) -> str:
-    "What the ± of a table built from records `d` covers: per method, which of the teacher, the generator and the images + student differ between its seeds."
+    """What the ± of a table built from records `d` covers: per method, which of the teacher, the generator and the
+    images + student differ between its seeds."""
     said = {}
     for m, g in (d.groupby('method') if 'method' in d else [('runs', d)]):
         parts = [('teacher', g.teacher_key.nunique() > 1 if 'teacher_key' in g else False),
                  ('generator', g.generator_key.dropna().nunique() > 1 if 'generator_key' in g else False)]
-        fixed = [p for p, v in parts if not v and (p != 'generator' or ('generator_key' in g and g.generator_key.notna().any()))]
-        said.setdefault(f"± over {', '.join([p for p, v in parts if v] + ['images and student'])}" + (f" ({', '.join(fixed)} held fixed)" if fixed else ''), []).append(str(m))
+        known = 'generator_key' in g and g.generator_key.notna().any()
+        fixed = [p for p, v in parts if not v and (p != 'generator' or known)]
+        over = ', '.join([p for p, v in parts if v] + ['images and student'])
+        said.setdefault(f"± over {over}" + (f" ({', '.join(fixed)} held fixed)" if fixed else ''), []).append(str(m))
     if len(said) == 1: return next(iter(said)) + '.'
     return '; '.join(f"{k}: {', '.join(v)}" for k, v in said.items()) + '.'
 
@@ -326,28 +356,33 @@ DISTANCES = ('kid', 'kid_std', 'fd', 'precision', 'recall')
 
 def matched_fidelity(d: pd.DataFrame,  # results records (`n_fidelity`, `fidelity_at`, `fidelity_features`, `DISTANCES`)
                     ) -> tuple[pd.DataFrame, int | None, str]:
-    """Records `d` with their distances (`DISTANCES`) read at one N, the largest number of generated images every row was
-    measured at (`fidelity_at` holds nested subsets), with that N and what it is; or `d`, None and why they do not compare
+    """Records `d` with their distances (`DISTANCES`) read at one N, the largest number of generated images every row
+    was
+    measured at (`fidelity_at` holds nested subsets), with that N and what it is; or `d`, None and why they do not
+    compare
     (no fidelity, or more than one feature space: each teacher's own space, or different feature networks)."""
     if 'n_fidelity' not in d or d.n_fidelity.isna().all(): return d, None, 'no fidelity measured'
     if d.n_fidelity.isna().any(): return d, None, 'some rows have no fidelity measured'
     space = d.fidelity_features.dropna().unique() if 'fidelity_features' in d else []
     if 'teacher' in set(space) and 'teacher_key' in d and d.teacher_key.nunique() > 1:
         return d, None, f"each row's teacher is its own feature space ({d.teacher_key.nunique()} teachers)"
-    if len(space) != 1: return d, None, f"feature spaces differ ({', '.join(map(str, space))})" if len(space) else 'no feature space recorded'
+    if not len(space): return d, None, 'no feature space recorded'
+    if len(space) != 1: return d, None, f"feature spaces differ ({', '.join(map(str, space))})"
     at = d.fidelity_at if 'fidelity_at' in d else pd.Series([{}] * len(d), index=d.index)
     sizes = [{int(k) for k in (a if isinstance(a, dict) else {})} | {int(n)} for a, n in zip(at, d.n_fidelity)]
     n = max(set.intersection(*sizes), default=None)
     if n is None: return d, None, 'no number of images common to every row'
     out = d.copy()
     for m in DISTANCES:
-        if m in d: out[m] = [r[m] if int(nf) == n else (a or {}).get(str(n), {}).get(m) for (_, r), a, nf in zip(d.iterrows(), at, d.n_fidelity)]
+        if m in d: out[m] = [r[m] if int(nf) == n else (a or {}).get(str(n), {}).get(m) for (_, r), a,
+                             nf in zip(d.iterrows(), at, d.n_fidelity)]
     out['n_fidelity'] = n
     return out, n, f"N = {n} generated images in every row (nested subsets: FD is biased by N), features: {space[0]}"
 
 def fidelity_comparable(d: pd.DataFrame,  # results records (`n_fidelity`, `fidelity_at`, `fidelity_features`)
                        ) -> tuple[bool, str]:
-    "Whether the fidelity measures of records `d` compare (`matched_fidelity` finds one space and one N); and the N and space, or why not."
+    """Whether the fidelity measures of records `d` compare (`matched_fidelity` finds one space and one N); and the N
+    and space, or why not."""
     _, n, why = matched_fidelity(d)
     return n is not None, why
 
@@ -361,8 +396,10 @@ def above_chance(d: pd.DataFrame,      # records (`teacher_val_acc` in %; `num_c
     """Records `d` split into those whose teacher scores above `factor` × chance (100 / classes) on validation and
     those at
     chance level (read on validation: no filter reads test accuracy)."""
-    n = (d['num_classes'] if 'num_classes' in d else pd.Series(np.nan, index=d.index)).fillna(d['dataset'].map(NUM_CLASSES))
-    if n.isna().any(): raise ValueError(f"Records of {sorted(set(d.dataset[n.isna()]))} do not state num_classes: rebuild them with the current dmkd.")
+    n = (d['num_classes'] if 'num_classes' in d else pd.Series(np.nan,
+                                                               index=d.index)).fillna(d['dataset'].map(NUM_CLASSES))
+    if n.isna().any(): raise ValueError(f"Records of {sorted(set(d.dataset[n.isna()]))} do not state num_classes: "
+                                        "rebuild them with the current dmkd.")
     if 'teacher_val_acc' not in d or d.teacher_val_acc.isna().any():
         raise ValueError("Records without teacher_val_acc: the filter reads validation; "
                          "rebuild them with the current dmkd.")
@@ -377,24 +414,29 @@ def with_chosen_budgets(df: pd.DataFrame,  # a sweep's records (`collect_records
     main = df[df.job.str.startswith('main')] if len(df) else df
     bud = df[df.job.str.startswith('budget_')] if len(df) else df
     chosen = best_budgets(budget_table(bud)) if len(bud) else pd.DataFrame(columns=['_method', 'budget'])
-    picked = [bud[(bud.method == m) & (budget_field(bud, 'budget') == b)] for m, b in zip(chosen._method, chosen.budget)]
+    picked = [bud[(bud.method == m) & (budget_field(bud, 'budget') == b)] for m,
+              b in zip(chosen._method, chosen.budget)]
     return pd.concat([main] + picked, ignore_index=True), chosen
 
 def regime(d: pd.DataFrame,         # the records a comparison was made on
            baselines: bool = False,  # say that the baselines ran at their chosen budgets
           ) -> str:
-    "The regime a comparison was measured in, read from its records: the teachers' accuracy, the generator's quality, the budgets."
-    r = [f"teacher {'/'.join(sorted(d.teacher.unique()))} at {d.teacher_acc.min():.1f}–{d.teacher_acc.max():.1f} % (test)"]
+    """The regime a comparison was measured in, read from its records: the teachers' accuracy, the generator's quality,
+    the budgets."""
+    r = [f"teacher {'/'.join(sorted(d.teacher.unique()))} at {d.teacher_acc.min():.1f}–{d.teacher_acc.max():.1f} % "
+         "(test)"]
     s = d[d.method == 'diffusion'] if 'method' in d else d
     if len(s) and 'generator' in s and s.generator.notna().any():
         g = s.dropna(subset=['generator']).iloc[0]
         sm, n, _ = matched_fidelity(s) if 'kid' in s else (s, None, '')
         steps = f" ({int(g.ddpm_steps)} training steps)" if pd.notna(g.get('ddpm_steps')) else ''
-        r.append(f"generator {g.generator}{steps}" + (f", KID {sm.kid.mean():.4f} at N = {n} (fixed features)" if n else ''))
+        r.append(f"generator {g.generator}{steps}" + (f", KID {sm.kid.mean():.4f} at N = {n} (fixed "
+                                                      "features)" if n else ''))
     if 'n_images' in d and d.n_images.notna().any(): r.append(f"{int(d.n_images.dropna().median())} images per run")
     r.append(f"KD {'/'.join(map(str, sorted(d.epochs.dropna().astype(int).unique())))} epochs × batch "
              f"{'/'.join(map(str, sorted(d.batch_size.dropna().astype(int).unique())))}")
-    if baselines: r.append("baselines at their reference recipes, each at the budget chosen on validation (fractions of the "
+    if baselines: r.append("baselines at their reference recipes, each at the budget chosen on validation (fractions "
+                           "of the "
                            "references' work: see the budget table)")
     return '; '.join(r)
 
@@ -435,10 +477,13 @@ def _conclusion_1(main: pd.DataFrame, bt: pd.DataFrame | None) -> dict | None:
     comps = {b: compare(_by_seed(ok[ok.method == 'diffusion']), _by_seed(ok[ok.method == b])) for b in tops}
     col = 'teacher passes (fwd+bwd, images)'
     bb = budget_table(main[main.method.isin(['diffusion'] + tops)].reset_index(drop=True)).set_index('_method')
-    top = (bt[bt._method != 'diffusion'].groupby('_method').apply(lambda g: g.loc[g[col].idxmax()], include_groups=False)
+    top = (bt[bt._method != 'diffusion'].groupby('_method').apply(lambda g: g.loc[g[col].idxmax()],
+                                                                  include_groups=False)
            if bt is not None and len(bt) else None)
-    reach = '; '.join(f"{method_label(m)} " + (f"{r._test:.1f} %" if pd.notna(r._test) else 'no run that did not collapse')
-                      + f" at {r[col]:,.0f} passes" + (f" ({r.collapsed} collapsed)" if not r.collapsed.startswith('0 ') else '')
+    reach = '; '.join(f"{method_label(m)} " + (f"{r._test:.1f} %" if pd.notna(r._test) else 'no run that did not '
+                                                                                            'collapse')
+                      + f" at {r[col]:,.0f} passes" + (f" ({r.collapsed} "
+                                                       "collapsed)" if not r.collapsed.startswith('0 ') else '')
                       for m, r in top.iterrows()) if top is not None else ''
     tie = f"tied on validation: {', '.join(tops)}; " if len(tops) > 1 else ''
     against = '; '.join(f"{b} at its chosen budget ({bb.loc[b, col]:,.0f} teacher passes, "
@@ -497,7 +542,8 @@ def _conclusion_3(d: pd.DataFrame, axis: str) -> dict:
             f"the students of {axis}={', '.join(weak)} tie on validation: no best weaker teacher"))
     weak = weak[0]
     diff, ci, n, v = compare(_by_seed(d[key == weak]), _by_seed(d[key == strong]))
-    measured = (f"best student (on validation) of a weaker teacher: {g.student_acc[weak]:.2f} % from {axis}={weak} (teacher "
+    measured = (f"best student (on validation) of a weaker teacher: {g.student_acc[weak]:.2f} % from {axis}={weak} "
+                "(teacher "
                 f"{g.teacher_acc[weak]:.2f} %); the strongest teacher on validation, {axis}={strong} "
                 f"({g.teacher_acc[strong]:.2f} %), gives {g.student_acc[strong]:.2f} % ({_ci(diff, ci, n)}, test)")
     return out | dict(agrees=v, measured=measured)

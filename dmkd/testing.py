@@ -21,17 +21,20 @@ def _bytes_to_unicode():
 
 def _tiny_vae():
     from diffusers import AutoencoderKL
-    return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=('DownEncoderBlock2D',) * 2, up_block_types=('UpDecoderBlock2D',) * 2,
+    return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=('DownEncoderBlock2D',) * 2,
+                         up_block_types=('UpDecoderBlock2D',) * 2,
                          block_out_channels=(8, 16), latent_channels=4, norm_num_groups=8, sample_size=16)
 
 def tiny_dit_pipeline(folder: str | Path,            # the folder to save the pipeline to (made if missing)
                       id2label: dict | None = None,  # class names by class id in model_index.json (None: four of them)
                       seed: int = 0,                 # torch seed of the random weights
                      ) -> Path:
-    "Save a random-weight `DiTPipeline` (8×8 images, 1,000 classes) to `folder`, with `id2label` names; for tests and demos."
+    """Save a random-weight `DiTPipeline` (8×8 images, 1,000 classes) to `folder`, with `id2label` names; for tests and
+    demos."""
     from diffusers import DiTPipeline, DiTTransformer2DModel, DPMSolverMultistepScheduler
     torch.manual_seed(seed)
-    id2label = id2label or {0: 'tench, Tinca tinca', 1: 'goldfish, Carassius auratus', 281: 'tabby, tabby cat', 404: 'airliner'}
+    id2label = id2label or {0: 'tench, Tinca tinca', 1: 'goldfish, Carassius auratus', 281: 'tabby, tabby cat',
+                            404: 'airliner'}
     tr = DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8, num_layers=1,
                                sample_size=4, patch_size=2, num_embeds_ada_norm=1000)
     DiTPipeline(tr, _tiny_vae(), DPMSolverMultistepScheduler()).save_pretrained(folder)
@@ -41,22 +44,30 @@ def tiny_dit_pipeline(folder: str | Path,            # the folder to save the pi
     return Path(folder)
 
 def tiny_sd_pipeline(folder: str | Path, seed: int = 0) -> Path:
-    "Save a random-weight Stable Diffusion pipeline (16×16 images, a byte-level CLIP tokenizer) to `folder`; for tests and demos."
+    """Save a random-weight Stable Diffusion pipeline (16×16 images, a byte-level CLIP tokenizer) to `folder`; for
+    tests and demos."""
     from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
     torch.manual_seed(seed)
-    folder = Path(folder); tok_dir = folder.with_name(folder.name + '.tokenizer'); tok_dir.mkdir(parents=True, exist_ok=True)
+    folder = Path(folder); tok_dir = folder.with_name(folder.name + '.tokenizer')
+    tok_dir.mkdir(parents=True, exist_ok=True)
     chars = list(_bytes_to_unicode().values())
     vocab = {c: i for i, c in enumerate(chars)} | {c + '</w>': 256 + i for i, c in enumerate(chars)}
     vocab |= {'<|startoftext|>': len(vocab), '<|endoftext|>': len(vocab) + 1}
     (tok_dir / 'vocab.json').write_text(json.dumps(vocab)); (tok_dir / 'merges.txt').write_text('#version: 0.2\n')
     tok = CLIPTokenizer(str(tok_dir / 'vocab.json'), str(tok_dir / 'merges.txt'), model_max_length=77)
-    te = CLIPTextModel(CLIPTextConfig(hidden_size=16, intermediate_size=32, num_attention_heads=2, num_hidden_layers=1, vocab_size=len(vocab),
-                                      max_position_embeddings=77, projection_dim=16, bos_token_id=vocab['<|startoftext|>'], eos_token_id=vocab['<|endoftext|>']))
-    unet = UNet2DConditionModel(block_out_channels=(8, 16), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
-                                down_block_types=('CrossAttnDownBlock2D', 'DownBlock2D'), up_block_types=('UpBlock2D', 'CrossAttnUpBlock2D'),
+    te = CLIPTextModel(CLIPTextConfig(hidden_size=16, intermediate_size=32, num_attention_heads=2, num_hidden_layers=1,
+                                      vocab_size=len(vocab),
+                                      max_position_embeddings=77, projection_dim=16,
+                                      bos_token_id=vocab['<|startoftext|>'], eos_token_id=vocab['<|endoftext|>']))
+    unet = UNet2DConditionModel(block_out_channels=(8, 16), layers_per_block=1, sample_size=8,
+                                in_channels=4, out_channels=4,
+                                down_block_types=('CrossAttnDownBlock2D', 'DownBlock2D'),
+                                up_block_types=('UpBlock2D', 'CrossAttnUpBlock2D'),
                                 cross_attention_dim=16, norm_num_groups=8, attention_head_dim=4)
-    StableDiffusionPipeline(vae=_tiny_vae(), text_encoder=te, tokenizer=tok, unet=unet, scheduler=DDIMScheduler(clip_sample=False),
-                            safety_checker=None, feature_extractor=None, requires_safety_checker=False).save_pretrained(folder)
+    StableDiffusionPipeline(vae=_tiny_vae(), text_encoder=te, tokenizer=tok, unet=unet,
+                            scheduler=DDIMScheduler(clip_sample=False),
+                            safety_checker=None, feature_extractor=None,
+                            requires_safety_checker=False).save_pretrained(folder)
     shutil.rmtree(tok_dir)
     return folder

@@ -17,10 +17,13 @@ import torch
 import torch.nn.functional as F
 
 import dmkd
-from .core import (KnobError, atomic_path, build_lock, cache_root, check_finite, check_types, config_key, drop_autocast, first_bad, get_accelerator,
-                       get_device, hardware_info, knob, load_state, load_weights, maybe_compile, resolve_precision, save_state,
+from .core import (KnobError, atomic_path, build_lock, cache_root, check_finite, check_types, config_key,
+                       drop_autocast, first_bad, get_accelerator,
+                       get_device, hardware_info, knob, load_state, load_weights, maybe_compile,
+                       resolve_precision, save_state,
                        lr_factor, read_json, save_weights, seed_everything, tensor_digest, world_size, write_json)
-from .data import CORPUS_FRACTION, CORPUS_SPLIT, DATASETS, NO_FLIP, BatchAugment, ImageSet, batch_indices, data_options, load_dataset
+from .data import (CORPUS_FRACTION, CORPUS_SPLIT, DATASETS, NO_FLIP, BatchAugment, ImageSet, batch_indices,
+                       data_options, load_dataset)
 from .models import MODELS, Classifier, get_model
 
 # %% ../nbs/03_train.ipynb #e42cebab
@@ -28,8 +31,10 @@ from .models import MODELS, Classifier, get_model
 class TrainConfig:
     "Everything that shapes a trained classifier; its `key` names the cache entry."
     dataset: str = 'digits'         # dataset key (see `dmkd.data.DATASETS`)
-    arch: str = 'vgg11'             # architecture key (see `dmkd.models.MODELS`); vgg11 is dmkd's default teacher everywhere
-    epochs: int = 8                 # training epochs (8: vgg11 and wrn_40_2 digits teachers reach 98.9 and 99.4% in 2–4 min on 2 CPU cores)
+    # architecture key (see `dmkd.models.MODELS`); vgg11 is dmkd's default teacher everywhere
+    arch: str = 'vgg11'
+    # training epochs (8: vgg11 and wrn_40_2 digits teachers reach 98.9 and 99.4% in 2–4 min on 2 CPU cores)
+    epochs: int = 8
     batch_size: int = 32            # images per optimiser step (per process)
     lr: float = 0.05                # peak SGD learning rate
     momentum: float = 0.9           # SGD momentum (Nesterov)
@@ -39,8 +44,11 @@ class TrainConfig:
     label_smoothing: float = 0.0    # cross-entropy label smoothing
     augment: str = 'auto'           # 'auto', 'crop_flip', 'rrc_flip' or 'none'
     split: str = 'train'            # split trained on
-    size: int | None = None         # imagefolder: decode every image at this square size (needed for trees of mixed sizes); None: as stored
-    corpus_fraction: float = 0.5    # cifar10/cifar100/imagefolder: share of each class of the train split carved off as the generator's corpus (0: none, shared)
+    # imagefolder: decode every image at this square size (needed for trees of mixed sizes); None: as stored
+    size: int | None = None
+    # cifar10/cifar100/imagefolder: share of each class of the train split carved off as the generator's corpus (0:
+    # none, shared)
+    corpus_fraction: float = 0.5
     seed: int = 0                   # seed for initialisation, order and augmentation
 
     schedules = ('cosine', 'step', 'constant')
@@ -52,25 +60,31 @@ class TrainConfig:
             data_digest: str = '',  # digest of the training images (`tensor_digest` of their images and labels)
             world: int = 1,         # processes it is trained on (in the key only when > 1)
            ) -> str:
-        "Content key: every field plus the digest of the training images, and the number of processes when several (the effective batch is `batch_size` × `world`)."
+        """Content key: every field plus the digest of the training images, and the number of processes when several
+        (the effective batch is `batch_size` × `world`)."""
         d = self.to_dict()
         # 'auto' stopped flipping NO_FLIP datasets: their keys differ from the flipped models cached before
         if d['augment'] == 'auto' and self.dataset in NO_FLIP: d['augment'] = 'auto-noflip'
-        if d['corpus_fraction'] == CORPUS_FRACTION: del d['corpus_fraction']   # keys made before the corpus was carved stay (the data digest tells the rest)
-        return config_key(dict(d, data=data_digest) | (dict(world=world) if world > 1 else {}))   # one process: the keys made before stay
+        # keys made before the corpus was carved stay (the data digest tells the rest)
+        if d['corpus_fraction'] == CORPUS_FRACTION: del d['corpus_fraction']
+        # one process: the keys made before stay
+        return config_key(dict(d, data=data_digest) | (dict(world=world) if world > 1 else {}))
 
 # %% ../nbs/03_train.ipynb #9819e671
 def check_optim(cfg,   # a `TrainConfig` or a `dmkd.distill.KDConfig`
                ):
-    "Check the fields a `TrainConfig` and a `dmkd.distill.KDConfig` share: types, then ranges and names (a `KnobError` names the field)."
+    """Check the fields a `TrainConfig` and a `dmkd.distill.KDConfig` share: types, then ranges and names (a
+    `KnobError` names the field)."""
     check_types(cfg)
     knob('epochs', cfg.epochs >= 1, f"must be at least 1, got {cfg.epochs}.")
     knob('batch_size', cfg.batch_size >= 1, f"must be at least 1, got {cfg.batch_size}.")
     knob('lr', cfg.lr > 0 and math.isfinite(cfg.lr), f"must be a positive number, got {cfg.lr}.")
     knob('momentum', 0 <= cfg.momentum < 1, f"must lie in [0, 1), got {cfg.momentum}.")
     knob('weight_decay', cfg.weight_decay >= 0, f"must be >= 0, got {cfg.weight_decay}.")
-    knob('warmup_epochs', 0 <= cfg.warmup_epochs <= cfg.epochs, f"must lie in [0, epochs={cfg.epochs}], got {cfg.warmup_epochs}.")
-    knob('schedule', cfg.schedule in TrainConfig.schedules, f"must be one of {', '.join(TrainConfig.schedules)}, got {cfg.schedule!r}.")
+    knob('warmup_epochs', 0 <= cfg.warmup_epochs <= cfg.epochs,
+         f"must lie in [0, epochs={cfg.epochs}], got {cfg.warmup_epochs}.")
+    knob('schedule', cfg.schedule in TrainConfig.schedules,
+         f"must be one of {', '.join(TrainConfig.schedules)}, got {cfg.schedule!r}.")
     knob('augment', cfg.augment == 'auto' or cfg.augment in BatchAugment.kinds,
          f"must be 'auto' or one of {', '.join(BatchAugment.kinds)}, got {cfg.augment!r}.")
 
@@ -82,13 +96,16 @@ def check_optim_fields(cfg,                # a `TrainConfig` or a `dmkd.distill.
     a = getattr(cfg, arch)
     knob(arch, a in MODELS, f"must be a model key, got {a!r}. Valid keys: {', '.join(sorted(MODELS))}.")
     if not splits: return
-    knob('dataset', cfg.dataset in DATASETS, f"must be a dataset key, got {cfg.dataset!r}. Valid keys: {', '.join(sorted(DATASETS))}.")
+    knob('dataset', cfg.dataset in DATASETS,
+         f"must be a dataset key, got {cfg.dataset!r}. Valid keys: {', '.join(sorted(DATASETS))}.")
     knob('split', cfg.split in splits, f"must be one of {', '.join(splits)}, got {cfg.split!r}.")
     knob('size', cfg.size is None or (cfg.size >= 4 and cfg.dataset == 'imagefolder'),
          f"must be None, or for an imagefolder tree a square size >= 4 pixels; got {cfg.size} for {cfg.dataset!r}.")
     knob('label_smoothing', 0 <= cfg.label_smoothing < 1, f"must lie in [0, 1), got {cfg.label_smoothing}.")
-    knob('corpus_fraction', cfg.corpus_fraction == CORPUS_FRACTION or (cfg.dataset in CORPUS_SPLIT and 0 <= cfg.corpus_fraction < 1),
-         f"must lie in [0, 1) (0: shared), for {', '.join(CORPUS_SPLIT)} only ({cfg.dataset!r} has fixed disjoint splits); got {cfg.corpus_fraction}.")
+    knob('corpus_fraction',
+         cfg.corpus_fraction == CORPUS_FRACTION or (cfg.dataset in CORPUS_SPLIT and 0 <= cfg.corpus_fraction < 1),
+         f"must lie in [0, 1) (0: shared), for {', '.join(CORPUS_SPLIT)} only ({cfg.dataset!r} has fixed disjoint "
+         f"splits); got {cfg.corpus_fraction}.")
 
 # %% ../nbs/03_train.ipynb #6facafef
 @torch.no_grad()
@@ -100,7 +117,8 @@ def evaluate(model: torch.nn.Module,  # the classifier (uint8 images in); its tr
             ) -> dict:
     "Top-1 accuracy (%) and mean cross-entropy of `model` on `data`; shards and gathers across Accelerate processes."
     dev = device or next(model.parameters()).device
-    if accelerator: model = accelerator.unwrap_model(model)   # a DDP forward is a collective: ranks with fewer batches would deadlock it
+    # a DDP forward is a collective: ranks with fewer batches would deadlock it
+    if accelerator: model = accelerator.unwrap_model(model)
     was = model.training; model.eval()
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     correct = torch.zeros((), device=dev); loss = torch.zeros((), device=dev)
@@ -121,7 +139,8 @@ def sgd_schedule(model: torch.nn.Module,  # the network whose parameters are opt
                  world: int = 1,         # processes; an optimiser step takes `cfg.batch_size` × `world` images
                 ):
     """SGD (Nesterov; no weight decay on biases and norms) and its warm-up plus schedule for `cfg` (a `TrainConfig` or a
-    `dmkd.distill.KDConfig`) over `n_images` a epoch on `world` processes; returns (optimizer, scheduler, steps per epoch)."""
+    `dmkd.distill.KDConfig`) over `n_images` a epoch on `world` processes; returns (optimizer, scheduler, steps per
+    epoch)."""
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
     opt = torch.optim.SGD([dict(params=decay, weight_decay=cfg.weight_decay), dict(params=no_decay, weight_decay=0.0)],
@@ -140,20 +159,26 @@ def resume(state_path: Path | None,  # the run's checkpoint `state.pt` (None or 
            acc,                      # the accelerator (or `Solo`): its device and `unwrap_model`
            extra: tuple = (),        # names of further checkpoint fields to return after (epoch, history)
           ) -> tuple:
-    "Load the checkpoint at `state_path` into `model`, `opt`, `sched`; returns its (epoch, history, *its `extra` fields), or (0, [], None...) when there is none."
+    """Load the checkpoint at `state_path` into `model`, `opt`, `sched`; returns its (epoch, history, *its `extra`
+    fields), or (0, [], None...) when there is none."""
     if not state_path or not state_path.exists(): return (0, [], *(None for _ in extra))
     st = load_state(state_path, acc.device)
-    if st.get('key') != key: raise ValueError(f"{state_path} belongs to run {st['key']}, not {key}; delete {state_path.parent} to start fresh.")
-    try: acc.unwrap_model(model).load_state_dict(st['model']); opt.load_state_dict(st['optimizer']); sched.load_state_dict(st['scheduler'])
+    if st.get('key') != key: raise ValueError(f"{state_path} belongs to run {st['key']}, not {key}; delete "
+                                              f"{state_path.parent} to start fresh.")
+    try:
+        acc.unwrap_model(model).load_state_dict(st['model'])
+        opt.load_state_dict(st['optimizer']); sched.load_state_dict(st['scheduler'])
     except (RuntimeError, ValueError, KeyError) as e:
-        raise ValueError(f"{state_path} does not fit this run's model ({str(e)[:200]}); delete {state_path.parent} to start fresh.") from e
+        raise ValueError(f"{state_path} does not fit this run's model ({str(e)[:200]}); delete {state_path.parent} to "
+                         "start fresh.") from e
     return (st['epoch'], st['history'], *(st.get(k) for k in extra))
 
 # %% ../nbs/03_train.ipynb #eff90c23
 def _epoch_seed(seed: int, epoch: int) -> int: return seed * 1_000_003 + epoch
 
 class Objective:
-    "What one step of `fit` computes: a batch's inputs and targets (`batch`) and its loss (`loss`); `fit` does the rest."
+    """What one step of `fit` computes: a batch's inputs and targets (`batch`) and its loss (`loss`); `fit` does the
+    rest."""
     name = 'train'        # the history's loss column is `<name>_loss`
     what = 'training'     # the loop, in messages
     hint = ''             # what to do when the loss is not finite
@@ -217,7 +242,9 @@ def make_tracker(kind: str | None,   # tensorboard, wandb or mlflow; None: no tr
     if kind is None: return None
     knob('track', kind in TRACKERS, f"must be one of {', '.join(TRACKERS)} (or None: no tracking), got {kind!r}.")
     import accelerate.tracking as T, accelerate.utils as U
-    if not getattr(U, f'is_{kind}_available')(): raise ImportError(f"track={kind!r} needs the {kind} package: pip install {kind}.")
+    if not getattr(U,
+                   f'is_{kind}_available')(): raise ImportError(f"track={kind!r} needs the {kind} package: pip install "
+                                                                f"{kind}.")
     Path(folder).mkdir(parents=True, exist_ok=True)
     make = dict(tensorboard=lambda: T.TensorBoardTracker(name, str(folder)),
                 wandb=lambda: T.WandBTracker(name, dir=str(folder)),
@@ -229,13 +256,16 @@ def make_tracker(kind: str | None,   # tensorboard, wandb or mlflow; None: no tr
 def log_epoch(tracker,              # a started tracker (`make_tracker`), or None: nothing
               rec: dict,            # one history entry (its `epoch` is the step)
               prefix: str = 'kd'):  # the metrics' prefix: `<prefix>/<field>`
-    "Log the numbers of one history entry `rec` to `tracker` (None: nothing) at step `rec['epoch']`, named `<prefix>/<field>`."
+    """Log the numbers of one history entry `rec` to `tracker` (None: nothing) at step `rec['epoch']`, named
+    `<prefix>/<field>`."""
     if tracker is None: return
-    tracker.log({f'{prefix}/{k}': v for k, v in rec.items() if k != 'epoch' and isinstance(v, (int, float))}, step=rec['epoch'])
+    tracker.log({f'{prefix}/{k}': v for k, v in rec.items() if k != 'epoch' and isinstance(v, (int, float))},
+                step=rec['epoch'])
 
 # %% ../nbs/03_train.ipynb #9633e399
 def _epoch(loop, epoch: int, step: int) -> tuple[dict, int]:
-    "One epoch of `fit`'s `loop` (its model, data, objective, optimiser, ...): its history row (before validation), the next step."
+    """One epoch of `fit`'s `loop` (its model, data, objective, optimiser, ...): its history row (before validation),
+    the next step."""
     from tqdm.auto import tqdm
     model, data, objective, cfg, acc = loop.model, loop.data, loop.objective, loop.cfg, loop.acc
     dev, world, rank = acc.device, acc.num_processes, acc.process_index
@@ -283,13 +313,15 @@ def _say(rec: dict, epochs: int, name: str) -> str:
             f"{rec['images_per_s']:.0f} img/s  {rec['seconds']:.1f}s")
 
 def _better(best: dict | None, rec: dict, has_val: bool) -> bool:
-    "Does epoch `rec` replace `best` as the chosen one? The best on validation (ties keep the earlier); no val: the last."
+    """Does epoch `rec` replace `best` as the chosen one? The best on validation (ties keep the earlier); no val: the
+    last."""
     return best is None or not has_val or rec.get('val_acc', 0) > best['val_acc']
 
-def fit(model: torch.nn.Module,    # the network to train (made after `seed_everything`, so its initialisation is seeded)
+def fit(model: torch.nn.Module,    # the network to train (made after `seed_everything`: its initialisation is seeded)
         data: ImageSet,            # the training images (uint8, moved to the device here)
         objective: Objective,      # what a step computes: `CrossEntropy`, `dmkd.distill.Distillation`, ...
-        cfg,                       # the recipe: a `TrainConfig` or `dmkd.distill.KDConfig` (epochs, batch, SGD, schedule, seed)
+        # the recipe: a `TrainConfig` or `dmkd.distill.KDConfig` (epochs, batch, SGD, schedule, seed)
+        cfg,
         augment,                   # the batch augmentation (`BatchAugment`)
         val: ImageSet | None = None,  # the validation split watched every epoch
         accelerator=None,          # an `accelerate.Accelerator` or a `Solo` (None: the process's)
@@ -308,15 +340,19 @@ def fit(model: torch.nn.Module,    # the network to train (made after `seed_ever
        ) -> tuple[torch.nn.Module, dict]:
     """The one training loop, for teachers, scratch students and KD: Accelerate preparation, the precision rule, resume,
     epochs of seeded batches, the non-finite stop, validation and the epoch it selects, history, checkpoints, tracking;
-    `objective` says what a step computes. Returns the network (in eval mode) and `history`, `best_epoch`, `precision`."""
+    `objective` says what a step computes. Returns the network (in eval mode) and `history`, `best_epoch`,
+    `precision`."""
     acc = accelerator or get_accelerator()
     precision = resolve_precision(precision, acc.device)
     opt, sched, steps = sgd_schedule(model, cfg, len(data), acc.num_processes)
     model, opt = acc.prepare(model, opt)
     drop_autocast(model)                                   # the loop's own autocast sets the precision it records
-    loop = SimpleNamespace(model=model, forward=maybe_compile(model, compile), data=data.to(acc.device), objective=objective,
-                           cfg=cfg, augment=augment, opt=opt, sched=sched, acc=acc, desc=desc or name, progress=progress,
-                           autocast=lambda: torch.autocast(acc.device.type, dtype=torch.bfloat16, enabled=precision == 'bf16'))
+    loop = SimpleNamespace(model=model, forward=maybe_compile(model, compile), data=data.to(acc.device),
+                           objective=objective,
+                           cfg=cfg, augment=augment, opt=opt, sched=sched, acc=acc, desc=desc or name,
+                           progress=progress,
+                           autocast=lambda: torch.autocast(acc.device.type, dtype=torch.bfloat16,
+                                                           enabled=precision == 'bf16'))
     val_d = val.to(acc.device) if val is not None else None
     start, history, best = _resume(loop, run_dir, key, tracker, name)
     end = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
@@ -326,7 +362,8 @@ def fit(model: torch.nn.Module,    # the network to train (made after `seed_ever
         if val_d is not None:
             ev = evaluate(model, val_d, accelerator=acc)
             rec.update(val_acc=ev['acc'], val_loss=ev['loss'])
-        if select == 'val' and _better(best, rec, val_d is not None): best = _chosen(acc.unwrap_model(model), rec, val_d)
+        if select == 'val' and _better(best, rec,
+                                       val_d is not None): best = _chosen(acc.unwrap_model(model), rec, val_d)
         history.append(rec)
         log_epoch(tracker, rec)
         if progress and acc.is_main_process: print(_say(rec, cfg.epochs, objective.name))
@@ -339,19 +376,23 @@ def fit(model: torch.nn.Module,    # the network to train (made after `seed_ever
                      best_val_acc=best['val_acc'] if best else None, precision=precision, compile=compile)
 
 def _resume(loop, run_dir, key, tracker, name) -> tuple:
-    "The epoch `loop` starts at, its history and chosen epoch so far, from `run_dir`'s checkpoint (if any); logs the history."
+    """The epoch `loop` starts at, its history and chosen epoch so far, from `run_dir`'s checkpoint (if any); logs the
+    history."""
     state_path = Path(run_dir) / 'state.pt' if run_dir else None
     acc, epochs = loop.acc, loop.cfg.epochs
     start, history, best = resume(state_path, key, loop.model, loop.opt, loop.sched, acc, extra=('best',))
     if start and loop.progress and acc.is_main_process:
         print(f"Found the finished {name} in {run_dir}." if start >= epochs
               else f"Resuming {name} from epoch {start} of {epochs} ({state_path}).")
-    for h in history: log_epoch(tracker, h)                # a resumed run's earlier epochs, then each new one as it ends
-    if start < epochs: loop.objective.start(loop.data, loop.augment, loop.autocast, loop.progress and acc.is_main_process)
+    # a resumed run's earlier epochs, then each new one as it ends
+    for h in history: log_epoch(tracker, h)
+    if start < epochs: loop.objective.start(loop.data, loop.augment, loop.autocast,
+                                            loop.progress and acc.is_main_process)
     return start, history, best
 
 def _chosen(net, rec: dict, val_d) -> dict:
-    "The epoch `rec` as the chosen one: its number, validation accuracy and (with a validation split) a copy of the weights."
+    """The epoch `rec` as the chosen one: its number, validation accuracy and (with a validation split) a copy of the
+    weights."""
     state = net.state_dict()
     return dict(epoch=rec['epoch'], val_acc=rec.get('val_acc', 0),
                 model={k: v.detach().clone() for k, v in state.items()} if val_d is not None else None)
@@ -376,13 +417,15 @@ def fit_classifier(cfg: TrainConfig,            # the recipe (architecture, epoc
                    stop_after: int | None = None,  # stop after this many epochs (to test resuming)
                    accelerator=None,            # e.g. a `Solo` (default: the process's accelerator)
                   ) -> tuple[Classifier, dict]:
-    "Train `cfg.arch` on `train` with cross-entropy through `fit` (the last epoch is the model); resumable through `run_dir`."
+    """Train `cfg.arch` on `train` with cross-entropy through `fit` (the last epoch is the model); resumable through
+    `run_dir`."""
     acc = accelerator or get_accelerator(device)
     seed_everything(cfg.seed)
     model = get_model(cfg.arch, train.num_classes, train.mean, train.std)
     model = model.to(acc.device, memory_format=torch.channels_last)
     aug = BatchAugment.for_images(train.shape, cfg.dataset) if cfg.augment == 'auto' else BatchAugment(cfg.augment)
-    loss = CrossEntropy(cfg.label_smoothing, f'{cfg.arch} training', f"Lower lr (now {cfg.lr}) or check the training images.")
+    loss = CrossEntropy(cfg.label_smoothing, f'{cfg.arch} training',
+                        f"Lower lr (now {cfg.lr}) or check the training images.")
     net, res = fit(model, train, loss, cfg, aug, val, acc, run_dir, (meta or {}).get('key'), keep_epochs=keep_epochs,
                    sidecar=lambda net, history: _sidecar(cfg, net, train, history, meta), progress=progress,
                    stop_after=stop_after, name=cfg.arch)
@@ -417,7 +460,8 @@ def load_classifier(path: str | Path,  # a .safetensors file dmkd wrote, or a fo
     model = get_model(meta['arch'], meta['num_classes'], meta.get('mean'), meta.get('std'))
     try: model.load_state_dict(sd)
     except RuntimeError as e:
-        raise ValueError(f"{path.name} does not fit a {meta['arch']} with {meta['num_classes']} classes: {str(e)[:300]}") from e
+        raise ValueError(f"{path.name} does not fit a {meta['arch']} with {meta['num_classes']} classes: "
+                         f"{str(e)[:300]}") from e
     return model.to(device).eval(), meta
 
 # %% ../nbs/03_train.ipynb #7615fdf7
@@ -430,7 +474,8 @@ def teacher_dir(cfg: TrainConfig,                 # the teacher's settings (its 
     return cache_root(cache) / 'teachers' / f'{cfg.dataset}-{cfg.arch}-{cfg.key(data_digest, world)}'
 
 def _load_splits(cfg: TrainConfig, root=None, **data_kwargs):
-    "The teacher's train split (`cfg.split`), the validation split it is watched on, and the test split it is scored on once."
+    """The teacher's train split (`cfg.split`), the validation split it is watched on, and the test split it is scored
+    on once."""
     kw = dict(data_kwargs) | data_options(cfg.dataset, cfg.size, cfg.corpus_fraction)
     return tuple(load_dataset(cfg.dataset, s, root=root, **kw) for s in (cfg.split, 'val', 'test'))
 
@@ -450,33 +495,43 @@ def train_teacher(cfg: TrainConfig,       # the teacher's settings
     acc = accelerator or get_accelerator(device); world = acc.num_processes
     out = teacher_dir(cfg, digest, cache, world); out.mkdir(parents=True, exist_ok=True)
     key = cfg.key(digest, world)
-    write_json(dict(key=key, config=cfg.to_dict(), data_digest=digest, status='training', processes=world), out / 'run.json')
+    write_json(dict(key=key, config=cfg.to_dict(), data_digest=digest, status='training', processes=world),
+               out / 'run.json')
     t0 = time.time()
-    model, res = fit_classifier(cfg, train, val, device, out, keep_epochs, progress, meta=dict(key=key, data_digest=digest), accelerator=acc)
+    model, res = fit_classifier(cfg, train, val, device, out, keep_epochs, progress,
+                                meta=dict(key=key, data_digest=digest), accelerator=acc)
     hist = res['history']
     meta = _sidecar(cfg, model, train, hist, dict(key=key, data_digest=digest))
     meta['accuracy'] = evaluate(model, test, device=acc.device)['acc']   # the test split, scored once, after training
-    meta.update(history=hist, train_seconds=res['train_seconds'], precision=res['precision'], images_per_s=round(sum(h['images_per_s'] for h in hist) / len(hist), 1),
+    meta.update(history=hist, train_seconds=res['train_seconds'], precision=res['precision'],
+                images_per_s=round(sum(h['images_per_s'] for h in hist) / len(hist), 1),
                 wall_seconds=round(time.time() - t0, 2), kept_epochs=sorted(set(keep_epochs) | {cfg.epochs}),
                 hardware=hardware_info())
     if acc.is_main_process:
         save_classifier(model, out / 'model.safetensors', meta)
-        write_json(dict(key=key, config=cfg.to_dict(), data_digest=digest, status='done', accuracy=meta['accuracy'], processes=world), out / 'run.json')
+        write_json(dict(key=key, config=cfg.to_dict(), data_digest=digest, status='done', accuracy=meta['accuracy'],
+                        processes=world), out / 'run.json')
         (out / 'state.pt').unlink(missing_ok=True)
     return model, meta
 
 def get_teacher(cfg: TrainConfig | None = None,    # the teacher's settings (None: `TrainConfig(**kwargs)`)
-                epoch: int | None = None,          # load the kept checkpoint of this earlier epoch (a weaker teacher); None: the last
+                # load the kept checkpoint of this earlier epoch (a weaker teacher); None: the last
+                epoch: int | None = None,
                 root=None,                         # data root (None: $DMKD_DATA, else data/ in the checkout)
                 cache=None,                        # cache root (None: $DMKD_CACHE, else <data root>/cache)
                 device='auto',                     # auto, cpu, cuda, or a torch.device
-                keep_epochs=(),                    # epochs whose checkpoints are kept when it trains (for `epoch` later)
+                # epochs whose checkpoints are kept when it trains (for `epoch` later)
+                keep_epochs=(),
                 progress: bool = True,             # show progress bars while it trains
-                data: tuple[ImageSet, ImageSet, ImageSet] | None = None, # (train, val, test) to use instead of loading `cfg.dataset`
-                accelerator=None,                  # an accelerate.Accelerator: several processes train it (None: one process)
-                **kwargs,                          # `TrainConfig` fields, when `cfg` is None (and `download` for torchvision datasets)
+                # (train, val, test) to use instead of loading `cfg.dataset`
+                data: tuple[ImageSet, ImageSet, ImageSet] | None = None,
+                # an accelerate.Accelerator: several processes train it (None: one process)
+                accelerator=None,
+                # `TrainConfig` fields, when `cfg` is None (and `download` for torchvision datasets)
+                **kwargs,
                ) -> tuple[Classifier, dict]:
-    "The teacher of `cfg` (or of `TrainConfig(**kwargs)`) from the cache, training it first if needed; `epoch` picks a kept earlier epoch."
+    """The teacher of `cfg` (or of `TrainConfig(**kwargs)`) from the cache, training it first if needed; `epoch` picks
+    a kept earlier epoch."""
     data_kw = {k: kwargs.pop(k) for k in ('download',) if k in kwargs}
     cfg = cfg or TrainConfig(**kwargs)
     if epoch is not None and not 1 <= epoch <= cfg.epochs:
@@ -485,19 +540,22 @@ def get_teacher(cfg: TrainConfig | None = None,    # the teacher's settings (Non
     digest, world = tensor_digest(train.images, train.labels), world_size(accelerator)
     out = teacher_dir(cfg, digest, cache, world)
     done = out / ('model.safetensors' if epoch in (None, cfg.epochs) else f'epoch_{epoch:03d}.safetensors')
-    if done.exists(): return load_classifier(done, get_device(device), key=cfg.key(digest, world))   # read only: no lock (a read-only cache works)
+    # read only: no lock (a read-only cache works)
+    if done.exists(): return load_classifier(done, get_device(device), key=cfg.key(digest, world))
     out.parent.mkdir(parents=True, exist_ok=True)
     with build_lock(out):   # two processes asking for one teacher: one trains, the other then loads it
         splits = (train, val, test)
         return _get_teacher(cfg, epoch, out, digest, splits, cache, device, keep_epochs, progress, accelerator)
 
 def _get_teacher(cfg, epoch, out, digest, splits, cache, device, keep_epochs, progress, accelerator=None):
-    want, key = out / ('model.safetensors' if epoch in (None, cfg.epochs) else f'epoch_{epoch:03d}.safetensors'), cfg.key(digest, world_size(accelerator))
+    want = out / ('model.safetensors' if epoch in (None, cfg.epochs) else f'epoch_{epoch:03d}.safetensors')
+    key = cfg.key(digest, world_size(accelerator))
     if want.exists():
         model, meta = load_classifier(want, get_device(device), key=key)
         return model, meta
     if epoch is not None and (out / 'model.safetensors').exists():
-        warnings.warn(f"Epoch {epoch} of teacher {out.name} was not kept; training it again (deterministic) to keep it.")
+        warnings.warn(f"Epoch {epoch} of teacher {out.name} was not kept; training it again (deterministic) to keep "
+                      "it.")
     keep = sorted(set(keep_epochs) | ({epoch} if epoch else set()))
     model, meta = train_teacher(cfg, device=device, keep_epochs=keep, progress=progress, data=splits, cache=cache,
                                 accelerator=accelerator)

@@ -74,7 +74,8 @@ def glossary() -> dict:
             except Exception: continue
             hints = {f.name: f.type for f in dataclasses.fields(o)}
             for k, v in d.items():
-                if k != 'return' and v and k not in GENERIC: out.setdefault(k, (v, name, _base(hints.get(k))))
+                if k != 'return' and v and k not in GENERIC:
+                    out.setdefault(k, (' '.join(v.split()), name, _base(hints.get(k))))
     return out
 
 
@@ -161,7 +162,7 @@ def params(obj) -> list[dict]:
     rows, gl = [], glossary()
     for i, (k, p) in enumerate(sig.parameters.items()):
         if i == 0 and k in ('self', 'cls'): continue
-        doc = (dm.get(k) or {}).get('docment') or ''
+        doc = ' '.join(((dm.get(k) or {}).get('docment') or '').split())   # a comment above a parameter may span lines
         src = 'docments' if doc else ''
         variadic = p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL)     # never a config field of the same name
         if not doc and not variadic and k in gl and (p.annotation is p.empty or not gl[k][2] or _base(p.annotation) == gl[k][2]):
