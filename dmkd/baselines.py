@@ -528,8 +528,8 @@ _AIP, _DDA, _D4M = ('yukimasano/single-img-extrapolating@befd4bd', 'SLGSP/DDA@ff
                       "cifar/data.py:51-57, 62-68)"),
                      ("matplotlib's grace_hopper.jpg", "ameyoko.jpg, or the 'animals' image for CIFAR "
                       "(make_single_img_dataset.py:199; cifar/distill.py:34-36)")])
-def _one_image(ctx, n_per_class: int = 100, image: str = '', crop_scale: float = 0.005):
-    x = one_image_set(image or None, n_per_class * len(ctx.classes), ctx.shape[-1], ctx.shape[0], grayscale=ctx.grey,
+def _one_image(ctx, n_per_class: int = 100, image: str | None = None, crop_scale: float = 0.005):
+    x = one_image_set(image, n_per_class * len(ctx.classes), ctx.shape[-1], ctx.shape[0], grayscale=ctx.grey,
                       scale=(crop_scale, max(crop_scale, 0.3)), seed=ctx.seed)
     name = Path(image).name if image else 'grace_hopper.jpg (matplotlib sample data)'   # no absolute path in a record
     info = dict(image=name, image_sha256=file_digest(Path(image) if image else default_one_image()))
@@ -646,10 +646,9 @@ def check_hparams(method: str,   # a key of `METHODS`
     bad = sorted(set(hparams) - set(full))
     if bad: raise ValueError(f"{method} has no hyper-parameter {', '.join(bad)}; it takes: "
                              f"{', '.join(full) or 'none'}.")
-    if method == 'one_image' and hparams.get('image') and not Path(hparams['image']).is_file():
-        raise FileNotFoundError(f"One-Image source image not found at {hparams['image']}: pass image= an existing "
-                                "image "
-                                "file (default: matplotlib's sample photograph).")
+    if hparams.get('image') and 'image' in full and not Path(hparams['image']).is_file():   # a source image file
+        raise FileNotFoundError(f"{METHODS[method].label} source image not found at {hparams['image']}: pass image= "
+                                "an existing image file (default: matplotlib's sample photograph).")
     work = METHODS[method].reference_work
     if work and hparams.get('n_per_class') is not None and hparams.get('budget') is not None:
         raise ValueError(f"{method}: give n_per_class (the images per KD epoch) or budget (the generator updates as a "
@@ -692,7 +691,7 @@ PARAM_DOCS = dict(
     n_neg='CMI: negatives drawn from the feature memory bank',
     bank='Fast-DFKD: images kept in the memory bank (0: all)',
     ngf='generator width (channels of its last block)',
-    image="One-Image: the source image file ('': matplotlib's sample photograph)",
+    image="One-Image: the source image file (None: matplotlib's sample photograph)",
     crop_scale='One-Image: smallest crop area, as a fraction of the image',
     strength='img2img/SDEdit strength of the diffusion step',
     n_aug='DDA: diffusion augmentations per inverted image',
