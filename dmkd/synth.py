@@ -20,7 +20,7 @@ from .core import (KnobError, Solo, Where, atomic_path, build_lock, cache_root, 
                        config_key, file_digest,
                        knob, read_json, tensor_digest, write_json)
 from .data import Data, ImageSet, load_dataset, show_images
-from .generators import GENERATORS, Generator, check_knobs, get_generator
+from .generators import GENERATORS, SAMPLING_DEFAULTS, Generator, check_knobs, get_generator
 from .ddpm import DDPMConfig, ddpm_kwargs
 
 # %% ../nbs/05_synth.ipynb #982c7980
@@ -30,8 +30,10 @@ class StoreSpec:
     generator: str = 'ddpm'        # ddpm (in-project, trained on the corpus split), dit or sd
     model: str | None = None       # dit/sd: local folder or hub id (None: DiT-XL-2-256 / Stable Diffusion 1.5)
     guidance_scale: float = 2.0    # classifier-free guidance scale s (1: none; lower: lower fidelity)
-    num_steps: int = 25            # sampling steps T (fewer: lower fidelity)
-    sampler: str = 'ddim'          # sampler: ddpm, ddim or dpm++
+    # sampling steps T (fewer: lower fidelity; None: the generator's, `SAMPLING_DEFAULTS`: DDPM 25, DiT 100)
+    num_steps: int | None = None
+    # sampler: ddpm, ddim or dpm++ (None: the generator's, `SAMPLING_DEFAULTS`: DDPM ddim, DiT ddpm)
+    sampler: str | None = None
     strength: float | None = None  # img2img/SDEdit strength on the generator's corpus images (None: plain generation)
     n_per_class: int = 100         # images per class
     mode: str = 'map'              # map (target classes -> generator classes) or any (the teacher labels any class)
@@ -44,11 +46,14 @@ class StoreSpec:
 
     def __post_init__(self):
         check_types(self)
+        gens = ', '.join(GENERATORS)
+        knob('generator', self.generator in GENERATORS, f"must be one of {gens}, got {self.generator!r}.")
+        unset = SAMPLING_DEFAULTS.get(self.generator, SAMPLING_DEFAULTS['ddpm'])     # the generator's own setting
+        if self.num_steps is None: self.num_steps = unset['num_steps']
+        if self.sampler is None: self.sampler = unset['sampler']
         check_knobs(self.guidance_scale, self.num_steps, self.sampler, self.strength)
         knob('n_per_class', self.n_per_class >= 1, f"must be at least 1, got {self.n_per_class}.")
         knob('mode', self.mode in ('map', 'any'), f"must be map or any, got {self.mode!r}.")
-        gens = ', '.join(GENERATORS)
-        knob('generator', self.generator in GENERATORS, f"must be one of {gens}, got {self.generator!r}.")
         known = {f.name for f in fields(DDPMConfig)} - {'dataset', 'size', 'steps', 'data_size'}
         bad = sorted(set(self.ddpm) - known)
         knob('ddpm', not bad, f"has no field {', '.join(bad)} (size and steps are ddpm_size and ddpm_steps); "
