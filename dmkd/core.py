@@ -10,7 +10,7 @@ __all__ = ['REPRODUCIBILITY', 'PRECISIONS', 'USER_ERRORS', 'project_root', 'data
            'LeaseLock', 'build_lock', 'DamagedError', 'map_device', 'save_weights', 'load_weights', 'save_state',
            'load_state', 'first_bad', 'check_finite', 'Registry', 'KnobError', 'knob', 'resolve_precision',
            'check_types', 'check_writable', 'console', 'hyphen_args', 'cli_entry', 'run_id', 'git_revision',
-           'hardware_info', 'write_record', 'read_records']
+           'cpu_model', 'hardware_info', 'write_record', 'read_records']
 
 # %% ../nbs/00_core.ipynb #b38876e6
 import contextlib, ctypes, dataclasses, datetime, errno, hashlib, io, json, math, os, platform, random, signal, socket
@@ -664,9 +664,19 @@ def git_revision() -> str | None:
         return rev.stdout.strip() + ('+dirty' if dirty.stdout.strip() else '')
     except (OSError, subprocess.SubprocessError): return None
 
+def cpu_model() -> str | None:
+    "The CPU's model name (Linux: `/proc/cpuinfo`; elsewhere `platform.processor()`), or None when unknown."
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'): return line.split(':', 1)[1].strip()
+    except OSError: pass
+    return platform.processor() or None
+
 def hardware_info() -> dict:
-    "What this process runs on: CPU, cores, torch version, and the GPUs if any."
+    """What this process runs on: CPU (its model and the vector instructions torch's kernels use, which decide float
+    results as much as the code does), cores, torch version, and the GPUs if any."""
     info = dict(platform=platform.platform(), processor=platform.processor() or platform.machine(),
+                cpu_model=cpu_model(), cpu_capability=torch.backends.cpu.get_cpu_capability(),
                 cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(), torch=torch.__version__,
                 cuda=torch.cuda.is_available())
     if torch.cuda.is_available():

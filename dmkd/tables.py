@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['BUDGET_UNITS', 'DISTANCES', 'NUM_CLASSES', 'mean_std', 'write_table', 'method_label', 'method_order', 'is_method',
            'budget_field', 'collapse_flags', 'collapsed_mask', 'kd_steps', 'main_table', 'budget_table', 'best_budgets',
-           'levelled_off', 'budget_figure', 'settings', 'variation', 'compare', 'overall', 'matched_fidelity',
-           'fidelity_comparable', 'above_chance', 'with_chosen_budgets', 'regime', 'conclusions']
+           'levelled_off', 'budget_figure', 'settings', 'hardware_words', 'variation', 'compare', 'overall',
+           'matched_fidelity', 'fidelity_comparable', 'above_chance', 'with_chosen_budgets', 'regime', 'conclusions']
 
 # %% ../nbs/10b_tables.ipynb #d9ed012d
 import math
@@ -301,10 +301,24 @@ def settings(d: pd.DataFrame,  # the records the table was built from
         if k in d and d[k].notna().any():
             v = sorted({f'{x:g}' if isinstance(x, float) else str(x) for x in d[k].dropna()})
             parts.append(f"{k}={'/'.join(v)}")
-    hw = d.hardware.dropna().iloc[0] if 'hardware' in d and d.hardware.notna().any() else {}
     seeds = sorted(int(x) for x in d.seed.dropna().unique()) if 'seed' in d else []
     return (f"Settings: {', '.join(parts)}; seeds {seeds}; mean ± std over seeds (count). {variation(d)} "
-            f"Hardware: {hw.get('processor', '?')}, {hw.get('cpu_count', '?')} cores, cuda={hw.get('cuda', '?')}.")
+            f"{hardware_words(d)}")
+
+def hardware_words(d: pd.DataFrame,  # records (their `hardware`)
+                  ) -> str:
+    """The machine the records `d` ran on, or, when they ran on several (CPU model or vector instructions differ), that
+    they did: the same code, seed and content key give other floats on another CPU, so their numbers do not pair."""
+    hws = [h for h in d.hardware if isinstance(h, dict)] if 'hardware' in d else []
+    if not hws: return 'Hardware: not recorded.'
+    cpu = lambda h: f"{h.get('cpu_model') or h.get('processor', '?')}" + (
+        f" ({h['cpu_capability']})" if h.get('cpu_capability') else '')
+    kinds = sorted({(cpu(h), h.get('cpu_count', '?'), h.get('cuda', '?')) for h in hws}, key=str)
+    if len(kinds) == 1:
+        c, n, cuda = kinds[0]
+        return f"Hardware: {c}, {n} cores, cuda={cuda}."
+    return (f"Hardware: {len(kinds)} kinds of machine ({'; '.join(f'{c}, {n} cores' for c, n, _ in kinds)}): the "
+            "same run gives other floats on another CPU.")
 
 def variation(d: pd.DataFrame,  # the records a table was built from (`method`, `teacher_key`, `generator_key`)
              ) -> str:
