@@ -69,7 +69,7 @@ class Generator:
         "What made the images: kind, configuration and a hash of the weights (for manifests and cache keys)."
         raise NotImplementedError
 
-    def sampling(self,
+    def resolve_sampling(self,
                  num_steps: int | None = None,  # sampling steps T (None: this generator's)
                  sampler: str | None = None,    # sampler (None: this generator's)
                 ) -> tuple[int, str]:
@@ -100,7 +100,7 @@ class Generator:
                  progress: bool = False,          # show a progress bar over the batches
                 ) -> torch.Tensor:
         "uint8 images N×C×H×W of `class_ids` at `resolution` (default: native), reproducible from `seed`."
-        num_steps, sampler = self.sampling(num_steps, sampler)
+        num_steps, sampler = self.resolve_sampling(num_steps, sampler)
         check_knobs(guidance_scale, num_steps, sampler)
         ids = self.check_classes(class_ids)
         return self._batched(ids, None, guidance_scale, num_steps, sampler, seed, None, resolution, channels, progress)
@@ -118,7 +118,7 @@ class Generator:
                 progress: bool = False,          # show a progress bar over the batches
                ) -> torch.Tensor:
         "SDEdit: noise uint8 `images` to the level `strength` sets, then denoise towards `class_ids`."
-        num_steps, sampler = self.sampling(num_steps, sampler)
+        num_steps, sampler = self.resolve_sampling(num_steps, sampler)
         check_knobs(guidance_scale, num_steps, sampler, strength)
         ids = self.check_classes(class_ids)
         if images.dtype != torch.uint8 or images.ndim != 4 or len(images) != len(ids):
