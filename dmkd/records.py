@@ -25,7 +25,7 @@ RECORD_FIELDS = dict(
     identity=dict(run_id='the run id (`run-YYYYmmdd-HHMMSS-xxxxxx`)', kind="'run' (a continual record is 'continual')",
                   created='when the record was written (ISO time)', dmkd_version="dmkd's version",
                   git_revision="the checkout's git revision (+dirty when it had changes)",
-                  hardware='platform, processor, cores, torch and CUDA of the machine',
+                  hardware='platform, processor, CPU model and vector ISA, cores, torch and CUDA of the machine',
                   schema='the record schema (`SCHEMA`)',
                   spec='the run spec (`RunSpec.to_dict`): everything that was asked for',
                   record='where the record was written (set on the returned dict, not in the file)'),
