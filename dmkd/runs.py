@@ -6,9 +6,9 @@
 __all__ = ['SOURCES', 'RUN_FIELDS', 'CHANCE_FACTOR', 'FLAG_GROUPS', 'WHERE_FLAGS', 'RealSource', 'BaselineSource', 'RunSpec',
            'run_params', 'run_spec', 'spec_params', 'teacher_id', 'rel_path', 'store_images', 'baseline_images',
            'top_class_share', 'collapse_reason', 'diffusion_budget', 'run', 'out_file', 'load_student', 'flag_choices',
-           'add_flags', 'add_where', 'run_parser', 'run_cli', 'run_main', 'distill_main', 'baseline_main',
-           'train_teacher_parser', 'train_teacher_cli', 'train_teacher_main', 'synthesize_parser', 'synthesize_cli',
-           'synthesize_main']
+           'add_flags', 'add_where', 'run_parser', 'method_flags', 'run_cli', 'run_main', 'distill_main',
+           'baseline_main', 'train_teacher_parser', 'train_teacher_cli', 'train_teacher_main', 'synthesize_parser',
+           'synthesize_cli', 'synthesize_main']
 
 # %% ../nbs/09_runs.ipynb #430ea289
 import dataclasses, importlib, math, time, typing
@@ -31,7 +31,7 @@ from .ddpm import DDPMConfig, ddpm_kwargs
 from .synth import StoreSpec, load_store, read_manifest, synthesize
 from .distill import KDConfig, check_compatible, distill_dir, distill_student
 from .records import KEY_VERSIONS, SCHEMA, check_record
-from .baselines import METHODS, Context, baseline_dir, check_hparams, load_bank, method_params
+from .baselines import METHODS, Context, baseline_dir, check_hparams, load_bank, method_params, param_doc
 from .fidelity import feature_network, fidelity, teacher_outputs
 from .inversion import count_passes
 
@@ -682,14 +682,19 @@ def add_where(ap: argparse.ArgumentParser,  # the parser to add them to
 
 def run_parser(method: str = 'diffusion',  # the method whose command this is (dmkd_baseline passes its baseline)
                prog: str = 'dmkd_run',      # the command's name in its help and errors
+               own: str | None = None,      # the method whose own parameters get flags (None: `method`)
               ) -> argparse.ArgumentParser:
-    """The parser of the run command: one flag per `run_params()` entry (unset: the config's default), plus where and
-    how to run."""
+    """The parser of the run command: one flag per `run_params()` entry (unset: the config's default), the flags of
+    method `own`'s own parameters, and where and how to run; the help ends with the methods."""
+    names = ', '.join(f"{m} ({e.label})" for m, e in METHODS.items())
     ap = argparse.ArgumentParser(prog, allow_abbrev=False,
                                  description='Run one spec (teacher -> images -> KD -> the real test split) and write '
-                                 'its results record.')
-    add_flags(ap, run_params())
+                                 'its results record.',
+                                 epilog=f"Methods: {names}. `{prog} --method X --help` lists X's own parameters.")
+    params = run_params()
+    add_flags(ap, params | dict(method=dict(params['method'], default=method)))
     ap.set_defaults(method=method)
+    method_flags(ap, own or method)
     add_where(ap)
     ap.add_argument('--out', default=None,
                     help='also save the student here: a .safetensors file or a folder (its student.safetensors)')
@@ -699,6 +704,21 @@ def run_parser(method: str = 'diffusion',  # the method whose command this is (d
     return ap
 
 # %% ../nbs/09_runs.ipynb #4cbb4604
+def method_flags(ap: argparse.ArgumentParser,  # the parser to add them to
+                 method: str,                  # a key of `METHODS` (an unknown one adds nothing: the run names it)
+                ) -> argparse.ArgumentParser:
+    """A group of flags for `method`'s own parameters (those no other flag sets), each typed by its default and
+    documented as on its docs page; their values reach the run as `params` (dest `hp_<name>`)."""
+    own = {k: d for k, d in method_params(method).items() if k not in run_params()} if method in METHODS else {}
+    if not own: return ap
+    g = ap.add_argument_group(f"{METHODS[method].label}'s own parameters (--method {method})")
+    for k, d in own.items():
+        typ = yaml.safe_load if d is None or isinstance(d, (bool, dict, list, tuple)) else type(d)
+        doc = f"{param_doc(method, k)} (default: {d})".replace('%', '%%')
+        g.add_argument('--' + k.replace('_', '-'), dest='hp_' + k, type=typ, default=None, metavar=k.upper(), help=doc)
+        if '_' in k: g.add_argument('--' + k, dest='hp_' + k, type=typ, default=None, help=argparse.SUPPRESS)
+    return ap
+
 def _method_flags(method: str, rest: list[str]) -> dict:
     "A baseline's own parameters given as flags (`--ngf 16`, `--n-aug=4`), typed by their defaults."
     if not method_params(method): raise ValueError(f"Unrecognised arguments for {method}: {' '.join(rest)} (--help "
@@ -723,8 +743,14 @@ def run_cli(argv: list[str] | None = None,  # the arguments (None: the command l
             prog: str = 'dmkd_run',          # the command's name in its help and errors
            ) -> dict:
     "Parse `argv` (default: the command line), run the spec, print a one-line summary; returns the record."
-    args, rest = run_parser(method, prog).parse_known_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument('--method', default=method)
+    own = pre.parse_known_args(argv)[0].method          # the method whose own flags this command takes
+    args, rest = run_parser(method, prog, own).parse_known_args(argv)
     a = vars(args); where = {k: a.pop(k) for k in ('root', 'cache', 'reports', 'device', 'quiet', 'out', 'track')}
+    hp = {k[3:]: v for k, v in [(k, a.pop(k)) for k in list(a) if k.startswith('hp_')] if v is not None}
+    if hp: a['params'] = dict(a.get('params') or {}) | hp
     if rest: a['params'] = dict(a.get('params') or {}) | _method_flags(a['method'], rest)
     rec = run(run_spec(**a), where['root'], where['cache'], where['reports'], where['device'],
               progress=not where['quiet'], out=where['out'], track=where['track'])

@@ -52,3 +52,18 @@ def test_version(script, tmp_path):
     import dmkd
     p = _run([script, '--version'], tmp_path)
     assert p.returncode == 0 and p.stdout.strip() == f'{script} {dmkd.__version__}', (p.stdout, p.stderr[-500:])
+
+
+def test_baseline_help_lists_the_methods_and_each_methods_own_flags(tmp_path):
+    """`dmkd_baseline --help` says its `--method` default (deepinversion) and lists every method; with `--method X` the
+    help lists X's own parameters with their defaults, and those flags reach the run's `params`."""
+    from dmkd.runs import run_parser
+    plain = _run(['dmkd_baseline', '--help'], tmp_path).stdout
+    assert '(default: deepinversion)' in plain and 'dafl (DAFL)' in plain and 'd4m (D4M)' in plain
+    assert "DeepInversion's own parameters" in plain and '--competition-weight' in plain
+    dafl = _run(['dmkd_baseline', '--method', 'dafl', '--help'], tmp_path).stdout
+    assert "DAFL's own parameters (--method dafl)" in dafl and '--act-weight' in dafl and '(default: 0.1)' in dafl
+    assert '--competition-weight' not in dafl                       # another method's parameter is not offered
+    args = vars(run_parser('deepinversion', 'dmkd_baseline', 'dafl').parse_args(['--method', 'dafl', '--act-weight',
+                                                                                 '0.2', '--ngf=16']))
+    assert (args['hp_act_weight'], args['hp_ngf'], args['hp_ie_weight']) == (0.2, 16, None)
