@@ -173,14 +173,15 @@ def main_table(df: pd.DataFrame,              # results records of the main jobs
     seen = a.groupby('method')['real_data'].first() if 'real_data' in a else pd.Series(dtype=object)
     order = method_order(a.method)
     synthesis = [METHODS[m].synthesis if m in METHODS else m for m in order]
-    out = pd.DataFrame(dict(method=[method_label(m) for m in order], synthesis=synthesis))
+    out = pd.DataFrame(dict(method=[method_label(m) for m in order]))
+    # the accuracies right after the method (per pair: validation, then test), then what the rows are
+    for c in sorted(cols, key=lambda c: (c.rsplit(' ', 2)[0], 'test' in c)):
+        out[c] = cols[c].reindex(order).fillna('—').values
+    out['synthesis'] = synthesis
     out['real images'] = [_real_images(m, real.get(m), seen.get(m)) for m in order]
     out['real data seen (besides the teacher)'] = ['the train split '
                                                    '(labels)' if is_method(m, distilled=False) else _seen(seen.get(m))
                                                    for m in order]
-    for c in sorted(cols,
-                    key=lambda c: (c.rsplit(' ', 2)[0],
-                                   'test' in c)): out[c] = cols[c].reindex(order).fillna('—').values
     out['teacher passes (fwd+bwd, images)'] = [0.0 if is_method(m, kind='reference') else v
                                                for m, v in zip(order, cost.loc[order, 'passes'].values)]
     out['synthesis s'] = cost.loc[order, 'synthesis_s'].values
