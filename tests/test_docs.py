@@ -212,6 +212,8 @@ def test_site(browser, server):
             tables: [...document.querySelectorAll('.dmkd-params[data-symbol]')].map(t => t.dataset.symbol),
             wide: WIDE_TABLES(),
             nan: [...document.querySelectorAll('article td')].filter(td => td.innerText.trim() === 'nan').length,
+            history: ((document.querySelector('article') || document.body).innerText
+                      .match(/\b(issues? #?\d+|stop \d+|milestones?)\b/gi) || []),
             title: document.title})'''.replace('WIDE_TABLES()', WIDE_TABLES))
         anchors[path] = set(info['ids'])
         infos[path] = info
@@ -219,6 +221,8 @@ def test_site(browser, server):
         errors += [f'{path}: image did not load: {i["src"]}' for i in info['imgs'] if not i['ok']]
         errors += [f'{path}: a table wider than its column that does not scroll in its own box: {t!r}' for t in info['wide']]
         if info['nan']: errors.append(f"{path}: {info['nan']} table cells print nan (a missing value reads —)")
+        if info['history']:     # pages speak to users: no internal issue, stop or milestone numbers
+            errors.append(f"{path}: names the project's internal history: {', '.join(sorted(set(info['history'])))}")
         nav |= {urlparse(h).path for h in info['nav'] if h.startswith(server)}
         for h in info['links']:
             if not h.startswith(server): continue
