@@ -69,17 +69,17 @@ class RunSpec:
     # where the student's images come from
     source: StoreSpec | RealSource | BaselineSource = field(default_factory=StoreSpec)
     kd: KDConfig = field(default_factory=KDConfig)  # the student and its KD
-    # use the teacher's checkpoint of this earlier epoch (a weaker teacher); None: the last
-    teacher_epoch: int | None = None
+    # the teacher's checkpoint after this earlier epoch (a weaker teacher); None: its last epoch (`teacher_epochs`)
+    teacher_checkpoint: int | None = None
     scratch: bool = False            # also train the student from scratch on the real train split (a reference column)
     # measure the images' fidelity (FD, KID, precision, recall, agreement) in the teacher's feature space
     fidelity: bool = False
 
     def __post_init__(self):
         check_types(self)
-        knob('teacher_epoch', self.teacher_epoch is None or 1 <= self.teacher_epoch <= self.teacher.epochs,
-             f"must lie in [1, {self.teacher.epochs}] for a {self.teacher.epochs}-epoch teacher, got "
-             f"{self.teacher_epoch}.")
+        ok = self.teacher_checkpoint is None or 1 <= self.teacher_checkpoint <= self.teacher.epochs
+        knob('teacher_checkpoint', ok, f"must lie in [1, {self.teacher.epochs}] for a {self.teacher.epochs}-epoch "
+                                       f"teacher, got {self.teacher_checkpoint}.")
 
     @property
     def method(self) -> str:
@@ -89,7 +89,7 @@ class RunSpec:
     def to_dict(self) -> dict:
         return dict(teacher=self.teacher.to_dict(), source=dict(kind=self.source.kind, **asdict(self.source)),
                     kd=self.kd.to_dict(),
-                    teacher_epoch=self.teacher_epoch, scratch=self.scratch, fidelity=self.fidelity)
+                    teacher_checkpoint=self.teacher_checkpoint, scratch=self.scratch, fidelity=self.fidelity)
 
     @classmethod
     def from_dict(cls,
@@ -98,13 +98,14 @@ class RunSpec:
         "The spec a record's `spec` (or `to_dict`) describes."
         src = dict(d['source']); kind = src.pop('kind')
         return cls(TrainConfig(**d['teacher']), SOURCES[kind](**src), KDConfig(**d['kd']),
-                   d.get('teacher_epoch'), d.get('scratch', False), d.get('fidelity', False))
+                   d.get('teacher_checkpoint', d.get('teacher_epoch')),    # (its name in specs made before)
+                   d.get('scratch', False), d.get('fidelity', False))
 
 #: The image sources by their `kind`.
 SOURCES = dict(store=StoreSpec, real=RealSource, baseline=BaselineSource)
 
 # %% ../nbs/09_runs.ipynb #39ee7655
-RUN_FIELDS = ('teacher_epoch', 'scratch', 'fidelity')
+RUN_FIELDS = ('teacher_checkpoint', 'scratch', 'fidelity')
 
 def _field_docs(cls) -> dict:
     """The comment of each field of dataclass `cls`, on one line (a comment above a long field spans several); a class
@@ -390,10 +391,10 @@ def _size(spec) -> dict:
 def _teacher(spec, root, cache, device, keep_epochs, progress, acc):
     # scored once: the teacher's accuracy here, the student's at the end
     test = load_dataset(spec.teacher.dataset, 'test', root=root, **_size(spec))
-    tnet, tmeta = get_teacher(spec.teacher, epoch=spec.teacher_epoch, root=root, cache=cache, device=device,
+    tnet, tmeta = get_teacher(spec.teacher, epoch=spec.teacher_checkpoint, root=root, cache=cache, device=device,
                               keep_epochs=keep_epochs, progress=progress)
     tnet = tnet.to(acc.device)
-    e = spec.teacher_epoch if spec.teacher_epoch not in (None, spec.teacher.epochs) else None
+    e = spec.teacher_checkpoint if spec.teacher_checkpoint not in (None, spec.teacher.epochs) else None
     folder = teacher_dir(spec.teacher, tmeta['data_digest'], cache, world_size())
     tmeta = dict(tmeta, weights=rel_path(folder / (f'epoch_{e:03d}.safetensors' if e else 'model.safetensors'), cache))
     logits, _ = teacher_outputs(tnet, test, device=acc.device)
@@ -432,7 +433,7 @@ def run(spec: RunSpec,                # what to run
         device='auto',                # auto, cpu or cuda
         progress: bool = True,        # progress bars and per-epoch lines
         record: bool = True,          # write the record
-        keep_epochs=(),               # teacher epochs to keep as checkpoints (for later teacher_epoch runs)
+        keep_epochs=(),               # teacher epochs to keep as checkpoints (for later teacher_checkpoint runs)
         labels: dict | None = None,   # extra record fields naming the run in its study (e.g. ablation, axis, value)
         stop_after: int | None = None,# stop KD after this many epochs (a resumable partial run; no record)
         # also save the student here: a .safetensors file, or a folder (its student.safetensors); the record says where
@@ -662,7 +663,8 @@ def add_flags(ap: argparse.ArgumentParser,  # the parser to add them to
     return ap
 
 #: The help's group of a flag, by its config (the `target` of its `run_params()` entry).
-FLAG_GROUPS = dict(run='the run', teacher='the teacher (`TrainConfig`)', store='images: a diffusion store (`StoreSpec`)',
+FLAG_GROUPS = dict(run='the run', teacher='the teacher (`TrainConfig`)',
+                   store='images: a diffusion store (`StoreSpec`)',
                    baseline='images: a baseline method (`dmkd.baselines`)', kd='the student and its KD (`KDConfig`)')
 
 #: Where and how a command runs: the same flags on every command line.

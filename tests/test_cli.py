@@ -12,6 +12,8 @@ SCRIPTS = ('dmkd_run', 'dmkd_distill', 'dmkd_baseline', 'dmkd_train_teacher', 'd
 MISTAKES = [   # (command, what the one line says)
     (['dmkd_run', '--guidance-scal', '2'], 'Unrecognised arguments for diffusion: --guidance-scal 2'),   # no prefix matching
     (['dmkd_run', '--method', 'magic'], "Unknown method 'magic'. Valid methods: deepinversion"),
+    # a near-miss of --teacher-epochs is no other knob: the checkpoint knob is --teacher-checkpoint
+    (['dmkd_run', '--teacher-epoch', '3'], 'Unrecognised arguments for diffusion: --teacher-epoch 3'),
     (['dmkd_run', '--dataset', 'imagefolder', '--root', '/nonexistent'], 'imagefolder root /nonexistent does not exist'),
     (['dmkd_distill', '--epochs', '0'], 'epochs must be at least 1, got 0'),
     (['dmkd_run', '--sampler', 'euler'], "argument --sampler: invalid choice: 'euler' (choose from 'ddpm', 'ddim', 'dpm++')"),
