@@ -192,8 +192,36 @@ def _clean_output(o):
     return o
 
 
-def _tidy(nb):
-    "Drop directive lines, honour `echo: false` / `output: false`, drop empty cells; return an nbformat notebook."
+_CHECKS = {'test_eq', 'test_ne', 'test_fail', 'test_close', 'test_eq_type', 'test_warns', 'test_is', 'test_stdout'}
+
+
+def _is_check(n) -> bool:
+    "Is statement `n` a check: an `assert`, or a call of a fastcore `test_*` function?"
+    import ast
+    return isinstance(n, ast.Assert) or (isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)
+                                         and getattr(n.value.func, 'id', '') in _CHECKS)
+
+
+def split_checks(src: str) -> tuple[str, str]:
+    """`src` without its checks, and the checks: a line goes when every statement on it is a check (the comment lines
+    just above it go with it), so an example reads as usage and its checks can be shown apart."""
+    import ast
+    try: body = ast.parse(src).body
+    except SyntaxError: return src, ''
+    flags = {}
+    for n in body:
+        for ln in range(n.lineno, n.end_lineno + 1): flags.setdefault(ln, []).append(_is_check(n))
+    lines, drop = src.splitlines(), {ln for ln, f in flags.items() if all(f)}
+    for ln in sorted(drop):                      # comment lines right above a check belong to it
+        k = ln - 1
+        while k >= 1 and k not in flags and lines[k - 1].strip().startswith('#'): drop.add(k); k -= 1
+    keep = '\n'.join(ln for i, ln in enumerate(lines, 1) if i not in drop).strip('\n')
+    return keep, '\n'.join(ln for i, ln in enumerate(lines, 1) if i in drop).strip('\n')
+
+
+def _tidy(nb, checks_last: bool = False):
+    """Drop directive lines, honour `echo: false` / `output: false`, drop empty cells; `checks_last`: move the examples'
+    checks to a "Tests" section at the end (`split_checks`). Return an nbformat notebook."""
     import nbformat
     cells = []
     for c in nb.cells:
@@ -216,6 +244,18 @@ def _tidy(nb):
                               metadata=dict(tags=[] if src else ['remove_input'])))
         elif c['cell_type'] == 'markdown':
             if src.strip(): cells.append(dict(cell_type='markdown', source=src, metadata={}))
+    if checks_last:      # the examples teach; their checks (test_eq, test_fail, assert, ...) go under "Tests"
+        checks = []
+        for c in cells:
+            if c['cell_type'] != 'code' or not c['source']: continue
+            c['source'], moved = split_checks(c['source'])
+            if moved: checks.append(dict(cell_type='code', source=moved, outputs=[], execution_count=None, metadata={}))
+        cells = [c for c in cells if c['cell_type'] != 'code' or c['source'] or c['outputs']]
+        for c in cells:
+            if c['cell_type'] == 'code' and not c['source']: c['metadata'] = dict(tags=['remove_input'])
+        if checks:
+            cells += [dict(cell_type='markdown', metadata={}, source="## Tests\n\nThe checks of the examples above, as "
+                           "`nbdev_test` and the test suite run them.")] + checks
     out = dict(cells=cells, metadata=dict(language_info=dict(name='python')), nbformat=4, nbformat_minor=4)
     return nbformat.reads(json.dumps(out), as_version=4)  # joins the list-of-lines outputs that execnb leaves
 
@@ -255,10 +295,10 @@ def add_links(nb, syms: dict, here: str):
     return nb
 
 
-def to_markdown(nb, dest: Path, syms: dict | None = None, here: str = '') -> Path:
+def to_markdown(nb, dest: Path, syms: dict | None = None, here: str = '', checks_last: bool = False) -> Path:
     "Write `nb` as Markdown at `dest`, its figures as files in `<stem>_files/` beside it; `syms`: link symbols (see `add_links`)."
     from nbconvert import MarkdownExporter
-    nbf = add_links(_tidy(nb), syms or {}, here)
+    nbf = add_links(_tidy(nb, checks_last), syms or {}, here)
     from nbconvert.preprocessors import TagRemovePreprocessor
     ex = MarkdownExporter()
     ex.register_preprocessor(TagRemovePreprocessor(remove_input_tags={'remove_input'}, enabled=True), enabled=True)
@@ -556,7 +596,7 @@ def build(site_dir: Path | str | None = None, work_dir: Path | str | None = None
             for role, f, fut in futs:
                 r = fut.result()
                 name = page_name(f, role)
-                to_markdown(r['nb'], docs / name, syms, name)
+                to_markdown(r['nb'], docs / name, syms, name, checks_last=role == 'api')
                 timings[f.name] = r['seconds']
                 if role != 'home': pages[role].append((r['title'] or f.stem, name))
                 log(f"  {f.name:28s} -> {name:28s} {r['seconds']:7.1f}s" + ('  (executed copy reused)' if r.get('reused') else ''))
