@@ -312,15 +312,20 @@ def to_markdown(nb, dest: Path, syms: dict | None = None, here: str = '', checks
     return dest
 
 
-def _executed_nb(f: Path, execute: bool, cache_dir: str | None, key: str, executed: str | None = None, params: dict | None = None):
+def _executed_nb(f: Path, execute: bool, cache_dir: str | None, key: str, executed: str | None = None,
+                 params: dict | None = None, reuse: bool = False):
     """Notebook `f` executed: the copy a caller ran (`executed/<name>.ipynb`), else the cached copy of content key `key`
-    under `cache_dir`, else executed now (and cached); unexecuted when `execute` is off. Returns (notebook, reused)."""
+    under `cache_dir`, else (`reuse`, no `params`) the outputs committed in `f` itself (a tutorial), else executed now
+    (and cached); unexecuted when `execute` is off. Returns (notebook, reused)."""
     from execnb.nbio import read_nb, write_nb
     given = Path(executed) / f.name if executed else None
     cached = Path(cache_dir) / f'{f.stem}-{key}.ipynb' if (execute and cache_dir) else None
     if given is not None and given.exists(): return read_nb(given), True
     if cached is not None and cached.exists(): return read_nb(cached), True
     if not execute: return read_nb(f), False
+    committed = read_nb(f)     # a tutorial that keeps one run's outputs in the repository (tools/run_tutorials.py)
+    if reuse and not params and any(c.cell_type == 'code' and c.get('outputs') for c in committed.cells):
+        return committed, True
     nb = _execute(f, params=params)['nb']
     if cached is None: return nb, False
     from dmkd.core import atomic_path
@@ -359,7 +364,8 @@ def _tutorial(f: str, execute: bool, cache_dir: str | None = None, reports: str 
     """Execute (or reuse the executed copy keyed by `exec_key` under `cache_dir`, or the copy `executed/<name>.ipynb` that a
     caller ran, e.g. with papermill) and process one experiment notebook."""
     t0 = time.time(); f = Path(f)
-    nb, reused = _executed_nb(f, execute, cache_dir, exec_key(f, Path(reports) if reports else None, params), executed, params)
+    key = exec_key(f, Path(reports) if reports else None, params)
+    nb, reused = _executed_nb(f, execute, cache_dir, key, executed, params, reuse=cache_dir is not None)
     title = title_of(nb)
     return dict(nb=_process(nb, api=False), title=title, seconds=round(time.time() - t0, 1), reused=reused)
 
@@ -628,8 +634,9 @@ def main(argv=None):
     ap.add_argument('--no-execute', action='store_true', help='do not execute the notebooks (no figures or example outputs; a quick look)')
     ap.add_argument('--reports', default=None, help='reports folder for the results page (default: $DMKD_REPORTS or reports/)')
     ap.add_argument('--workers', type=int, default=1, help='notebooks processed at once (default 1)')
-    ap.add_argument('--no-reuse', action='store_true', help='execute every experiment notebook again, even when an executed copy '
-                    'with the same content key (notebook, dmkd/ source, reports/) is in the cache (data/cache/docs/)')
+    ap.add_argument('--no-reuse', action='store_true', help='execute every experiment notebook again, even a tutorial whose '
+                    'outputs are committed (tools/run_tutorials.py) or one whose executed copy with the same content key '
+                    '(notebook, dmkd/ source, reports/) is in the cache (data/cache/docs/)')
     ap.add_argument('--nbs', default=None, help='notebook folder (default: nbs/)')
     ap.add_argument('--executed', default=None, help='folder of experiment notebooks already executed (<name>.ipynb, e.g. papermill '
                     'outputs): used as they are instead of executing the notebooks (the test suite builds from its own runs)')
