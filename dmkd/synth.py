@@ -347,7 +347,7 @@ def synthesize(spec: StoreSpec | None = None,    # what the store holds (None: `
     target = _load(data, 'test', where.root)
     if gen is None:       # the in-project DDPM of this dataset (its data knobs as DDPMConfig names them), or a pipeline
         dkw = {dict(size='data_size').get(k, k): v for k, v in data.options().items()}
-        ddpm = dict(dataset=data.dataset, root=where.root) | dkw | spec.ddpm_options()
+        ddpm = dict(dataset=data.dataset, root=where.root, progress=where.progress) | dkw | spec.ddpm_options()
         gen = get_generator(spec.generator, target.classes, model=spec.model, device=where.device, cache=where.cache,
                             **(ddpm if spec.generator == 'ddpm' else {}))
     source = None if spec.strength is None else _corpus_images(data, spec.n_per_class, where.root)   # SDEdit / img2img
