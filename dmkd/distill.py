@@ -59,7 +59,7 @@ class KDConfig:
     teacher_cache: int = 0
     # torch.compile the student (kernels cached under the cache root; off until measured faster on a GPU)
     compile: bool = False
-    precision: str = 'auto'         # 'auto' (bf16 autocast on a bf16-capable CUDA GPU, fp32 elsewhere), 'bf16' or 'fp32'
+    precision: str = 'auto'         # 'auto' (bf16 on a bf16-capable CUDA GPU, fp32 elsewhere), 'bf16' or 'fp32'
     seed: int = 0                   # seed for initialisation, order and augmentation
 
     def __post_init__(self):

@@ -110,7 +110,7 @@ class Generator:
                 class_ids,                       # class id of each image to denoise towards (this generator's ids)
                 strength: float = 0.5,           # noise level in [0, 1]: 0 returns the images, 1 is plain generation
                 guidance_scale: float = 2.0,     # classifier-free guidance scale s (1: none; 0: unconditional)
-                num_steps: int | None = None,    # steps T of the full schedule (about `strength` × T run; None: its own)
+                num_steps: int | None = None,    # steps T of the whole schedule (about `strength` × T run; None: own)
                 sampler: str | None = None,      # 'ddpm', 'ddim' or 'dpm++' (None: the generator's)
                 seed: int = 0,                   # seed of the noise (each batch of `batch_size` gets its own)
                 resolution: int | None = None,   # output side in pixels (None: the generator's native size)
