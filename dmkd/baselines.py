@@ -237,36 +237,36 @@ def _deepinversion(ctx, p: _DeepInversion):
 # %% ../nbs/07d_baselines.ipynb #8fd54866
 def epoch_images(ctx,                       # the run's `Context` (its KD epochs and batch, its classes)
                  method: str,               # a joint-training method (its entry's `reference_work`)
-                 n_per_class: int | None,   # images per class per KD epoch, as given (None: from `budget`)
+                 epoch_per_class: int | None,   # images per class per KD epoch, as given (None: from `budget`)
                  budget: float | None,      # generator updates as a multiple of the reference's (None: 1)
                  student_steps: int,        # KD steps per generator update
                 ) -> int:
-    """Images per class per KD epoch of a joint-training method: `n_per_class` as given, or what makes `budget` × the
-    reference's generator updates (its entry's `reference_work`) in the run's KD epochs."""
+    """Images per class per KD epoch of a joint-training method: `epoch_per_class` as given, or what makes `budget` ×
+    the reference's generator updates (its entry's `reference_work`) in the run's KD epochs."""
     work = METHODS[method].reference_work
-    if n_per_class is not None and budget is not None:
-        raise ValueError(f"{method}: give n_per_class (the images per KD epoch) or budget (the generator updates as a "
-                         f"multiple of the reference's {work:,}), not both: each sets the length of its joint "
+    if epoch_per_class is not None and budget is not None:
+        raise ValueError(f"{method}: give epoch_per_class (the images per KD epoch) or budget (the generator updates "
+                         f"as a multiple of the reference's {work:,}), not both: each sets the length of its joint "
                          "training.")
     # the KD length is fixed: the placeholders only fill a batch
     if getattr(getattr(ctx, 'kd', None), 'kd_steps', None):
-        if n_per_class is not None:
+        if epoch_per_class is not None:
             raise ValueError(f"{method}: with kd_steps the student's training is fixed; give budget (the generator "
                              "updates "
-                             f"as a multiple of the reference's {work:,}), not n_per_class.")
+                             f"as a multiple of the reference's {work:,}), not epoch_per_class.")
         return max(1, math.ceil(ctx.kd.batch_size / len(ctx.classes)))
-    if n_per_class is not None: return n_per_class
+    if epoch_per_class is not None: return epoch_per_class
     steps = scaled(work, 1.0 if budget is None else budget) * student_steps    # KD steps of the whole run
     return max(1, math.ceil(math.ceil(steps / ctx.kd.epochs) * ctx.kd.batch_size / len(ctx.classes)))
 
-def _generator_method(ctx, method, weights, n_per_class, cls=GeneratorHook, budget=None, extra=None, **kw):
+def _generator_method(ctx, method, weights, epoch_per_class, cls=GeneratorHook, budget=None, extra=None, **kw):
     """A generator method's hook: its `GeneratorRecipe` (`weights` and `kw`) with its reference's student mode in a
     generator step (its entry's), `extra` settings of its hook class, and no flips of digits."""
     recipe = GeneratorRecipe(weights, student_mode=METHODS[method].student_mode, **kw)
     hook = cls(ctx.teacher, recipe, **(extra or {}), size=ctx.shape[-1], channels=ctx.shape[0], seed=ctx.seed,
                device=ctx.kd_device, dataset=getattr(ctx, 'dataset', None))
     hook.spread = generator_spread(ctx, method, budget)
-    return dict(images=placeholder_images(ctx, n_per_class), hook=hook, info={})
+    return dict(images=placeholder_images(ctx, epoch_per_class), hook=hook, info={})
 
 def generator_spread(ctx,                  # the run's `Context` (its `kd`: `kd_steps`)
                      method: str,           # a joint-training method (its entry's `reference_work`)
@@ -281,11 +281,11 @@ def generator_spread(ctx,                  # the run's `Context` (its `kd`: `kd_
     return scaled(work, 1.0 if budget is None else budget), steps
 
 def placeholder_images(ctx,               # the run's `Context` (its classes, image shape and teacher)
-                       n_per_class: int,  # blank images per class: they set the length of a KD epoch
+                       epoch_per_class: int,  # blank images per class: they set the length of a KD epoch
                       ) -> ImageSet:
-    """What a generator method hands the KD loop as its 'images': `n_per_class`·C blank images (the loop's epoch
+    """What a generator method hands the KD loop as its 'images': `epoch_per_class`·C blank images (the loop's epoch
     length); the hook replaces every batch. The student's normalisation is the teacher's."""
-    n = n_per_class * len(ctx.classes)
+    n = epoch_per_class * len(ctx.classes)
     return ImageSet(torch.zeros(n, *ctx.shape, dtype=torch.uint8), torch.arange(n) % len(ctx.classes), ctx.classes,
                     'generated', 'synthetic', tuple(ctx.teacher.mean.flatten().tolist()),
                     tuple(ctx.teacher.std.flatten().tolist()))
@@ -333,10 +333,10 @@ _DFQ_DEVIATIONS = [
                  recipes=dict(cifar10=dict(generator_lr=0.02, oh_weight=0.05, act_weight=0.01),          # README.md:29
                               cifar100=dict(generator_lr=0.02, oh_weight=0.5, ie_weight=20.0, act_weight=0.1)),  # :35
                  deviations=_DAFL_DEVIATIONS)
-def _dafl(ctx, n_per_class: int | None = None, budget: float | None = None, generator_lr: float = 0.2,
+def _dafl(ctx, epoch_per_class: int | None = None, budget: float | None = None, generator_lr: float = 0.2,
           student_steps: int = 1, oh_weight: float = 1.0, act_weight: float = 0.1, ie_weight: float = 5.0,
           ngf: int = 64):
-    n = epoch_images(ctx, 'dafl', n_per_class, budget, student_steps)
+    n = epoch_images(ctx, 'dafl', epoch_per_class, budget, student_steps)
     return _generator_method(ctx, 'dafl', dict(oh=oh_weight, act=act_weight, ie=ie_weight), n,
                              generator_lr=generator_lr,
                              student_steps=student_steps, fixed_z=True, ie_base=10, nz=100, ngf=ngf, budget=budget)
@@ -349,9 +349,9 @@ def _dafl(ctx, n_per_class: int | None = None, budget: float | None = None, gene
                      facts=dict(generator_batch=(128, 'scripts/ZeroShot/main0.sh:16'),
                                 student_mode=('train', 'solver.py:31, 93-101'))),
                  deviations=_ZSKT_DEVIATIONS)
-def _zskt(ctx, n_per_class: int | None = None, budget: float | None = None, generator_lr: float = 1e-3,
+def _zskt(ctx, epoch_per_class: int | None = None, budget: float | None = None, generator_lr: float = 1e-3,
           student_steps: int = 10, clip: float = 5.0, ngf: int = 64):
-    n = epoch_images(ctx, 'zskt', n_per_class, budget, student_steps)
+    n = epoch_images(ctx, 'zskt', epoch_per_class, budget, student_steps)
     return _generator_method(ctx, 'zskt', dict(adv=1.0), n, divergence='kl', generator_lr=generator_lr,
                              student_steps=student_steps, fixed_z=True, clip=clip, nz=100, ngf=ngf, budget=budget)
 
@@ -362,9 +362,9 @@ def _zskt(ctx, n_per_class: int | None = None, budget: float | None = None, gene
                      facts=dict(generator_batch=(256, 'DFAD_cifar.py:86'),
                                 student_mode=('train', 'DFAD_cifar.py:19, 35-46'))),
                  deviations=_DFAD_DEVIATIONS)
-def _dfad(ctx, n_per_class: int | None = None, budget: float | None = None, generator_lr: float = 1e-3,
+def _dfad(ctx, epoch_per_class: int | None = None, budget: float | None = None, generator_lr: float = 1e-3,
           student_steps: int = 5, ngf: int = 64):
-    n = epoch_images(ctx, 'dfad', n_per_class, budget, student_steps)
+    n = epoch_images(ctx, 'dfad', epoch_per_class, budget, student_steps)
     return _generator_method(ctx, 'dfad', dict(adv=1.0), n, divergence='l1', generator_lr=generator_lr,
                              student_steps=student_steps, nz=256, ngf=ngf, budget=budget)
 
@@ -378,10 +378,10 @@ def _dfad(ctx, n_per_class: int | None = None, budget: float | None = None, gene
                      facts=dict(generator_batch=(256, 'scripts/dfq_cifar.sh:4'),
                                 student_mode=('eval', 'datafree/synthesis/generative.py:56'))),
                  deviations=_DFQ_DEVIATIONS)
-def _dfq(ctx, n_per_class: int | None = None, budget: float | None = None, generator_lr: float = 1e-3,
+def _dfq(ctx, epoch_per_class: int | None = None, budget: float | None = None, generator_lr: float = 1e-3,
          student_steps: int = 10, bn_weight: float = 1.0, oh_weight: float = 1.0, ie_weight: float = 20.0,
          adv_weight: float = 1.0, ngf: int = 64):
-    n = epoch_images(ctx, 'dfq', n_per_class, budget, student_steps)
+    n = epoch_images(ctx, 'dfq', epoch_per_class, budget, student_steps)
     return _generator_method(ctx, 'dfq', dict(bn=bn_weight, oh=oh_weight, ie=ie_weight, adv=adv_weight), n,
                              divergence='kl',
                              generator_lr=generator_lr, student_steps=student_steps, nz=256, ngf=ngf, budget=budget)
@@ -397,7 +397,7 @@ _ROUND_DEVIATION = ("a synthesis round every `student_steps` = 4 KD steps, of on
 @dataclass
 class _Fast:
     "Fast-DFKD's parameters (documented once, in `PARAM_DOCS`)."
-    n_per_class: int = 50
+    epoch_per_class: int = 50
     budget: float = 1.0
     generator_steps: int = 2
     generator_lr: float = 5e-3
@@ -435,15 +435,15 @@ class _Fast:
                              ("budgets other than 1 keep Fast-2's lr_g and lr_z",
                               "the reference lowers them for Fast-5 and Fast-10 (scripts/fast_cifar.sh:6, 8)")])
 def _fast(ctx, p: _Fast):
-    start, reset = fast_schedule(run_rounds(ctx, p.n_per_class, p.student_steps), p.warmup, p.reset_l0)
-    return _generator_method(ctx, 'fast', dict(bn=p.bn_weight, oh=p.oh_weight, adv=p.adv_weight), p.n_per_class,
+    start, reset = fast_schedule(run_rounds(ctx, p.epoch_per_class, p.student_steps), p.warmup, p.reset_l0)
+    return _generator_method(ctx, 'fast', dict(bn=p.bn_weight, oh=p.oh_weight, adv=p.adv_weight), p.epoch_per_class,
                              divergence='masked_kl', generator_lr=p.generator_lr, lr_z=p.lr_z,
                              generator_steps=scaled(p.generator_steps, p.budget), student_steps=p.student_steps,
                              meta=p.meta, bn_momentum=p.bn_momentum, bank=p.bank, random_targets=True, augment=True,
                              warmup=start - 1, reset_l0=reset, nz=256, ngf=p.ngf)
 
 def run_rounds(ctx,               # the run's `Context` (its `kd`: epochs and batch size; its classes)
-               n_per_class: int,  # placeholder images per class: the length of a KD epoch
+               epoch_per_class: int,  # placeholder images per class: the length of a KD epoch
                student_steps: int, # KD steps per synthesis round
               ) -> int:
     """The synthesis rounds a KD run makes: ⌈its KD steps / `student_steps`⌉ (220, the reference's, when the KD is not
@@ -451,7 +451,7 @@ def run_rounds(ctx,               # the run's `Context` (its `kd`: epochs and ba
     kd = getattr(ctx, 'kd', None)
     if kd is None: return 220
     if getattr(kd, 'kd_steps', None): return math.ceil(kd.kd_steps / student_steps)
-    per_epoch = math.ceil(n_per_class * len(ctx.classes) / (kd.batch_size * world_size()))
+    per_epoch = math.ceil(epoch_per_class * len(ctx.classes) / (kd.batch_size * world_size()))
     return math.ceil(kd.epochs * per_epoch / student_steps)
 
 def fast_schedule(rounds: int,     # the run's synthesis rounds (`run_rounds`)
@@ -468,7 +468,7 @@ def fast_schedule(rounds: int,     # the run's synthesis rounds (`run_rounds`)
 @dataclass
 class _CMI:
     "CMI's parameters (documented once, in `PARAM_DOCS`)."
-    n_per_class: int = 50
+    epoch_per_class: int = 50
     budget: float = 1.0
     generator_steps: int = 200
     generator_lr: float = 1e-3
@@ -494,7 +494,7 @@ class _CMI:
                                 student_mode=('eval', 'datafree/synthesis/contrastive.py:173'))),
                  deviations=[(_ROUND_DEVIATION[0], "the reference runs 200 steps per round once per 400 KD steps")])
 def _cmi(ctx, p: _CMI):
-    return _generator_method(ctx, 'cmi', dict(bn=p.bn_weight, oh=p.oh_weight, adv=p.adv_weight), p.n_per_class,
+    return _generator_method(ctx, 'cmi', dict(bn=p.bn_weight, oh=p.oh_weight, adv=p.adv_weight), p.epoch_per_class,
                              cls=CMIHook, generator_lr=p.generator_lr,
                              generator_steps=scaled(p.generator_steps, p.budget), student_steps=p.student_steps,
                              nz=256, ngf=p.ngf, extra=dict(contrast=p.contrast, head_dim=p.head_dim, n_neg=p.n_neg,
@@ -650,16 +650,17 @@ def check_hparams(method: str,   # a key of `METHODS`
         raise FileNotFoundError(f"{METHODS[method].label} source image not found at {hparams['image']}: pass image= "
                                 "an existing image file (default: matplotlib's sample photograph).")
     work = METHODS[method].reference_work
-    if work and hparams.get('n_per_class') is not None and hparams.get('budget') is not None:
-        raise ValueError(f"{method}: give n_per_class (the images per KD epoch) or budget (the generator updates as a "
-                         f"multiple of the reference's {work:,}), not both: each sets the length of its joint "
+    if work and hparams.get('epoch_per_class') is not None and hparams.get('budget') is not None:
+        raise ValueError(f"{method}: give epoch_per_class (the images per KD epoch) or budget (the generator updates "
+                         f"as a multiple of the reference's {work:,}), not both: each sets the length of its joint "
                          "training.")
     return full | hparams
 
 # %% ../nbs/07d_baselines.ipynb #a512a86a
 #: One line per method parameter: a name means the same in every method that takes it, so it is written once.
 PARAM_DOCS = dict(
-    n_per_class='images per class (an image bank) or per KD epoch (a generator method)',
+    n_per_class='images per class of an image bank',
+    epoch_per_class='a joint generator method: placeholder images per class in one KD epoch (None: from budget)',
     budget="synthesis work as a multiple of the reference's (its entry's budget_knob says which knob it scales)",
     iterations='inversion: optimiser steps per batch of images',
     inversion_lr='inversion: Adam learning rate on the normalised pixels',

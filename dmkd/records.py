@@ -44,7 +44,7 @@ RECORD_FIELDS = dict(
     images=dict(generator='the generator kind (ddpm, dit, sd) or None', generator_key="the generator's content key",
                 model="a pretrained generator's model", guidance_scale='guidance scale s', num_steps='sampling steps T',
                 sampler='the sampler', strength='img2img/SDEdit strength (None: generation)', mode='map or any',
-                n_per_class='images per class (a generator method: per KD epoch)', ddpm_size="the DDPM's resolution",
+                n_per_class='images per class of the store or image bank', ddpm_size="the DDPM's resolution",
                 ddpm_steps="the DDPM's optimiser steps", ddpm_config="the DDPM's full config",
                 ddpm_training="how the DDPM trained (precision, compile, images/s)",
                 generator_saw_teacher_data="whether the DDPM learnt from the teacher's own train images",

@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['EXECUTORS', 'VALIDATION_METRICS', 'VARY', 'CLAIM_WAIT', 'LOCAL_SUBMITIT', 'VOLATILE', 'sweep_main', 'run_name',
-           'executor_options', 'check_selections', 'selections', 'job_defaults', 'expand_sweep', 'Selection', 'Job',
-           'SweepFile', 'sweep_problems', 'load_sweep', 'schema_table', 'run_done', 'check_parameters', 'execute_run',
-           'visible_gpus', 'RequeuedRun', 'run_sweep', 'record_identity', 'collect_records', 'subset_imagefolder',
-           'sweep_cli']
+           'executor_options', 'select_jobs', 'check_selections', 'selections', 'job_defaults', 'expand_sweep',
+           'Selection', 'Job', 'SweepFile', 'sweep_problems', 'load_sweep', 'schema_table', 'run_done',
+           'check_parameters', 'execute_run', 'visible_gpus', 'RequeuedRun', 'run_sweep', 'record_identity',
+           'collect_records', 'subset_imagefolder', 'sweep_cli']
 
 # %% ../nbs/10a_sweeps.ipynb #52bee723
 import ctypes, itertools, json, math, os, re, shutil, signal, subprocess, sys, time, uuid
@@ -71,6 +71,11 @@ def executor_options(sw: dict,                # the loaded sweep (its `executor:
 #: chooses).
 VALIDATION_METRICS = ('student_val_acc', 'teacher_val_acc', 'scratch_val_acc')
 
+def select_jobs(s: dict,  # one `select:` entry
+               ) -> list[str]:
+    "The jobs whose records a `select:` entry pools: its `job`, a name or a list of names."
+    return [s['job']] if isinstance(s['job'], str) else list(s['job'])
+
 def check_selections(sw: dict,          # the loaded sweep (its `select:` entries and `jobs`)
                      path='the sweep',  # how error messages name the sweep (e.g. its file)
                     ) -> list[dict]:
@@ -84,8 +89,8 @@ def check_selections(sw: dict,          # the loaded sweep (its `select:` entrie
             raise ValueError(f"{path} selects {', '.join(s['sets'])} by {s['by']!r}: choices are made on the "
                              "validation split, never on test. "
                              f"Use by: one of {', '.join(VALIDATION_METRICS)}.")
-        if s['job'] not in {j['name'] for j in sw['jobs']}: raise ValueError(f"{path} selects from job {s['job']!r}, "
-                                                                             "which it does not have.")
+        lost = [j for j in select_jobs(s) if j not in {j['name'] for j in sw['jobs']}]
+        if lost: raise ValueError(f"{path} selects from job {', '.join(map(repr, lost))}, which it does not have.")
         out.append(s)
     return out
 
@@ -98,7 +103,8 @@ def selections(sw: dict,          # the loaded sweep (its `select:` entries and 
     sweep's defaults hold it."""
     rows = []
     for s in check_selections(sw):
-        d = df[df.job == s['job']] if len(df) and 'job' in df else df.iloc[:0]
+        # several jobs choose together (e.g. the KD length over every method): their runs are pooled
+        d = df[df.job.isin(select_jobs(s))] if len(df) and 'job' in df else df.iloc[:0]
         if not len(d): continue
         params = d.get('params', pd.Series([None] * len(d), index=d.index))
         d = d.assign(**{k: [(x or {}).get(k) if isinstance(x, dict) else None for x in params]
@@ -113,7 +119,7 @@ def selections(sw: dict,          # the loaded sweep (its `select:` entries and 
         default = {k: (sw.get('defaults') or {}).get(k) for k in s['sets']}
         for _, r in g.iterrows():
             setting = {k: r[k] for k in s['sets']}
-            rows.append(dict(job=s['job'], setting=', '.join(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}' for k,
+            rows.append(dict(job=', '.join(select_jobs(s)), setting=', '.join(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}' for k,
                                                              v in setting.items()),
                              by=s['by'], value=f"{r['mean']:.2f} ± {0 if pd.isna(r['std']) else r['std']:.2f} "
                                                f"({int(r['count'])})" if r['count'] else '—',
@@ -168,7 +174,7 @@ class _Strict(BaseModel):
 
 class Selection(_Strict):
     "One `select:` entry: a default of the file chosen from a job's records."
-    job: str = Field(description="the job whose records choose")
+    job: str | list[str] = Field(description="the job whose records choose (a list: their runs pooled)")
     by: str = Field(description="the metric that chooses: a validation accuracy (`VALIDATION_METRICS`)")
     sets: list[str] = Field(description="the parameters the choice sets (a list, even of one)")
     note: str | None = Field(None, description="why, in words")
@@ -269,9 +275,9 @@ def _meaning_problems(sw: dict, lines: dict) -> list[str]:
             out.append(f"{_place(('select', i, 'by'), sw, lines)}: selects {sets} by {s['by']!r}: choices are made on "
                        "the "
                        f"validation split, never on test. Use by: one of {', '.join(VALIDATION_METRICS)}")
-        if 'job' in s and s['job'] not in names:
-            out.append(f"{_place(('select', i, 'job'), sw, lines)}: selects from job {s['job']!r}, which the sweep "
-                       "does not have")
+        lost = [j for j in select_jobs(s) if j not in names] if 'job' in s else []
+        if lost: out.append(f"{_place(('select', i, 'job'), sw, lines)}: selects from job "
+                            f"{', '.join(map(repr, lost))}, which the sweep does not have")
     if isinstance(sw.get('executor'), (str, dict, type(None))):
         try: executor_options(sw)
         except ValueError as e: out.append(f"{_place(('executor',), sw, lines)}: {e}")

@@ -62,7 +62,7 @@ def run(*args, tmp, cache=None):
 @pytest.mark.timeout(900)
 def test_cli_writes_a_baseline_record(tmp_path):
     tiny_teacher()
-    p = run(*TINY, '--method', 'dfad', '--n-per-class', '10', '--ngf', '16', tmp=tmp_path, cache=shared_cache())   # the run's teacher
+    p = run(*TINY, '--method', 'dfad', '--epoch-per-class', '10', '--ngf', '16', tmp=tmp_path, cache=shared_cache())   # the run's teacher
     assert p.returncode == 0, p.stderr[-3000:]
     (f,) = (tmp_path / 'reports' / 'results').glob('*.json')
     rec = json.loads(f.read_text())
@@ -76,7 +76,7 @@ def test_cli_bad_input(tmp_path):
     p = run(*TINY, '--method', 'magic', tmp=tmp_path)
     assert p.returncode != 0 and 'Valid methods' in p.stderr and 'deepinversion' in p.stderr
     p = run(*TINY, '--method', 'dafl', '--strength', '0.5', tmp=tmp_path)
-    assert p.returncode != 0 and 'dafl does not take strength; it takes: n_per_class' in p.stderr
+    assert p.returncode != 0 and 'dafl does not take strength; it takes: epoch_per_class' in p.stderr
     p = run(*TINY, '--method', 'dafl', '--n-aug', '4', tmp=tmp_path)
     assert p.returncode != 0 and 'dafl does not take --n-aug' in p.stderr
     p = run(*TINY, '--method', 'one_image', '--image', str(tmp_path / 'missing.jpg'), tmp=tmp_path)
@@ -99,7 +99,7 @@ def test_cli_budget_is_stated_and_collapse_flagged(tmp_path):
     assert b['generator_updates'] == 4 == rec['generator_updates'] and b['budget'] == 5e-05 and b['device'] == 'cpu'
     assert b['teacher_backward'] == b['teacher_forward'] == 4 * 64     # one generator step of 64 images per update
     assert rec['collapsed'] == (rec['collapse'] is not None) and 0 < rec['image_top_class_share'] <= 1
-    p = run(*TINY, '--method', 'zskt', '--budget', '0.1', '--n-per-class', '10', tmp=tmp_path, cache=shared_cache())
+    p = run(*TINY, '--method', 'zskt', '--budget', '0.1', '--epoch-per-class', '10', tmp=tmp_path, cache=shared_cache())
     assert p.returncode != 0 and 'not both' in p.stderr
 
 

@@ -17,7 +17,7 @@ MISTAKES = [   # (command, what the one line says)
     (['dmkd_run', '--dataset', 'imagefolder', '--root', '/nonexistent'], 'imagefolder root /nonexistent does not exist'),
     (['dmkd_distill', '--epochs', '0'], 'epochs must be at least 1, got 0'),
     (['dmkd_run', '--sampler', 'euler'], "argument --sampler: invalid choice: 'euler' (choose from 'ddpm', 'ddim', 'dpm++')"),
-    (['dmkd_baseline', '--method', 'dafl', '--n-aug', '4'], 'dafl does not take --n-aug; it takes: --n-per-class'),
+    (['dmkd_baseline', '--method', 'dafl', '--n-aug', '4'], 'dafl does not take --n-aug; it takes: --epoch-per-class'),
     (['dmkd_train_teacher', '--arch', 'resnet99'], 'unrecognized arguments: --arch resnet99'),
     (['dmkd_synthesize', '--n-per-class', '-3'], 'n_per_class must be at least 1, got -3'),
     (['dmkd_sweep', '/nonexistent.yaml'], 'Sweep file /nonexistent.yaml not found'),

@@ -32,7 +32,7 @@ def ctx():
 @pytest.mark.parametrize('method', BUILT)
 def test_every_entry_builds(ctx, method):
     e = METHODS[method]
-    params = TINY.get(method, dict(n_per_class=1, ngf=8) if e.kind == 'hook' else {})
+    params = TINY.get(method, dict(epoch_per_class=1, ngf=8) if e.kind == 'hook' else {})
     if e.kind == 'hook' and 'budget' in e.params and e.params['budget'] is None: params['budget'] = None
     out = e.build(ctx, params)
     images, hook = out['images'], out['hook']
