@@ -6,8 +6,8 @@
 __all__ = ['EXECUTORS', 'VALIDATION_METRICS', 'VARY', 'CLAIM_WAIT', 'LOCAL_SUBMITIT', 'SITTINGS', 'VOLATILE', 'sweep_main',
            'run_name', 'executor_options', 'select_jobs', 'check_selections', 'selections', 'job_defaults',
            'expand_sweep', 'Selection', 'Job', 'SweepFile', 'sweep_problems', 'load_sweep', 'schema_table', 'run_done',
-           'check_parameters', 'execute_run', 'visible_gpus', 'RequeuedRun', 'log_sitting', 'sittings', 'sweep_cost',
-           'run_sweep', 'record_identity', 'collect_records', 'subset_imagefolder', 'sweep_cli']
+           'check_parameters', 'execute_run', 'visible_gpus', 'RequeuedRun', 'run_order', 'log_sitting', 'sittings',
+           'sweep_cost', 'run_sweep', 'record_identity', 'collect_records', 'subset_imagefolder', 'sweep_cli']
 
 # %% ../nbs/10a_sweeps.ipynb #52bee723
 import ctypes, itertools, json, math, os, re, shutil, signal, subprocess, sys, time, uuid
@@ -149,7 +149,7 @@ def expand_sweep(sw: dict,      # the loaded sweep (`load_sweep`)
         grid = j.get('grid') or {}
         for v in grid.values():
             if not isinstance(v, list): raise ValueError(f"Grid values of job {j['name']!r} must be lists, got {v!r}.")
-        for combo in itertools.product(*grid.values()):
+        for level, combo in enumerate(itertools.product(*grid.values())):
             for seed in j.get('seeds', sw['seeds']):
                 p = job_defaults(sw, j) | dict(j.get('parameters') or {}) | dict(zip(grid, combo)) | dict(seed=seed)
                 # each seed its own teacher ...
@@ -160,7 +160,7 @@ def expand_sweep(sw: dict,      # the loaded sweep (`load_sweep`)
                 folder = root / 'runs' / sw['name'] / j['name'] / name
                 p[j.get('reports_param', 'reports')] = str(folder)
                 runs.append(dict(sweep=sw['name'], job=j['name'], run=name, notebook=j['notebook'],
-                                 parameters=p, folder=folder))
+                                 parameters=p, folder=folder, level=level))
     return runs
 
 # %% ../nbs/10a_sweeps.ipynb #d889eb7e
@@ -204,6 +204,8 @@ class SweepFile(_Strict):
     reports: str | None = Field(None, description="root of the run folders (None: $DMKD_REPORTS or reports/)")
     defaults: dict[str, Any] = Field({}, description="parameters of every job (those its `inherit:` names)")
     jobs: list[Job] = Field(min_length=1, description="the jobs")
+    order: Literal['job', 'level'] = Field('job', description="job: each job's runs in turn; level: every job's first "
+                                                              "grid point, then every second one, ... (cheap first)")
     select: list[Selection] = Field([], description="defaults chosen from a job's records, on validation")
 
 def _lines(text: str) -> dict:
@@ -568,6 +570,15 @@ def _run_slurm(runs, threads, timeout, log, opts, folder: Path):
         log(f"{s['status']} {s['job']}/{s['run']}"); out.append(s)
     return out
 
+def run_order(runs: list[dict],  # a sweep's runs (`expand_sweep`), in file order
+              order: str = 'job',  # job: as the file lists them; level: by grid point (every job's first, ...)
+             ) -> list[dict]:
+    """The order a sweep runs `runs` in. `level` runs every job's first grid point (all its seeds) before any job's
+    second: with budgets listed cheapest first, a sweep cut short has every method's cheap budgets, not one method's
+    whole curve."""
+    if order not in ('job', 'level'): raise ValueError(f"order must be job or level, got {order!r}.")
+    return sorted(runs, key=lambda r: r.get('level', 0)) if order == 'level' else list(runs)
+
 #: The file of a sweep's runs folder that lists its sittings (one JSON line per `run_sweep` call that ran something).
 SITTINGS = 'sittings.jsonl'
 
@@ -632,6 +643,7 @@ def run_sweep(sweep: str | Path | dict,           # the sweep file (YAML), or it
               log=print,                           # where progress lines go
               seeds: list[int] | None = None,      # run only these seeds
               executor: str | None = None,         # local, ray or slurm (None: the sweep's `executor:`, else local)
+              order: str | None = None,            # job or level (`run_order`; None: the sweep's `order:`, else job)
              ) -> pd.DataFrame:
     """Run every unfinished run of `sweep` (`parallel` at once on the `local` executor; `executor` overrides the
     sweep's), then its
@@ -644,7 +656,7 @@ def run_sweep(sweep: str | Path | dict,           # the sweep file (YAML), or it
                                      f"{', '.join(j['name'] for j in sw['jobs'])}.")
     check_parameters(sw)     # a misspelt parameter fails here, before any run
     chosen = lambda r: (not only or r['job'] in only) and (seeds is None or r['parameters']['seed'] in seeds)
-    runs = [r for r in expand_sweep(sw, reports) if chosen(r)]
+    runs = run_order([r for r in expand_sweep(sw, reports) if chosen(r)], order or sw.get('order', 'job'))
     todo = [r for r in runs if not run_done(r)]
     log(f"sweep {sw['name']}: {len(runs)} runs, {len(runs) - len(todo)} finished, {len(todo)} to run")
     if dry_run: return pd.DataFrame([dict(job=r['job'], run=r['run'],
@@ -752,11 +764,13 @@ def sweep_cli(
     dry_run: bool = False,          # list the runs and whether they are finished; run nothing
     # local, ray or slurm (default: the sweep's `executor:`, else local); its options come from the sweep file
     executor: str = None,
+    order: str = None,              # job or level: every job's first grid point first (default: the sweep's `order:`)
 ):
     "Run (or resume) a papermill sweep of experiment notebooks, then build its report."
     t0 = time.time()
     res = run_sweep(sweep, reports, parallel, only.split(',') if only else None, report=not no_report, dry_run=dry_run,
-                    seeds=[int(x) for x in str(seeds).split(',')] if seeds is not None else None, executor=executor)
+                    seeds=[int(x) for x in str(seeds).split(',')] if seeds is not None else None, executor=executor,
+                    order=order)
     print(res.groupby(['job', 'status']).size().to_string())
     print("dry run: nothing was run" if dry_run else f"sweep finished in {time.time() - t0:.1f}s")
     if (res.status == 'failed').any(): sys.exit(1)
