@@ -7,7 +7,8 @@ __all__ = ['EXECUTORS', 'VALIDATION_METRICS', 'VARY', 'CLAIM_WAIT', 'LOCAL_SUBMI
            'run_name', 'executor_options', 'select_jobs', 'check_selections', 'selections', 'job_defaults',
            'expand_sweep', 'Selection', 'Job', 'SweepFile', 'sweep_problems', 'load_sweep', 'schema_table', 'run_done',
            'check_parameters', 'execute_run', 'visible_gpus', 'RequeuedRun', 'run_order', 'log_sitting', 'sittings',
-           'sweep_cost', 'run_sweep', 'record_identity', 'collect_records', 'subset_imagefolder', 'sweep_cli']
+           'sweep_cost', 'unfinished_words', 'run_sweep', 'record_identity', 'collect_records', 'subset_imagefolder',
+           'sweep_cli']
 
 # %% ../nbs/10a_sweeps.ipynb #52bee723
 import ctypes, itertools, json, math, os, re, shutil, signal, subprocess, sys, time, uuid
@@ -631,6 +632,18 @@ def sweep_cost(reports=None,           # reports root (None: $DMKD_REPORTS, else
                   f"time in all ({int(sit.done.sum())} runs finished in them; {at_once} at once), on {cpus}")
     else: words += '; no sitting logged (runs made before sittings were logged)'
     return t, words
+
+def unfinished_words(sweep: str | Path | dict,  # the sweep file (YAML), or its loaded dict
+                     reports=None,                # reports root its runs write to (None: as `run_sweep`)
+                    ) -> str:
+    """'' when every run of `sweep` has finished with its current parameters; otherwise a sentence for the report's
+    tables saying how many have, so a table built from a sweep cut short says so."""
+    sw = sweep if isinstance(sweep, dict) else load_sweep(sweep)
+    runs = expand_sweep(sw, reports)
+    done = sum(map(run_done, runs))
+    if done == len(runs): return ''
+    return (f" The sweep is not finished: {done} of {len(runs)} runs of {Path(sw.get('path', sw['name'])).name} are "
+            "done, so its budget curves and seeds may stop short of the file's.")
 
 def run_sweep(sweep: str | Path | dict,           # the sweep file (YAML), or its loaded dict
               # reports root its runs write to (None: the sweep's `reports:`, else $DMKD_REPORTS or reports/)
