@@ -185,6 +185,7 @@ class GeneratorHook:
         self.student_augment = BatchAugment.for_images((channels, size, size), dataset)
         self.g = torch.Generator(self.dev).manual_seed(seed)
         self.seconds, self.updates, self.last, self.passes, self.batch = 0.0, 0, {}, Passes(), None
+        self.adversarial = 0      # updates whose loss had the adversarial term on (Fast-DFKD: after its warm-up)
         # (updates, KD steps): that many generator updates spread evenly over the steps (`due`); None: every
         # student_steps
         self.spread = None
@@ -220,6 +221,7 @@ class GeneratorHook:
         """One generator update on `n` images; returns the images the student is to keep (Fast-DFKD: the lowest-loss
         inner step's), or None."""
         w, kw = self.weights_now(), dict(divergence=self.divergence, ie_base=self.ie_base)
+        self.adversarial += bool(w.get('adv'))
         # at the reset_l0-th round, as fast_meta.py:105-111
         if self.reset_l0 and self.updates + 1 == self.reset_l0: _reset_l0(self.gen)
         if self.meta is None:
@@ -305,8 +307,10 @@ class GeneratorHook:
         return to_uint8(self.gen(self.z(n)))
 
     def budget(self) -> dict:
-        "What the images cost so far: teacher passes (in images), generator updates and seconds."
-        return self.passes.as_dict() | dict(generator_updates=self.updates, synthesis_seconds=round(self.seconds, 2))
+        """What the images cost so far: teacher passes (in images), generator updates (and how many had the
+        adversarial term on) and seconds."""
+        return self.passes.as_dict() | dict(generator_updates=self.updates, adversarial_updates=self.adversarial,
+                                            synthesis_seconds=round(self.seconds, 2))
 
     def __repr__(self):
         return (f"{type(self).__name__}({self.weights}, divergence={self.divergence!r}, "
@@ -371,6 +375,7 @@ class CMIHook(GeneratorHook):
                student: Classifier | None,  # the student being distilled (None only without an adversarial term)
                n: int):                     # images made per update (the KD batch's size)
         w = self.weights_now(); _reset_model(self.gen)
+        self.adversarial += bool(w.get('adv'))
         z = self.z(n).requires_grad_(True); y = self.targets(n)
         opt = torch.optim.Adam([dict(params=self.gen.parameters()), dict(params=[z])], lr=self.generator_lr,
                                betas=(0.5, 0.999))

@@ -105,11 +105,11 @@ def test_cli_budget_is_stated_and_collapse_flagged(tmp_path):
 
 def test_kd_steps_give_every_row_the_same_student_training(tmp_path):
     """`--kd-steps` fixes the student's training for every row: DM-KD's 50-image store, KD on the real train split and a
-    joint generator method (ZSKT) all take 12 KD steps of 64 images; ZSKT's budget sets its generator updates (80,000 × 5e-5
+    joint generator method (ZSKT; Fast, its adversarial term on) all take 12 KD steps of 64 images; ZSKT's budget sets its generator updates (80,000 × 5e-5
     = 4), spread over those 12 steps, not the student's training. Without it, ZSKT's budget set the KD length (40 steps)."""
     tiny_teacher()
     runs = dict(diffusion=['--n-per-class', '5', '--num-steps', '2', '--ddpm-steps', '20'], kd_real=[],
-                zskt=['--budget', '5e-05', '--ngf', '16'])
+                zskt=['--budget', '5e-05', '--ngf', '16'], fast=['--ngf', '16', '--student-steps', '1'])
     recs = {}
     for method, extra in runs.items():
         out = tmp_path / method
@@ -117,7 +117,11 @@ def test_kd_steps_give_every_row_the_same_student_training(tmp_path):
         assert p.returncode == 0, p.stderr[-3000:]
         (f,) = (out / 'reports' / 'results').glob('*.json')
         recs[method] = json.loads(f.read_text())
-    assert {m: r['kd_steps'] for m, r in recs.items()} == dict(diffusion=12, kd_real=12, zskt=12)
-    assert {m: r['spec']['kd']['kd_steps'] for m, r in recs.items()} == dict(diffusion=12, kd_real=12, zskt=12)
+    assert {m: r['kd_steps'] for m, r in recs.items()} == dict(diffusion=12, kd_real=12, zskt=12, fast=12)
+    assert {m: r['spec']['kd']['kd_steps'] for m, r in recs.items()} == dict(diffusion=12, kd_real=12, zskt=12, fast=12)
     assert all(sum(h['images'] for h in r['history']) == 12 * 64 for r in recs.values())
     assert recs['zskt']['generator_updates'] == 4
+    # Fast-DFKD: a round every KD step (12), the adversarial term on after its warm-up share (20/220 of the rounds),
+    # counted in the record
+    b = recs['fast']['synthesis_budget']
+    assert b['generator_updates'] == 12 and b['adversarial_updates'] >= 0.9 * 12, b
