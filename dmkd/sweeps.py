@@ -6,9 +6,9 @@
 __all__ = ['EXECUTORS', 'VALIDATION_METRICS', 'VARY', 'CLAIM_WAIT', 'LOCAL_SUBMITIT', 'SITTINGS', 'VOLATILE', 'sweep_main',
            'run_name', 'executor_options', 'select_jobs', 'check_selections', 'selections', 'job_defaults',
            'expand_sweep', 'Selection', 'Job', 'SweepFile', 'sweep_problems', 'load_sweep', 'schema_table', 'run_done',
-           'check_parameters', 'execute_run', 'visible_gpus', 'RequeuedRun', 'run_order', 'log_sitting', 'sittings',
-           'sweep_cost', 'unfinished_words', 'run_sweep', 'record_identity', 'collect_records', 'subset_imagefolder',
-           'sweep_cli']
+           'levelled', 'levelled_below', 'check_parameters', 'execute_run', 'visible_gpus', 'RequeuedRun', 'run_order',
+           'log_sitting', 'sittings', 'sweep_cost', 'unfinished_words', 'run_sweep', 'record_identity',
+           'collect_records', 'subset_imagefolder', 'sweep_cli']
 
 # %% ../nbs/10a_sweeps.ipynb #52bee723
 import ctypes, itertools, json, math, os, re, shutil, signal, subprocess, sys, time, uuid
@@ -161,7 +161,7 @@ def expand_sweep(sw: dict,      # the loaded sweep (`load_sweep`)
                 folder = root / 'runs' / sw['name'] / j['name'] / name
                 p[j.get('reports_param', 'reports')] = str(folder)
                 runs.append(dict(sweep=sw['name'], job=j['name'], run=name, notebook=j['notebook'],
-                                 parameters=p, folder=folder, level=level))
+                                 parameters=p, folder=folder, level=level, until=bool(j.get('until_levelled'))))
     return runs
 
 # %% ../nbs/10a_sweeps.ipynb #d889eb7e
@@ -189,6 +189,9 @@ class Job(_Strict):
     seeds: list[int] | None = Field(None, description="this job's seeds (None: the sweep's)")
     reports_param: str = Field('reports', description="the notebook parameter that receives the run folder")
     vary: list[Literal['teacher', 'generator']] = Field([], description="what a seed also changes (`VARY`)")
+    until_levelled: bool = Field(False, description="run its grid points (budgets, cheapest first) in turn and stop once "
+                                                    "a doubling moved mean validation accuracy by less than its ± "
+                                                    "(`levelled`); the last grid point is the cap")
     inherit: list[str] | None = Field(None, description="the defaults this job takes (None: all)")
 
 class SweepFile(_Strict):
@@ -360,6 +363,33 @@ def run_done(run: dict,  # one run of `expand_sweep` (its `folder` and `paramete
     if not f.exists(): return False
     try: return _same_parameters(read_json(f).get('parameters') or {}, run)
     except (ValueError, OSError): return False
+
+def _val_accs(run: dict) -> list[float]:
+    "The validation accuracies of a finished run's records whose student did not collapse (the flag reads validation)."
+    recs = [read_json(f) for f in sorted((Path(run['folder']) / 'results').glob('*.json'))]
+    return [r['student_val_acc'] for r in recs if r.get('student_val_acc') is not None and not r.get('collapse')]
+
+def levelled(prev: list[float],  # validation accuracies at one budget (its runs that did not collapse)
+             last: list[float],  # and at the doubled budget
+            ) -> bool | None:
+    """Whether a budget curve had levelled off over one doubling: its mean validation accuracy moved by less than the
+    doubled budget's own ± (standard deviation over its runs), the rule of `dmkd.tables.levelled_off`. None: fewer than
+    two runs at the doubled budget, or none at the other."""
+    if len(last) < 2 or not prev: return None
+    return bool(abs(sum(last) / len(last) - sum(prev) / len(prev)) < pd.Series(last).std())
+
+def levelled_below(run: dict,         # one run of `expand_sweep`
+                   runs: list[dict],  # the sweep's runs (its job's other grid points among them)
+                  ) -> int | None:
+    """For a run of an `until_levelled` job: the grid level below its own at which the job's curve had levelled off
+    (every run of that level and of the one before finished, and `levelled`), so the run is not needed; else None."""
+    if not run.get('until'): return None
+    same = [r for r in runs if r['job'] == run['job']]
+    for k in range(1, run['level']):
+        a, b = [r for r in same if r['level'] == k - 1], [r for r in same if r['level'] == k]
+        if a and b and all(map(run_done, a + b)) and levelled(sum(map(_val_accs, a), []), sum(map(_val_accs, b), [])):
+            return k
+    return None
 
 # %% ../nbs/10a_sweeps.ipynb #8d6f550b
 def _die_with_parent():
@@ -598,7 +628,7 @@ def log_sitting(folder: Path,           # the sweep's runs folder (<reports>/run
     counts = res.status.value_counts().to_dict() if len(res) else {}
     line = dict(started=started, seconds=round(seconds, 1), host=os.uname().nodename, cpu_model=cpu_model(),
                 cpus=os.cpu_count(), parallel=parallel, threads=threads, executor=executor, only=only, seeds=seeds,
-                **{k: int(counts.get(k, 0)) for k in ('done', 'failed', 'busy', 'skipped')})
+                **{k: int(counts.get(k, 0)) for k in ('done', 'failed', 'busy', 'skipped', 'levelled')})
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / SITTINGS, 'a') as f: f.write(json.dumps(line) + '\n')
     return line
@@ -641,9 +671,11 @@ def unfinished_words(sweep: str | Path | dict,  # the sweep file (YAML), or its 
     sw = sweep if isinstance(sweep, dict) else load_sweep(sweep)
     runs = expand_sweep(sw, reports)
     done = sum(map(run_done, runs))
-    if done == len(runs): return ''
+    spared = sum(levelled_below(r, runs) is not None for r in runs if not run_done(r))   # budgets past a level-off
+    if done + spared == len(runs): return ''
     return (f" The sweep is not finished: {done} of {len(runs)} runs of {Path(sw.get('path', sw['name'])).name} are "
-            "done, so its budget curves and seeds may stop short of the file's.")
+            "done" + (f" ({spared} more not needed: their budget curves had levelled off)" if spared else '')
+            + ", so its budget curves and seeds may stop short of the file's.")
 
 def run_sweep(sweep: str | Path | dict,           # the sweep file (YAML), or its loaded dict
               # reports root its runs write to (None: the sweep's `reports:`, else $DMKD_REPORTS or reports/)
@@ -670,10 +702,11 @@ def run_sweep(sweep: str | Path | dict,           # the sweep file (YAML), or it
     check_parameters(sw)     # a misspelt parameter fails here, before any run
     chosen = lambda r: (not only or r['job'] in only) and (seeds is None or r['parameters']['seed'] in seeds)
     runs = run_order([r for r in expand_sweep(sw, reports) if chosen(r)], order or sw.get('order', 'job'))
-    todo = [r for r in runs if not run_done(r)]
-    log(f"sweep {sw['name']}: {len(runs)} runs, {len(runs) - len(todo)} finished, {len(todo)} to run")
-    if dry_run: return pd.DataFrame([dict(job=r['job'], run=r['run'],
-                                          status='done' if run_done(r) else 'todo') for r in runs])
+    needed = lambda r: not run_done(r) and levelled_below(r, runs) is None   # not a budget past its level-off
+    todo = [r for r in runs if needed(r)]
+    log(f"sweep {sw['name']}: {len(runs)} runs, {len(runs) - len(todo)} finished or not needed, {len(todo)} to run")
+    state = lambda r: 'done' if run_done(r) else 'levelled' if levelled_below(r, runs) is not None else 'todo'
+    if dry_run: return pd.DataFrame([dict(job=r['job'], run=r['run'], status=state(r)) for r in runs])
     opts = executor_options(sw, executor)
     n = parallel or sw.get('parallel', 1)
     threads = max(1, (os.cpu_count() or 1) // n)     # each run's threads: fixed by the sweep, whatever else is running
@@ -685,12 +718,19 @@ def run_sweep(sweep: str | Path | dict,           # the sweep file (YAML), or it
     first = todo[0] if n > 1 and todo and opts['kind'] == 'local' else None
     gpu = (visible_gpus() or [None])[0] if len(visible_gpus()) > 1 else None
     pre = {id(first): execute_run(first, threads, log=log, gpu=gpu)} if first else {}
-    rest = [r for r in runs if r is not first and not run_done(r)]
-    if opts['kind'] == 'ray': ran = _run_ray(rest, threads, None, log, opts)
-    elif opts['kind'] == 'slurm': ran = _run_slurm(rest, threads, None, log, opts, root / 'runs' / sw['name'])
-    else: ran = _run_local(rest, n, threads, None, log)
-    by = {id(r): s for r, s in zip(rest, ran)} | pre
-    status = [by.get(id(r)) or dict(run=r['run'], job=r['job'], status='skipped') for r in runs]
+    def execute(batch):
+        if opts['kind'] == 'ray': return _run_ray(batch, threads, None, log, opts)
+        if opts['kind'] == 'slurm': return _run_slurm(batch, threads, None, log, opts, root / 'runs' / sw['name'])
+        return _run_local(batch, n, threads, None, log)
+    rest = [r for r in runs if r is not first and needed(r)]
+    # an `until_levelled` job runs its grid points in turn: each level's runs only if its curve has not levelled off
+    steps = sorted({r['level'] for r in rest}) if any(r['until'] for r in rest) else [None]
+    by = dict(pre)
+    for lv in steps:
+        batch = [r for r in rest if lv is None or (r['level'] == lv and levelled_below(r, runs) is None)]
+        by |= {id(r): s for r, s in zip(batch, execute(batch))}
+    status = [by.get(id(r)) or dict(run=r['run'], job=r['job'], status='skipped' if run_done(r) else state(r))
+              for r in runs]
     res = pd.DataFrame(status)
     if todo: log_sitting(root / 'runs' / sw['name'], res, started, time.time() - t0, n, threads, opts['kind'], only,
                          seeds)
