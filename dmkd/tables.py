@@ -449,7 +449,9 @@ def regime(d: pd.DataFrame,         # the records a comparison was made on
         r.append(f"generator {g.generator}{steps}" + (f", KID {sm.kid.mean():.4f} at N = {n} (fixed "
                                                       "features)" if n else ''))
     if 'n_images' in d and d.n_images.notna().any(): r.append(f"{int(d.n_images.dropna().median())} images per run")
-    r.append(f"KD {'/'.join(map(str, sorted(d.epochs.dropna().astype(int).unique())))} epochs × batch "
+    steps = sorted(d.kd_steps.dropna().astype(int).unique()) if 'kd_steps' in d else []
+    r.append(f"KD {'/'.join(map(str, steps)) + ' steps over ' if steps else ''}"
+             f"{'/'.join(map(str, sorted(d.epochs.dropna().astype(int).unique())))} epochs × batch "
              f"{'/'.join(map(str, sorted(d.batch_size.dropna().astype(int).unique())))}")
     if baselines: r.append("baselines at their reference recipes, each at the budget chosen on validation (fractions "
                            "of the "
