@@ -711,7 +711,9 @@ def run_sweep(sweep: str | Path | dict,           # the sweep file (YAML), or it
     runs = run_order([r for r in expand_sweep(sw, reports) if chosen(r)], order or sw.get('order', 'job'))
     needed = lambda r: not run_done(r) and levelled_below(r, runs) is None   # not a budget past its level-off
     todo = [r for r in runs if needed(r)]
-    log(f"sweep {sw['name']}: {len(runs)} runs, {len(runs) - len(todo)} finished or not needed, {len(todo)} to run")
+    spared = sum(not run_done(r) and not needed(r) for r in runs)        # budgets past their curve's level-off
+    log(f"sweep {sw['name']}: {len(runs)} runs, {len(runs) - len(todo) - spared} finished, {len(todo)} to run"
+        + (f", {spared} not needed (their budget curve had levelled off)" if spared else ''))
     state = lambda r: 'done' if run_done(r) else 'levelled' if levelled_below(r, runs) is not None else 'todo'
     if dry_run: return pd.DataFrame([dict(job=r['job'], run=r['run'], status=state(r)) for r in runs])
     opts = executor_options(sw, executor)
