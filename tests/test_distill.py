@@ -128,7 +128,9 @@ def test_two_processes(tmp_path, store):
     again = launch(*cmd, env=env)                                       # the finished run again: loads (it crashed with "cpu:0"), trains nothing
     assert again.returncode == 0, again.stderr[-3000:]
     rec2 = records(tmp_path)[-1]
-    assert rec2['student_key'] == rec['student_key'] and rec2['student_acc'] == rec['student_acc'] and rec2['processes'] == 2
+    # the same student, loaded and scored again: within one image, as above (CI at 95bdd9c on a loaded machine: 11.13 vs 10.95 %)
+    assert rec2['student_key'] == rec['student_key'] and rec2['processes'] == 2
+    assert abs(rec2['student_acc'] - rec['student_acc']) <= 100 / len(test) + 1e-9, (rec2['student_acc'], rec['student_acc'])
     one = launch(*cmd, env=env, timeout=300, cpu_flag=True)            # the form that silently ran one process
     assert one.returncode != 0 and '--multi_gpu --num_processes N' in one.stderr, one.stderr[-2000:]
     assert len(records(tmp_path)) == 2
