@@ -835,7 +835,8 @@ def sweep_cli(
         STOP.set(); signal.signal(signum, signal.SIG_DFL)
         print(f"{signal.Signals(signum).name}: stopping after the runs in flight (again: end now)", flush=True)
     STOP.clear()
-    for s in (signal.SIGTERM, signal.SIGINT): signal.signal(s, stop)
+    if threading.current_thread() is threading.main_thread():      # signal handlers live in the main thread only
+        for s in (signal.SIGTERM, signal.SIGINT): signal.signal(s, stop)
     res = run_sweep(sweep, reports, parallel, only.split(',') if only else None, report=not no_report, dry_run=dry_run,
                     seeds=[int(x) for x in str(seeds).split(',')] if seeds is not None else None, executor=executor,
                     order=order)
