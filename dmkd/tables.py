@@ -448,7 +448,9 @@ def regime(d: pd.DataFrame,         # the records a comparison was made on
         steps = f" ({int(g.ddpm_steps)} training steps)" if pd.notna(g.get('ddpm_steps')) else ''
         r.append(f"generator {g.generator}{steps}" + (f", KID {sm.kid.mean():.4f} at N = {n} (fixed "
                                                       "features)" if n else ''))
-    if 'n_images' in d and d.n_images.notna().any(): r.append(f"{int(d.n_images.dropna().median())} images per run")
+    # a joint generator method's n_images are placeholders (its batches are drawn as it trains): not counted
+    ni = d.n_images[~d.method.isin(methods(kind='hook'))] if 'method' in d and 'n_images' in d else d.get('n_images')
+    if ni is not None and ni.notna().any(): r.append(f"{int(ni.dropna().median())} images per run")
     steps = sorted(d.kd_steps.dropna().astype(int).unique()) if 'kd_steps' in d else []
     r.append(f"KD {'/'.join(map(str, steps)) + ' steps over ' if steps else ''}"
              f"{'/'.join(map(str, sorted(d.epochs.dropna().astype(int).unique())))} epochs × batch "
