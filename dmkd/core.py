@@ -139,11 +139,17 @@ def tensor_digest(*tensors: torch.Tensor) -> str:
 def lr_factor(step: int,      # optimiser step, 0-based
               total: int,     # optimiser steps of the whole run
               warmup: int,    # linear warm-up steps (factor (step+1)/warmup); 0: none
-              schedule: str,  # after warm-up: 'cosine' (to 0 at `total`), 'step' (÷10 at 50% and 75%), else constant 1
+              # after warm-up: 'cosine' (to 0 at `total`), 'step' (÷10 at 50% and 75%), 'triangle' (airbench's: 0.2, up to
+              # 1 at 23% of the steps, down to 0.07 at the end, linearly), else constant 1
+              schedule: str,
              ) -> float:
     "Learning-rate multiplier at optimiser `step` of `total`: linear warm-up, then the schedule."
     if warmup and step < warmup: return (step + 1) / warmup
     p = (step - warmup) / max(1, total - warmup)
+    if schedule == 'triangle':
+        s, t = step - warmup, max(1, total - warmup)
+        peak = int(0.23 * t)
+        return 0.2 + 0.8 * s / peak if s < peak else 1 - 0.93 * (s - peak) / max(1, t - peak)
     if schedule == 'cosine': return 0.5 * (1 + math.cos(math.pi * min(p, 1.0)))
     if schedule == 'step': return 0.1 ** ((p >= 0.5) + (p >= 0.75))
     return 1.0

@@ -404,21 +404,31 @@ def batch_indices(n: int,                   # number of items: the indices are 0
 #: flip.
 NO_FLIP = {'digits'}
 
+def _mirror(i: torch.Tensor, n: int) -> torch.Tensor:
+    "Indices `i` in [-n+1, 2n-2] folded into [0, n-1] as reflect padding does (-1 → 1, n → n-2)."
+    i = i.abs()
+    return torch.where(i > n - 1, 2 * (n - 1) - i, i)
+
 class BatchAugment:
     """Per-image random crop+flip (`'crop_flip'`), random-resized crop+flip (`'rrc_flip'`) or nothing (`'none'`), on a
     uint8 batch."""
     kinds = ('none', 'crop_flip', 'rrc_flip')
+    pad_modes = ('zeros', 'reflect')
     def __init__(self, kind: str = 'crop_flip',       # crop_flip, rrc_flip or none
-                 # crop_flip: pixels of zero padding around the image before the random crop
+                 # crop_flip: pixels of padding around the image before the random crop
                  padding: int = 4,
                  # random horizontal flips (off for datasets where a flip changes the class)
                  flip: bool = True,
                  scale: tuple = (0.25, 1.0),          # rrc_flip: range of the crop's area as a share of the image's
                  ratio: tuple = (3 / 4, 4 / 3),       # rrc_flip: range of the crop's aspect ratio
-                 size: int | None = None):            # rrc_flip: output side in pixels (None: the input's)
+                 size: int | None = None,             # rrc_flip: output side in pixels (None: the input's)
+                 # crop_flip: how the padding is filled: zeros, or reflect (the image mirrored at its border, airbench's)
+                 pad_mode: str = 'zeros'):
         if kind not in self.kinds: raise ValueError(f"Unknown augmentation {kind!r}: use one of "
                                                     f"{', '.join(self.kinds)}.")
         if padding < 0: raise ValueError(f"padding must be >= 0, got {padding}.")
+        if pad_mode not in self.pad_modes: raise ValueError(f"pad_mode must be zeros or reflect, got {pad_mode!r}.")
+        self.pad_mode = pad_mode
         if not 0 < scale[0] <= scale[1] <= 1: raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {scale}.")
         self.kind, self.padding, self.flip, self.scale, self.ratio, self.size = kind, padding, flip, scale, ratio, size
 
@@ -444,11 +454,14 @@ class BatchAugment:
 
     def _crop_flip(self, x, g):
         n, c, h, w = x.shape; p, dev = self.padding, x.device
-        xp = F.pad(x, (p, p, p, p)) if p else x
+        reflect = self.pad_mode == 'reflect'
+        if reflect and p >= min(h, w): raise ValueError(f"reflect padding must be below the image side, got {p}.")
+        xp = F.pad(x, (p, p, p, p)) if p and not reflect else x
         dy = (self._rand(n, g, dev) * (2 * p + 1)).long().clamp_(max=2 * p)
         dx = (self._rand(n, g, dev) * (2 * p + 1)).long().clamp_(max=2 * p)
         rows = dy[:, None] + torch.arange(h, device=dev)
         cols = dx[:, None] + torch.arange(w, device=dev)
+        if reflect: rows, cols = _mirror(rows - p, h), _mirror(cols - p, w)   # the padded window, read in the image
         if self.flip: cols = torch.where((self._rand(n, g, dev) < 0.5)[:, None], cols.flip(1), cols)
         out = xp[torch.arange(n, device=dev)[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # N×H×W×C
         return out.permute(0, 3, 1, 2).contiguous()

@@ -17,7 +17,7 @@ import dmkd
 from .core import atomic_path, cache_root, config_key, get_accelerator, knob, save_state, seed_everything
 from .data import BatchAugment, ImageSet, batch_indices
 from .models import MODELS, Classifier, get_model
-from .train import Objective, check_optim, check_optim_fields, evaluate, fit
+from .train import Objective, check_optim, check_optim_fields, evaluate, fit, make_augment
 
 # %% ../nbs/06_distill.ipynb #e3ccc854
 def kd_loss(student_logits: torch.Tensor,  # the student's logits, N×K
@@ -236,7 +236,7 @@ def distill_student(cfg: KDConfig,                  # the KD settings (student, 
     student = student.to(dev, memory_format=torch.channels_last)
     teacher = teacher.to(dev, memory_format=torch.channels_last).eval().requires_grad_(False)
     name = (val if val is not None else images).name
-    aug = BatchAugment.for_images(images.shape, name) if cfg.augment == 'auto' else BatchAugment(cfg.augment)
+    aug = make_augment(cfg.augment, images.shape, name)
     kd = Distillation(teacher, cfg, on_batch)
     net, res = fit(student, images, kd, cfg, aug, val, acc, run_dir, (meta or {}).get('key'), cfg.precision,
                    cfg.compile, select='val', progress=progress, stop_after=stop_after, tracker=tracker,
