@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['FIDELITY_NS', 'FEATURE_NET', 'extract_features', 'InceptionFeatures', 'feature_stats', 'frechet_distance',
            'kernel_distance', 'precision_recall', 'teacher_outputs', 'teacher_measures', 'balanced_order', 'fidelity',
-           'feature_network']
+           'feature_network', 'ddpm_curve']
 
 # %% ../nbs/08_fidelity.ipynb #89d22a7b
 import math
@@ -15,8 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import Solo
+from .core import Solo, config_key, get_device, read_json, tensor_digest, write_json
 from .data import ImageSet
+from .ddpm import DDPMConfig, ddpm_dir, get_ddpm, train_ddpm
 from .models import Classifier
 from .train import TrainConfig, get_teacher
 
@@ -272,3 +273,58 @@ def feature_network(dataset: str = 'digits', root=None, cache=None, device='auto
     cfg = TrainConfig(dataset=dataset, **FEATURE_NET, **data)
     net, meta = get_teacher(cfg, root=root, cache=cache, device=device, progress=progress, accelerator=Solo(device))
     return net.eval(), f"{cfg.arch} trained on {dataset}/corpus (seed {cfg.seed}, key {meta['key']})"
+
+# %% ../nbs/08_fidelity.ipynb #2713f851
+def _curve_point(gen, k: int, teacher, real: ImageSet, feats: tuple, n_per_class: int, sampling: dict, seed: int,
+                 device) -> dict:
+    "`ddpm_curve`'s measures of DDPM `gen` after `k` optimiser steps."
+    done = gen.meta.get('steps_done', k)
+    if done != k: raise ValueError(f"The DDPM's checkpoint is at step {done}, not {k}: its curve cannot be measured at "
+                                   f"{k} any more. Measure from a fresh cache (or delete the DDPM's .run folder).")
+    ids = torch.arange(len(real.classes)).repeat_interleave(n_per_class)
+    x = gen.generate(ids, **sampling, seed=seed, resolution=real.shape[-1], channels=real.shape[0])
+    made = ImageSet(x, ids, real.classes, f'ddpm@{k}', 'synthetic', real.mean, real.std)
+    m = fidelity(made, real, teacher, features=feats, seed=seed, device=device, ns=())
+    keep = ('agreement', 'confidence', 'fd', 'kid', 'kid_std', 'precision', 'recall')
+    return dict(step=k, train_seconds=gen.meta.get('train_seconds'), loss=gen.meta.get('final_loss'),
+                **{m_: round(m[m_], 6) for m_ in keep}, images=len(made), features=m['fidelity_features'])
+
+def ddpm_curve(cfg: DDPMConfig,               # the DDPM (its `steps` ends the curve)
+               teacher: Classifier,           # the teacher whose agreement with each image's intended class is measured
+               real: ImageSet,                # the real images the distances compare with (a validation or test split)
+               at: list,                      # optimiser steps to measure at (`cfg.steps` is always the last)
+               features: tuple | None = None, # (network, name) of the distances (None: `feature_network` of the data)
+               n_per_class: int = 50,         # images sampled per class at each point
+               guidance_scale: float = 2.0,   # classifier-free guidance scale s of the samples
+               num_steps: int | None = None,  # sampling steps T (None: the DDPM's default)
+               sampler: str | None = None,    # the sampler (None: the DDPM's default)
+               seed: int = 0,                 # seed of the samples: the same noise at every point
+               cache=None,                    # cache root (None: $DMKD_CACHE, else <data root>/cache)
+               device='auto',                 # auto, cpu, cuda, or a torch.device
+               progress: bool = False,        # progress bars while it trains
+               root=None,                     # data root (None: $DMKD_DATA, else data/)
+              ) -> list[dict]:
+    """Train the in-project DDPM of `cfg`, stopping at each step of `at` (and at `cfg.steps`) to sample `n_per_class`
+    images of each class and measure them (`fidelity`); one dict per point, kept in `<DDPM folder>.curve-<key>.json`."""
+    bad = [k for k in at if not (isinstance(k, int) and 1 <= k <= cfg.steps)]
+    if bad: raise ValueError(f"at must hold optimiser steps in [1, {cfg.steps}] (the DDPM's steps), got {bad}.")
+    data, dev = cfg.load_data(root), get_device(device)
+    out = ddpm_dir(cfg, tensor_digest(data.images, data.labels), cache)
+    feats = features or feature_network(cfg.dataset, root=root, cache=cache, device=device,
+                                        corpus_fraction=cfg.corpus_fraction, size=cfg.data_size)
+    sampling = dict(guidance_scale=guidance_scale, num_steps=num_steps, sampler=sampler)
+    tkey = tensor_digest(*(t.reshape(-1) for t in teacher.state_dict().values()))
+    key = config_key(dict(teacher=tkey, real=tensor_digest(real.images, real.labels), features=feats[1],
+                          n_per_class=n_per_class, seed=seed, **sampling))
+    path = out.with_name(f'{out.name}.curve-{key}.json')
+    done = {p['step']: p for p in (read_json(path) if path.exists() else [])}
+    for k in sorted(set(at) | {cfg.steps}):
+        if k in done: continue
+        if (out / 'dmkd.json').exists() and k < cfg.steps:
+            raise ValueError(f"The DDPM in {out} is already trained, so its curve before step {cfg.steps} cannot be "
+                             "measured: measure it with another cache (or delete that folder to train it again).")
+        gen = train_ddpm(cfg, data, cache, device, progress, stop_after=k) if k < cfg.steps else \
+            get_ddpm(cfg, cache, device, progress, root)
+        done[k] = _curve_point(gen, k, teacher, real, feats, n_per_class, sampling, seed, dev)
+        write_json(sorted(done.values(), key=lambda p: p['step']), path)
+    return [done[k] for k in sorted(set(at) | {cfg.steps})]
