@@ -423,12 +423,15 @@ class BatchAugment:
                  ratio: tuple = (3 / 4, 4 / 3),       # rrc_flip: range of the crop's aspect ratio
                  size: int | None = None,             # rrc_flip: output side in pixels (None: the input's)
                  # crop_flip: how the padding is filled: zeros, or reflect (the image mirrored at its border, airbench's)
-                 pad_mode: str = 'zeros'):
+                 pad_mode: str = 'zeros',
+                 # crop_flip: flips alternate by epoch (airbench's): an image mirrored in one epoch is not in the next
+                 # (given its index and the epoch; without them, random flips)
+                 alternate: bool = False):
         if kind not in self.kinds: raise ValueError(f"Unknown augmentation {kind!r}: use one of "
                                                     f"{', '.join(self.kinds)}.")
         if padding < 0: raise ValueError(f"padding must be >= 0, got {padding}.")
         if pad_mode not in self.pad_modes: raise ValueError(f"pad_mode must be zeros or reflect, got {pad_mode!r}.")
-        self.pad_mode = pad_mode
+        self.pad_mode, self.alternate = pad_mode, alternate
         if not 0 < scale[0] <= scale[1] <= 1: raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {scale}.")
         self.kind, self.padding, self.flip, self.scale, self.ratio, self.size = kind, padding, flip, scale, ratio, size
 
@@ -443,16 +446,23 @@ class BatchAugment:
         return cls('crop_flip', padding=max(1, shape[-1] // 8),
                    flip=flip) if shape[-1] <= 64 else cls('rrc_flip', flip=flip)
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(self,
+                 x: torch.Tensor,                          # uint8 images N×C×H×W
+                 generator: torch.Generator | None = None, # the draws' generator (None: the global one)
+                 index: torch.Tensor | None = None,        # the images' indices in their set (alternating flips)
+                 epoch: int | None = None,                 # the epoch (alternating flips)
+                ) -> torch.Tensor:
         "Augment uint8 batch `x` (N×C×H×W); crop+flip keeps uint8, random-resized crop returns float in [0, 1]."
         if x.dtype != torch.uint8 or x.ndim != 4: raise TypeError("BatchAugment expects a uint8 N×C×H×W batch, got "
                                                                   f"{x.dtype} {tuple(x.shape)}.")
         if self.kind == 'none' or len(x) == 0: return x
-        return self._crop_flip(x, generator) if self.kind == 'crop_flip' else self._rrc_flip(x, generator)
+        if self.kind == 'rrc_flip': return self._rrc_flip(x, generator)
+        turn = (index, epoch) if self.alternate and index is not None and epoch is not None else None
+        return self._crop_flip(x, generator, turn)
 
     def _rand(self, n, g, dev): return torch.rand(n, generator=g, device=g.device if g is not None else dev).to(dev)
 
-    def _crop_flip(self, x, g):
+    def _crop_flip(self, x, g, turn=None):
         n, c, h, w = x.shape; p, dev = self.padding, x.device
         reflect = self.pad_mode == 'reflect'
         if reflect and p >= min(h, w): raise ValueError(f"reflect padding must be below the image side, got {p}.")
@@ -462,9 +472,16 @@ class BatchAugment:
         rows = dy[:, None] + torch.arange(h, device=dev)
         cols = dx[:, None] + torch.arange(w, device=dev)
         if reflect: rows, cols = _mirror(rows - p, h), _mirror(cols - p, w)   # the padded window, read in the image
-        if self.flip: cols = torch.where((self._rand(n, g, dev) < 0.5)[:, None], cols.flip(1), cols)
+        if self.flip: cols = torch.where(self._mirrored(n, g, dev, turn)[:, None], cols.flip(1), cols)
         out = xp[torch.arange(n, device=dev)[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # N×H×W×C
         return out.permute(0, 3, 1, 2).contiguous()
+
+    def _mirrored(self, n, g, dev, turn):
+        "Which of `n` images are mirrored: random, or (given `turn`, their indices and the epoch) alternating."
+        if turn is None: return self._rand(n, g, dev) < 0.5
+        index, epoch = turn
+        bit = (index.to(dev, torch.int64) * 2654435761 % 4294967296) >> 16 & 1    # a fixed coin per image
+        return (bit ^ (epoch % 2)).bool()
 
     def _rrc_flip(self, x, g):
         n, c, h, w = x.shape; dev = x.device; size = self.size or h

@@ -48,10 +48,11 @@ def make_augment(kind: str,                 # a value of `AUGMENTS`
                  dataset: str | None = None,  # their dataset key: `NO_FLIP` datasets get no flips
                 ) -> BatchAugment:
     """The `BatchAugment` of `kind`: auto (crop+flip up to 64 pixels, random-resized crop above), translate_flip
-    (airbench's: a shift of up to 2 pixels with reflect padding, and flips), or that `BatchAugment` kind."""
+    (airbench's: a shift of up to 2 pixels with reflect padding, and flips that alternate by epoch), or that
+    `BatchAugment` kind."""
     if kind == 'auto': return BatchAugment.for_images(shape, dataset)
     if kind == 'translate_flip': return BatchAugment('crop_flip', padding=2, pad_mode='reflect',
-                                                     flip=dataset not in NO_FLIP)
+                                                     flip=dataset not in NO_FLIP, alternate=True)
     return BatchAugment(kind)
 
 @dataclass
@@ -272,10 +273,11 @@ class CrossEntropy(Objective):
               idx,        # this process's indices of the batch
               augment,    # the loop's batch augmentation
               g,          # the epoch's seeded generator (augmentation draws)
-              epoch,      # the epoch (0-based; unused)
+              epoch,      # the epoch (0-based; alternating flips)
               step,       # the optimiser step about to be taken (unused)
               model):     # the network being trained (unused)
-        return augment(data.images[idx], g).contiguous(memory_format=torch.channels_last), data.labels[idx]
+        x = augment(data.images[idx], g, index=idx, epoch=epoch)     # (index and epoch: alternating flips)
+        return x.contiguous(memory_format=torch.channels_last), data.labels[idx]
 
     def loss(self,
              out,         # the network's outputs (logits)
