@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import Solo, config_key, get_device, read_json, tensor_digest, write_json
+from .core import Solo, Where, config_key, get_device, read_json, tensor_digest, write_json
 from .data import ImageSet
 from .ddpm import DDPMConfig, ddpm_dir, get_ddpm, train_ddpm
 from .models import Classifier
@@ -295,24 +295,21 @@ def ddpm_curve(cfg: DDPMConfig,               # the DDPM (its `steps` ends the c
                at: list,                      # optimiser steps to measure at (`cfg.steps` is always the last)
                features: tuple | None = None, # (network, name) of the distances (None: `feature_network` of the data)
                n_per_class: int = 50,         # images sampled per class at each point
-               guidance_scale: float = 2.0,   # classifier-free guidance scale s of the samples
-               num_steps: int | None = None,  # sampling steps T (None: the DDPM's default)
-               sampler: str | None = None,    # the sampler (None: the DDPM's default)
+               # the samples' `generate` knobs: guidance_scale (2 when not given), num_steps, sampler
+               sampling: dict | None = None,
                seed: int = 0,                 # seed of the samples: the same noise at every point
-               cache=None,                    # cache root (None: $DMKD_CACHE, else <data root>/cache)
-               device='auto',                 # auto, cpu, cuda, or a torch.device
-               progress: bool = False,        # progress bars while it trains
-               root=None,                     # data root (None: $DMKD_DATA, else data/)
+               where: Where | None = None,    # data root, cache, device, progress (None: `Where()`, no progress)
               ) -> list[dict]:
     """Train the in-project DDPM of `cfg`, stopping at each step of `at` (and at `cfg.steps`) to sample `n_per_class`
     images of each class and measure them (`fidelity`); one dict per point, kept in `<DDPM folder>.curve-<key>.json`."""
     bad = [k for k in at if not (isinstance(k, int) and 1 <= k <= cfg.steps)]
     if bad: raise ValueError(f"at must hold optimiser steps in [1, {cfg.steps}] (the DDPM's steps), got {bad}.")
-    data, dev = cfg.load_data(root), get_device(device)
-    out = ddpm_dir(cfg, tensor_digest(data.images, data.labels), cache)
-    feats = features or feature_network(cfg.dataset, root=root, cache=cache, device=device,
+    w = where or Where(progress=False)
+    data, dev = cfg.load_data(w.root), get_device(w.device)
+    out = ddpm_dir(cfg, tensor_digest(data.images, data.labels), w.cache)
+    feats = features or feature_network(cfg.dataset, root=w.root, cache=w.cache, device=w.device,
                                         corpus_fraction=cfg.corpus_fraction, size=cfg.data_size)
-    sampling = dict(guidance_scale=guidance_scale, num_steps=num_steps, sampler=sampler)
+    sampling = dict(guidance_scale=2.0) | (sampling or {})
     tkey = tensor_digest(*(t.reshape(-1) for t in teacher.state_dict().values()))
     key = config_key(dict(teacher=tkey, real=tensor_digest(real.images, real.labels), features=feats[1],
                           n_per_class=n_per_class, seed=seed, **sampling))
@@ -323,8 +320,8 @@ def ddpm_curve(cfg: DDPMConfig,               # the DDPM (its `steps` ends the c
         if (out / 'dmkd.json').exists() and k < cfg.steps:
             raise ValueError(f"The DDPM in {out} is already trained, so its curve before step {cfg.steps} cannot be "
                              "measured: measure it with another cache (or delete that folder to train it again).")
-        gen = train_ddpm(cfg, data, cache, device, progress, stop_after=k) if k < cfg.steps else \
-            get_ddpm(cfg, cache, device, progress, root)
+        gen = train_ddpm(cfg, data, w.cache, w.device, w.progress, stop_after=k) if k < cfg.steps else \
+            get_ddpm(cfg, w.cache, w.device, w.progress, w.root)
         done[k] = _curve_point(gen, k, teacher, real, feats, n_per_class, sampling, seed, dev)
         write_json(sorted(done.values(), key=lambda p: p['step']), path)
     return [done[k] for k in sorted(set(at) | {cfg.steps})]

@@ -698,14 +698,12 @@ def run_sweep(sweep: str | Path | dict,           # the sweep file (YAML), or it
               order: str | None = None,            # job or level (`run_order`; None: the sweep's `order:`, else job)
              ) -> pd.DataFrame:
     """Run every unfinished run of `sweep` (`parallel` at once on the `local` executor; `executor` overrides the
-    sweep's), then its
-    report notebook; returns one status row per run. `only` (job names) and `seeds` restrict the runs, e.g. one seed
-    of every job first."""
+    sweep's), then its report notebook; returns one status row per run. `only` (job names) and `seeds` restrict the
+    runs, e.g. one seed of every job first."""
     sw = sweep if isinstance(sweep, dict) else load_sweep(sweep)
-    if only:
-        unknown = set(only) - {j['name'] for j in sw['jobs']}
-        if unknown: raise ValueError(f"Unknown jobs {', '.join(sorted(unknown))}: the sweep has "
-                                     f"{', '.join(j['name'] for j in sw['jobs'])}.")
+    unknown = set(only or ()) - {j['name'] for j in sw['jobs']}
+    if unknown: raise ValueError(f"Unknown jobs {', '.join(sorted(unknown))}: the sweep has "
+                                 f"{', '.join(j['name'] for j in sw['jobs'])}.")
     check_parameters(sw)     # a misspelt parameter fails here, before any run
     chosen = lambda r: (not only or r['job'] in only) and (seeds is None or r['parameters']['seed'] in seeds)
     runs = run_order([r for r in expand_sweep(sw, reports) if chosen(r)], order or sw.get('order', 'job'))
@@ -744,14 +742,16 @@ def run_sweep(sweep: str | Path | dict,           # the sweep file (YAML), or it
     if todo: log_sitting(root / 'runs' / sw['name'], res, started, time.time() - t0, n, threads, opts['kind'], only,
                          seeds)
     if report and sw.get('report') and not res.status.isin(['failed', 'busy', 'stopped']).any():
-        rep = dict(name=sw['name'], folder=root / 'runs' / sw['name'] / '_report', sweep=sw['name'],
-                   job='report', run='report',
-                   notebook=sw['report'],
-                   parameters=dict(sw.get('report_parameters') or {}) | dict(reports=_where(root)))
-        shutil.rmtree(rep['folder'], ignore_errors=True)
-        r = execute_run(rep, log=log)
-        res = pd.concat([res, pd.DataFrame([r])], ignore_index=True)
+        res = pd.concat([res, pd.DataFrame([_run_report(sw, root, log)])], ignore_index=True)
     return res
+
+def _run_report(sw: dict, root: Path, log) -> dict:
+    "Execute sweep `sw`'s report notebook on the records under reports root `root`; its status row."
+    rep = dict(name=sw['name'], folder=root / 'runs' / sw['name'] / '_report', sweep=sw['name'], job='report',
+               run='report', notebook=sw['report'],
+               parameters=dict(sw.get('report_parameters') or {}) | dict(reports=_where(root)))
+    shutil.rmtree(rep['folder'], ignore_errors=True)
+    return execute_run(rep, log=log)
 
 # %% ../nbs/10a_sweeps.ipynb #0f3ddb9d
 #: Record fields that differ between two executions of one run (timings, ids, where it ran); the rest identify what was

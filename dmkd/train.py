@@ -360,6 +360,11 @@ def _epoch(loop, epoch: int, step: int) -> tuple[dict, int]:
     return rec | dict(lr=loop.sched.get_last_lr()[0], seconds=round(secs, 3), images_per_s=round(seen / secs, 1)), step
 
 # %% ../nbs/03_train.ipynb #0765ebdb
+def _init_from_data(model, data: ImageSet, seed: int, n: int = 5000):
+    "Let `model` set layers from `n` seeded training images (airbench's whitening; `Classifier.init_from_data`)."
+    init = getattr(model, 'init_from_data', None)
+    if init is not None: init(data.images[torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]])
+
 class Lookahead:
     """airbench's lookahead (the package's `LookaheadState`): every 5 steps the weights move to their EMA of decay
     0.95⁵·(step/total)³; after the last step they are the EMA."""
@@ -415,9 +420,7 @@ def fit(model: torch.nn.Module,    # the network to train (made after `seed_ever
     `precision`."""
     acc = accelerator or get_accelerator()
     precision = resolve_precision(precision, acc.device)
-    init = getattr(model, 'init_from_data', None)          # layers set from the data (airbench's whitening)
-    if init is not None: init(data.images[torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed))
-                                          [:5000]])
+    _init_from_data(model, data, cfg.seed)
     opt, sched, steps = sgd_schedule(model, cfg, len(data), acc.num_processes)
     model, opt = acc.prepare(model, opt)
     drop_autocast(model)                                   # the loop's own autocast sets the precision it records
