@@ -66,6 +66,13 @@ class StoreSpec:
         "The in-project DDPM's `DDPMConfig` fields this spec sets (`get_generator('ddpm', …)` options)."
         return ddpm_kwargs(self.ddpm_size, self.ddpm_steps) | self.ddpm
 
+    def ddpm_config(self,
+                    data: Data,   # the target dataset: its data knobs, as `DDPMConfig` names them
+                   ) -> DDPMConfig:
+        "The in-project DDPM this spec's store is made with for target `data` (the one `synthesize` trains or loads)."
+        dkw = {dict(size='data_size').get(k, k): v for k, v in data.options().items()}
+        return DDPMConfig(**dict(dataset=data.dataset) | dkw | self.ddpm_options())
+
 # %% ../nbs/05_synth.ipynb #9618a255
 def _norm(name: str) -> str: return name.lower().replace('_', ' ').replace('-', ' ').strip()
 
@@ -346,8 +353,7 @@ def synthesize(spec: StoreSpec | None = None,    # what the store holds (None: `
     spec, data, where = spec or StoreSpec(), Data(data) if isinstance(data, str) else data, where or Where()
     target = _load(data, 'test', where.root)
     if gen is None:       # the in-project DDPM of this dataset (its data knobs as DDPMConfig names them), or a pipeline
-        dkw = {dict(size='data_size').get(k, k): v for k, v in data.options().items()}
-        ddpm = dict(dataset=data.dataset, root=where.root, progress=where.progress) | dkw | spec.ddpm_options()
+        ddpm = dict(cfg=spec.ddpm_config(data), root=where.root, progress=where.progress)
         gen = get_generator(spec.generator, target.classes, model=spec.model, device=where.device, cache=where.cache,
                             **(ddpm if spec.generator == 'ddpm' else {}))
     source = None if spec.strength is None else _corpus_images(data, spec.n_per_class, where.root)   # SDEdit / img2img
