@@ -41,15 +41,16 @@ def test_cifar10_imagefolder_teacher(cache):
 
 @pytest.mark.timeout(3600)
 def test_airbench_teacher_reaches_85_on_the_full_test_split(cache):
-    """The CPU regime's strong teacher: `airbench93` with its own recipe (`dmkd.train.RECIPES['airbench']`, 11 epochs of
-    batch 1024) on the teacher's 22,500 images, scored once on all 10,000 test images. Its time is printed, not
-    asserted (it depends on the machine); on the project's 2-core machine it is the issue's 30-minute budget."""
+    """The CPU regime's strong teacher: `airbench93` with its own recipe (`dmkd.train.RECIPES['airbench']`, batch 1024)
+    for 20 epochs on the teacher's 22,500 images (440 steps; airbench93's 11 epochs of 50,000 are 528), scored once on
+    all 10,000 test images. At the recipe's 11 epochs it reached 84.33 % (validation 85.00 %; with random flips, before
+    the alternating ones). Its time is printed, not asserted (it depends on the machine)."""
     from dmkd.train import get_teacher
     splits = tuple(load_dataset('imagefolder', s, root=FOLDER, progress=False) for s in ('train', 'val', 'test'))
     t0 = time.time()
-    net, meta = get_teacher(TrainConfig(dataset='imagefolder', arch='airbench93'), data=splits, progress=False)
+    net, meta = get_teacher(TrainConfig(dataset='imagefolder', arch='airbench93', epochs=20), data=splits, progress=False)
     print(f"airbench93: {meta['accuracy']:.2f}% on the 10,000 test images (val {meta['val_acc']:.2f}%), "
           f"{time.time() - t0:.0f}s, {torch.get_num_threads()} threads")
     assert len(splits[2]) == 10_000 and meta['accuracy'] >= 85, meta['accuracy']
-    again, meta2 = get_teacher(TrainConfig(dataset='imagefolder', arch='airbench93'), data=splits)   # cached: no training
+    again, meta2 = get_teacher(TrainConfig(dataset='imagefolder', arch='airbench93', epochs=20), data=splits)   # cached: no training
     assert meta2['key'] == meta['key'] and meta2['accuracy'] == meta['accuracy']
