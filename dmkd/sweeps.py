@@ -7,8 +7,8 @@ __all__ = ['EXECUTORS', 'VALIDATION_METRICS', 'VARY', 'CLAIM_WAIT', 'LOCAL_SUBMI
            'sweep_main', 'run_name', 'executor_options', 'select_jobs', 'check_selections', 'selections',
            'job_defaults', 'expand_sweep', 'Selection', 'Job', 'SweepFile', 'sweep_problems', 'load_sweep',
            'schema_table', 'run_done', 'levelled', 'levelled_below', 'check_parameters', 'execute_run', 'visible_gpus',
-           'RequeuedRun', 'run_order', 'log_sitting', 'sittings', 'sweep_cost', 'unfinished_words', 'run_sweep',
-           'record_identity', 'collect_records', 'subset_imagefolder', 'sweep_cli']
+           'RequeuedRun', 'run_order', 'log_sitting', 'sittings', 'sweep_cost', 'budget_caps', 'unfinished_words',
+           'run_sweep', 'record_identity', 'collect_records', 'subset_imagefolder', 'sweep_cli']
 
 # %% ../nbs/10a_sweeps.ipynb #52bee723
 import ctypes, itertools, json, math, os, re, shutil, signal, subprocess, sys, threading, time, uuid
@@ -669,6 +669,16 @@ def sweep_cost(reports=None,           # reports root (None: $DMKD_REPORTS, else
                   f"time in all ({int(sit.done.sum())} runs finished in them; {at_once} at once), on {cpus}")
     else: words += '; no sitting logged (runs made before sittings were logged)'
     return t, words
+
+def budget_caps(sweep: str | Path | dict,  # the sweep file (YAML), or its loaded dict
+               ) -> dict:
+    "Each baseline's largest budget in `sweep` (its `budget` grids): the cap its budget curve stops at."
+    sw = sweep if isinstance(sweep, dict) else load_sweep(sweep)
+    caps = {}
+    for j in sw['jobs']:
+        method, grid = (j.get('parameters') or {}).get('method'), (j.get('grid') or {}).get('budget')
+        if method and grid: caps[method] = max(caps.get(method, 0), *grid)
+    return caps
 
 def unfinished_words(sweep: str | Path | dict,  # the sweep file (YAML), or its loaded dict
                      reports=None,                # reports root its runs write to (None: as `run_sweep`)

@@ -241,6 +241,7 @@ def best_budgets(bt: pd.DataFrame,  # a `budget_table` (its `_method`, `_val` an
     return pd.concat([b.drop_duplicates('_method'), gone]).reset_index(drop=True)
 
 def levelled_off(bt: pd.DataFrame,  # a `budget_table` (its `_method`, `budget`, `_val`, `_val_std` columns)
+                 caps: dict | None = None,  # method -> the largest budget its sweep runs (None: the largest run is)
                 ) -> pd.DataFrame:
     """Per baseline of a `budget_table`: its budgets, the change of mean validation accuracy between its two largest,
     that largest budget's own ± (std over its runs), and whether its curve had levelled off there (the change is smaller
@@ -253,10 +254,11 @@ def levelled_off(bt: pd.DataFrame,  # a `budget_table` (its `_method`, `budget`,
             rows.append(dict(_method=m, budgets=budgets, change=np.nan, spread=np.nan, levelled=None,
                              says=f"budget {budgets}: one budget, so not known whether it had levelled off"))
             continue
-        change, spread, cap = g._val.iloc[-1] - g._val.iloc[-2], g._val_std.iloc[-1], g.budget.iloc[-1]
+        change, spread, top = g._val.iloc[-1] - g._val.iloc[-2], g._val_std.iloc[-1], g.budget.iloc[-1]
         flat = bool(abs(change) < spread) if pd.notna(spread) else None
-        words = ('levelled off' if flat else f'not levelled off at the cap {cap:g}' if flat is False
-                 else 'one run at the cap: not known')
+        cap = (caps or {}).get(m, top)
+        where = f'at the cap {top:g}' if top >= cap else f'by {top:g} (its sweep goes on to the cap {cap:g})'
+        words = 'levelled off' if flat else f'not levelled off {where}' if flat is False else 'one run: not known'
         rows.append(dict(_method=m, budgets=budgets, change=change, spread=spread, levelled=flat,
                          says=f"budgets {budgets}, {words} (val {change:+.2f} over the last doubling, ± {spread:.2f})"))
     return pd.DataFrame(rows, columns=['_method', 'budgets', 'change', 'spread', 'levelled', 'says'])
@@ -484,7 +486,7 @@ def _kd_steps_words(d: pd.DataFrame, names) -> str:
     same = len({round(v) for v in got.values()}) == 1
     return f". KD steps: {said}" + ('' if same else " (not equal: the rows' students trained for different lengths)")
 
-def _conclusion_1(main: pd.DataFrame, bt: pd.DataFrame | None) -> dict | None:
+def _conclusion_1(main: pd.DataFrame, bt: pd.DataFrame | None, caps: dict | None = None) -> dict | None:
     "(1) diffusion data against the strongest data-free baseline (chosen on validation), at its chosen budget."
     acc = main.groupby('method').student_acc.mean()
     free = [m for m in methods(family='data-free')
@@ -511,7 +513,7 @@ def _conclusion_1(main: pd.DataFrame, bt: pd.DataFrame | None) -> dict | None:
                         f"of synthesis): {ok[ok.method == b].student_acc.mean():.2f} %, DM-KD minus it "
                         f"{_ci(*comps[b][:3])}"
                         for b in tops)
-    lv = levelled_off(bt) if bt is not None and len(bt) else pd.DataFrame()
+    lv = levelled_off(bt, caps) if bt is not None and len(bt) else pd.DataFrame()
     gen = ok[ok.method == 'diffusion'].real_data.dropna() if 'real_data' in ok else pd.Series(dtype=object)
     gen = gen.iloc[0].get('generator') if len(gen) and isinstance(gen.iloc[0], dict) else None
     saw = (f"; DM-KD is not data-free: its generator learnt from real in-distribution images ({gen}), while the "
@@ -533,11 +535,14 @@ PAPER_FIDELITY = dict(default=(2.0, 100), high=(4.0, 250))
 def _conclusion_2(fid: pd.DataFrame) -> dict:
     "(2) lower guidance scale and fewer sampling steps against the higher, cell by cell of the s × T grid."
     cells = {k: _by_seed(g) for k, g in fid.groupby(['guidance_scale', 'num_steps'])}
-    ss, ts = sorted(fid.guidance_scale.unique()), sorted(fid.num_steps.unique())
-    comps = [(f"s={ss[0]:g} vs s={ss[-1]:g} at T={t:g}", compare(cells[(ss[0], t)], cells[(ss[-1], t)]))
-             for t in ts if len(ss) > 1 and (ss[0], t) in cells and (ss[-1], t) in cells]
-    comps += [(f"T={ts[0]:g} vs T={ts[-1]:g} at s={s:g}", compare(cells[(s, ts[0])], cells[(s, ts[-1])]))
-              for s in ss if len(ts) > 1 and (s, ts[0]) in cells and (s, ts[-1]) in cells]
+    # each row and column of the grid: its lowest setting against its highest (a corner cell has its own)
+    ss_at = lambda t: sorted(s for s, t_ in cells if t_ == t)
+    ts_at = lambda s: sorted(t for s_, t in cells if s_ == s)
+    ss, ts = sorted({s for s, _ in cells}), sorted({t for _, t in cells})
+    comps = [(f"s={ss_at(t)[0]:g} vs s={ss_at(t)[-1]:g} at T={t:g}",
+              compare(cells[(ss_at(t)[0], t)], cells[(ss_at(t)[-1], t)])) for t in ts if len(ss_at(t)) > 1]
+    comps += [(f"T={ts_at(s)[0]:g} vs T={ts_at(s)[-1]:g} at s={s:g}",
+               compare(cells[(s, ts_at(s)[0])], cells[(s, ts_at(s)[-1])])) for s in ss if len(ts_at(s)) > 1]
     lo, hi = PAPER_FIDELITY['default'], PAPER_FIDELITY['high']
     if lo in cells and hi in cells:
         comps.append((f"the paper's s={lo[0]:g}, T={lo[1]:g} vs its high fidelity s={hi[0]:g}, T={hi[1]:g}",
@@ -580,11 +585,12 @@ def conclusions(main: pd.DataFrame,             # the main jobs' records, each b
                 fid: pd.DataFrame,              # the fidelity grid's records (s × T)
                 strength: pd.DataFrame,         # the strength ablation's records (its `axis` and `value`)
                 bt: pd.DataFrame | None = None,  # the budget table (`budget_table`), for each baseline's largest budget
+                caps: dict | None = None,       # method -> the largest budget its sweep runs (`levelled_off`)
                ) -> pd.DataFrame:
     """The paper's three conclusions against a sweep's records: `main` (with each baseline at its chosen budget:
     `with_chosen_budgets`), the fidelity grid `fid`, the strength ablation `strength`, and the budget table `bt`.
     Every choice is made on validation and every difference measured on test."""
-    rows = [_conclusion_1(main, bt)] if len(main) else []
+    rows = [_conclusion_1(main, bt, caps)] if len(main) else []
     if len(fid): rows.append(_conclusion_2(fid))
     for a in ('teacher', 'teacher_epoch'):
         d = strength[strength['axis'] == a] if len(strength) and 'axis' in strength else strength.iloc[:0]
