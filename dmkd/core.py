@@ -139,8 +139,8 @@ def tensor_digest(*tensors: torch.Tensor) -> str:
 def lr_factor(step: int,      # optimiser step, 0-based
               total: int,     # optimiser steps of the whole run
               warmup: int,    # linear warm-up steps (factor (step+1)/warmup); 0: none
-              # after warm-up: 'cosine' (to 0 at `total`), 'step' (÷10 at 50% and 75%), 'triangle' (airbench's: 0.2, up to
-              # 1 at 23% of the steps, down to 0.07 at the end, linearly), else constant 1
+              # after warm-up: 'cosine' (to 0 at `total`), 'step' (÷10 at 50% and 75%), 'triangle' (airbench's:
+              # 0.2, up to 1 at 23% of the steps, down to 0.07 at the end, linearly), else constant 1
               schedule: str,
              ) -> float:
     "Learning-rate multiplier at optimiser `step` of `total`: linear warm-up, then the schedule."

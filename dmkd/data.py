@@ -422,7 +422,8 @@ class BatchAugment:
                  scale: tuple = (0.25, 1.0),          # rrc_flip: range of the crop's area as a share of the image's
                  ratio: tuple = (3 / 4, 4 / 3),       # rrc_flip: range of the crop's aspect ratio
                  size: int | None = None,             # rrc_flip: output side in pixels (None: the input's)
-                 # crop_flip: how the padding is filled: zeros, or reflect (the image mirrored at its border, airbench's)
+                 # crop_flip: how the padding is filled: zeros, or reflect (the image mirrored at its border:
+                 # airbench's)
                  pad_mode: str = 'zeros',
                  # crop_flip: flips alternate by epoch (airbench's): an image mirrored in one epoch is not in the next
                  # (given its index and the epoch; without them, random flips)

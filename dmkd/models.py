@@ -128,7 +128,8 @@ class WideResNet(nn.Module):
 class AirbenchNet(nn.Module):
     "airbench's CIFAR-10 network from the `airbench` package's blocks, fp32 on any device."
     def __init__(self,
-                 widths: tuple,             # the three groups' widths (airbench93: 64, 128, 128; airbench94: 64, 256, 256)
+                 # the three groups' widths (airbench93: 64, 128, 128; airbench94: 64, 256, 256)
+                 widths: tuple,
                  num_classes: int,          # outputs of the head
                  bn_momentum: float = 0.6,  # airbench's BatchNorm momentum (PyTorch's 1 - 0.6)
                  scale: float = 1 / 9,      # the logits' scaling factor
