@@ -4,11 +4,11 @@
 
 # %% auto #0
 __all__ = ['SOURCES', 'RUN_FIELDS', 'CHANCE_FACTOR', 'FLAG_GROUPS', 'WHERE_FLAGS', 'RealSource', 'BaselineSource', 'RunSpec',
-           'run_params', 'run_spec', 'spec_params', 'teacher_id', 'rel_path', 'store_images', 'baseline_images',
-           'top_class_share', 'collapse_reason', 'diffusion_budget', 'run', 'out_file', 'load_student', 'flag_choices',
-           'add_flags', 'add_where', 'run_parser', 'method_flags', 'run_cli', 'run_main', 'distill_main',
-           'baseline_main', 'train_teacher_parser', 'train_teacher_cli', 'train_teacher_main', 'synthesize_parser',
-           'synthesize_cli', 'synthesize_main']
+           'run_params', 'store_spec', 'run_spec', 'spec_params', 'teacher_id', 'rel_path', 'store_images',
+           'baseline_images', 'top_class_share', 'collapse_reason', 'diffusion_budget', 'run', 'out_file',
+           'load_student', 'flag_choices', 'add_flags', 'add_where', 'run_parser', 'method_flags', 'run_cli',
+           'run_main', 'distill_main', 'baseline_main', 'train_teacher_parser', 'train_teacher_cli',
+           'train_teacher_main', 'synthesize_parser', 'synthesize_cli', 'synthesize_main']
 
 # %% ../nbs/09_runs.ipynb #430ea289
 import dataclasses, importlib, math, time, typing
@@ -28,7 +28,7 @@ from .models import MODELS, Classifier
 from .train import TRACKERS, TrainConfig, get_teacher, load_classifier, make_tracker, save_classifier, teacher_dir
 from .generators import GENERATORS, SAMPLERS, check_knobs
 from .ddpm import DDPMConfig, ddpm_kwargs
-from .synth import StoreSpec, load_store, read_manifest, synthesize
+from .synth import RUN_DECIDES, StoreSpec, load_store, read_manifest, synthesize
 from .distill import KDConfig, check_compatible, distill_dir, distill_student
 from .records import KEY_VERSIONS, SCHEMA, check_record
 from .baselines import METHODS, Context, baseline_dir, check_hparams, load_bank, method_params, param_doc
@@ -87,7 +87,8 @@ class RunSpec:
         return dict(store='diffusion', real='kd_real').get(self.source.kind) or self.source.method
 
     def to_dict(self) -> dict:
-        return dict(teacher=self.teacher.to_dict(), source=dict(kind=self.source.kind, **asdict(self.source)),
+        src = self.source.to_dict() if isinstance(self.source, StoreSpec) else asdict(self.source)
+        return dict(teacher=self.teacher.to_dict(), source=dict(kind=self.source.kind, **src),
                     kd=self.kd.to_dict(),
                     teacher_checkpoint=self.teacher_checkpoint, scratch=self.scratch, fidelity=self.fidelity)
 
@@ -97,7 +98,8 @@ class RunSpec:
                  ) -> 'RunSpec':
         "The spec a record's `spec` (or `to_dict`) describes."
         src = dict(d['source']); kind = src.pop('kind')
-        return cls(TrainConfig(**d['teacher']), SOURCES[kind](**src), KDConfig(**d['kd']),
+        source = StoreSpec.from_dict(src) if kind == 'store' else SOURCES[kind](**src)
+        return cls(TrainConfig(**d['teacher']), source, KDConfig(**d['kd']),
                    d.get('teacher_checkpoint', d.get('teacher_epoch')),    # (its name in specs made before)
                    d.get('scratch', False), d.get('fidelity', False))
 
@@ -138,8 +140,13 @@ def run_params() -> dict[str, dict]:
         if f.name == 'seed': continue
         n, e = _entry('kd', f.name, f, kdoc[f.name]); out[n] = e | dict(type=hint(KDConfig)[f.name])
     for f in dataclasses.fields(StoreSpec):
-        if f.name == 'seed': continue
+        if f.name in ('seed', 'ddpm'): continue
         n, e = _entry('store', f.name, f, sdoc[f.name]); out[n] = e | dict(type=hint(StoreSpec)[f.name])
+    ddoc = _field_docs(DDPMConfig)
+    for f in dataclasses.fields(DDPMConfig):     # the store's DDPM, nested: ddpm_steps is DDPMConfig.steps
+        if f.name in RUN_DECIDES: continue
+        n, e = _entry('ddpm', f'ddpm_{f.name}', f, f"in-project DDPM: {ddoc[f.name]}")
+        out[n] = e | dict(type=hint(DDPMConfig)[f.name])
     out['params'] = dict(target='baseline', field='params', type=dict, default={},
                          doc="the baseline method's parameters (method_params(method) lists them)")
     out['budget'] = dict(target='baseline', field='budget', type=typing.Optional[float], default=None,
@@ -161,6 +168,17 @@ def _made(target: str, make, *args, **kw):
         flat = next((n for n, p in run_params().items() if p['target'] == target and p['field'] == e.name), e.name)
         raise e.renamed(flat) from None
 
+def store_spec(seed: int = 0,  # seed of the images
+               **params,       # flat store parameters: `run_params()` of targets store and ddpm (`ddpm_steps`, …)
+              ) -> StoreSpec:
+    "The `StoreSpec` of flat store parameters, the DDPM's nested; `None` means the default; a bad value fails here."
+    P = run_params()
+    bad = sorted(k for k in params if P.get(k, {}).get('target') not in ('store', 'ddpm'))
+    if bad: raise ValueError(f"Not a store parameter: {', '.join(bad)}. Store parameters: "
+                             f"{', '.join(k for k, p in P.items() if p['target'] in ('store', 'ddpm'))}.")
+    part = lambda t: {P[k]['field']: v for k, v in params.items() if P[k]['target'] == t and v is not None}
+    return _made('store', StoreSpec, **part('store'), ddpm=_made('ddpm', DDPMConfig, **part('ddpm')), seed=seed)
+
 def run_spec(**params) -> RunSpec:
     """The `RunSpec` of flat parameters (`run_params()`); `None` means the default. A bad value fails here, named as
     given."""
@@ -174,10 +192,10 @@ def run_spec(**params) -> RunSpec:
     knob('seed', isinstance(seed, int) and not isinstance(seed, bool),
          f"must be int, got {seed!r} ({type(seed).__name__}).")
     knob('method', isinstance(method, str), f"must be str, got {method!r} ({type(method).__name__}).")
-    store = part('store')
+    store = part('store') | {f'ddpm_{k}': v for k, v in part('ddpm').items()}
     takes = method_params(method)      # an unknown method fails here, listing the valid ones
     kind = METHODS[method].kind
-    if kind == 'store': source = _made('store', StoreSpec, **store, seed=seed)
+    if kind == 'store': source = store_spec(**store, seed=seed)
     else:
         pp = dict(given.get('params') or {})
         for k, v in store.items() if kind != 'reference' else ():   # rows without images ignore the store's knobs
@@ -664,7 +682,7 @@ def add_flags(ap: argparse.ArgumentParser,  # the parser to add them to
 
 #: The help's group of a flag, by its config (the `target` of its `run_params()` entry).
 FLAG_GROUPS = dict(run='the run', teacher='the teacher (`TrainConfig`)',
-                   store='images: a diffusion store (`StoreSpec`)',
+                   store='images: a diffusion store (`StoreSpec`)', ddpm="the store's in-project DDPM (`DDPMConfig`)",
                    baseline='images: a baseline method (`dmkd.baselines`)', kd='the student and its KD (`KDConfig`)')
 
 #: Where and how a command runs: the same flags on every command line.
@@ -788,9 +806,9 @@ def baseline_main():
 if __name__ == '__main__': run_main()     # python -m dmkd.runs (e.g. under accelerate launch)
 
 # %% ../nbs/09_runs.ipynb #10bc28cf
-def _params(target: str, shared=('dataset', 'size', 'corpus_fraction')) -> dict:
-    "The `run_params()` entries of `target` and the dataset's knobs, which every part of a run shares."
-    return {k: p for k, p in run_params().items() if p['target'] == target or k in shared}
+def _params(*targets: str, shared=('dataset', 'size', 'corpus_fraction')) -> dict:
+    "The `run_params()` entries of `targets` and the dataset's knobs, which every part of a run shares."
+    return {k: p for k, p in run_params().items() if p['target'] in targets or k in shared}
 
 def train_teacher_parser(prog: str = 'dmkd_train_teacher',  # the command's name in its help and errors
                         ) -> argparse.ArgumentParser:
@@ -832,7 +850,7 @@ def synthesize_parser(prog: str = 'dmkd_synthesize',  # the command's name in it
     the dataset's."""
     ap = argparse.ArgumentParser(prog, allow_abbrev=False,
                                  description='Make (or finish) a synthetic store; print where it is.')
-    add_flags(ap, {k: p for k, p in _params('store').items() if k != 'store'})
+    add_flags(ap, {k: p for k, p in _params('store', 'ddpm').items() if k != 'store'})
     add_flags(ap, dict(seed=dict(run_params()['seed'], doc='seed of the images')))
     ap.add_argument('--resolution', type=int, default=32, help='stored image side (default: 32)')
     ap.add_argument('--out-dir', '--out_dir', default=None, help='store folder (default: <cache>/stores/<settings>)')
@@ -845,9 +863,8 @@ def synthesize_cli(argv: list[str] | None = None,  # the arguments (None: the co
                   ) -> Path:
     "Parse `argv` (default: the command line), make or finish the store, print a one-line summary; returns its folder."
     a = vars(synthesize_parser(prog).parse_args(sys.argv[1:] if argv is None else argv))
-    P = _params('store')
-    src = _made('store', StoreSpec, **{P[k]['field']: v for k, v in a.items() if k in P and P[k]['target'] == 'store'
-                                         and v is not None}, seed=a['seed'] or 0)
+    P = _params('store', 'ddpm')
+    src = store_spec(**{k: v for k, v in a.items() if k in P and P[k]['target'] != 'teacher'}, seed=a['seed'] or 0)
     data = _made('teacher', TrainConfig,
                  **{k: a[k] for k in ('dataset', 'size', 'corpus_fraction') if a[k] is not None})
     where = Where(a['root'], a['cache'], device=a['device'], progress=not a['quiet'])

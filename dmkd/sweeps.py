@@ -131,7 +131,7 @@ def selections(sw: dict,          # the loaded sweep (its `select:` entries and 
 
 #: What a job's `vary:` list can add to what a seed changes (always: the images and the student), and the run parameters
 #: it sets to the seed.
-VARY = dict(teacher='teacher_seed', generator='ddpm.seed')
+VARY = dict(teacher='teacher_seed', generator='ddpm_seed')
 
 def job_defaults(sw: dict,   # the loaded sweep (its `defaults:`)
                  job: dict,  # one entry of its `jobs:` (its `inherit:` list, if any: None takes every default)
@@ -153,10 +153,7 @@ def expand_sweep(sw: dict,      # the loaded sweep (`load_sweep`)
         for level, combo in enumerate(itertools.product(*grid.values())):
             for seed in j.get('seeds', sw['seeds']):
                 p = job_defaults(sw, j) | dict(j.get('parameters') or {}) | dict(zip(grid, combo)) | dict(seed=seed)
-                # each seed its own teacher ...
-                if 'teacher' in (j.get('vary') or []): p['teacher_seed'] = seed
-                # ... and its own DDPM
-                if 'generator' in (j.get('vary') or []): p['ddpm'] = dict(p.get('ddpm') or {}) | dict(seed=seed)
+                for v in j.get('vary') or []: p[VARY[v]] = seed     # each seed its own teacher, its own DDPM
                 name = run_name(p, list(grid))
                 folder = root / 'runs' / sw['name'] / j['name'] / name
                 p[j.get('reports_param', 'reports')] = str(folder)
@@ -439,6 +436,7 @@ def check_parameters(sw: dict,  # the loaded sweep (its jobs' notebooks, default
     import difflib, papermill as pm
     jobs = [(j['name'], j['notebook'],
              set(job_defaults(sw, j)) | set(j.get('parameters') or {}) | set(j.get('grid') or {})
+             | {VARY[v] for v in j.get('vary') or [] if v in VARY}
              | {'seed', j.get('reports_param', 'reports')}) for j in sw['jobs']]
     if sw.get('report'): jobs.append(('report', sw['report'], set(sw.get('report_parameters') or {}) | {'reports'}))
     declared, problems = {}, []

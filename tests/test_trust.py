@@ -115,7 +115,7 @@ def test_a_mixed_size_imagefolder_tree_goes_through_the_main_job(tmp_path):
     "`size` decodes every image of the tree at one square size for the teacher, the test split, the DDPM and the store."
     _tree(tmp_path / 'tree')
     kw = dict(dataset='imagefolder', teacher='resnet8', teacher_epochs=1, student='resnet8', epochs=1, batch_size=4, n_per_class=2,
-              num_steps=2, ddpm_steps=2, ddpm=dict(block_out_channels=[16, 16], batch_size=4))
+              num_steps=2, ddpm_steps=2, ddpm_block_out_channels=[16, 16], ddpm_batch_size=4)
     with pytest.raises(ValueError, match='pass size=<pixels>'):
         run(run_spec(**kw), root=tmp_path / 'tree', cache=tmp_path / 'cache', device='cpu', progress=False, record=False)
     rec = run(run_spec(**kw, size=8), root=tmp_path / 'tree', cache=tmp_path / 'cache', reports=tmp_path / 'reports', device='cpu', progress=False)
