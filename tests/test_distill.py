@@ -144,7 +144,7 @@ def test_two_processes_on_an_empty_cache(tmp_path):
     save, was missing from its key; then it read the store before rank 0 had finished it)."""
     env = dict(os.environ, DMKD_CACHE=str(tmp_path / 'cache'), OMP_NUM_THREADS='1')
     cmd = ['--teacher', 'resnet8', '--student', 'resnet8', '--teacher-epochs', '1', '--epochs', '1', '--n-per-class', '5',
-           '--num-steps', '2', '--ddpm-steps', '4', '--ddpm', '{"block_out_channels": [16, 16]}', '--device', 'cpu',
+           '--num-steps', '2', '--ddpm-steps', '4', '--ddpm-block-out-channels', '[16, 16]', '--device', 'cpu',
            '--reports', str(tmp_path / 'reports'), '--quiet']
     cache = tmp_path / 'cache'
     form = ['--multi_gpu', '--num_machines', '1', '--mixed_precision', 'no', '--dynamo_backend', 'no', '--num_processes', '2']
