@@ -28,7 +28,7 @@ from .train import evaluate, sgd_schedule
 from .baselines import Context, baseline_dir, load_bank
 from .imagebased import d4m_set
 from .records import KEY_VERSIONS, SCHEMA
-from .runs import _generator_data, store_images
+from .runs import _generator_data, store_images, store_spec
 from .synth import StoreSpec
 
 # %% ../nbs/11_continual.ipynb #bca96e9a
@@ -278,9 +278,8 @@ def continual_images(cfg: ContinualConfig,       # the run (its dataset, root an
         return load_dataset(ds, 'train', root=cfg.root,
                             **data_options(ds)), dict(synthesis_seconds=0.0, real_data=f"{ds}/train")
     if which == 'd4m': return _d4m_images(cfg, test, cache, get_device(device), progress)
-    src = StoreSpec(guidance_scale=cfg.guidance_scale, num_steps=cfg.num_steps, n_per_class=cfg.n_per_class,
-                    ddpm_size=cfg.ddpm_size,
-                    ddpm_steps=cfg.ddpm_steps, seed=cfg.seed)
+    src = store_spec(guidance_scale=cfg.guidance_scale, num_steps=cfg.num_steps, n_per_class=cfg.n_per_class,
+                     ddpm_size=cfg.ddpm_size, ddpm_steps=cfg.ddpm_steps, seed=cfg.seed)     # flat names, as a run's
     dev = get_device(device)
     # one process makes the store
     where = Where(cfg.root, cache, device=dev.type, progress=progress, accelerator=Solo(dev))
