@@ -5,7 +5,7 @@ file) fails with a clear message before any work is done.
 
 The run's one tiny teacher (resnet8, 3 epochs, `conftest.tiny_teacher`) keeps this fast; `nbs/baselines.ipynb` runs the
 real settings."""
-import json, subprocess
+import json, subprocess, sys
 
 import pytest
 import torch
@@ -15,6 +15,7 @@ from dmkd.datafree import GeneratorHook, GeneratorRecipe
 from dmkd.inversion import disagreement
 from dmkd.data import ImageSet, load_dataset
 from dmkd.distill import KDConfig, distill_student
+from dmkd.runs import baseline_main
 
 TINY = ['--dataset', 'digits', '--teacher', 'resnet8', '--teacher-epochs', '3', '--student', 'resnet8', '--epochs', '1',
         '--device', 'cpu', '--quiet']
@@ -55,8 +56,20 @@ def test_adversarial_term_compares_teacher_with_student(teacher, divergence):
 
 
 def run(*args, tmp, cache=None):
+    "`dmkd_baseline` from a shell."
     return subprocess.run([bin_path('dmkd_baseline'), *args, '--cache', str(cache or tmp / 'cache'), '--reports', str(tmp / 'reports')],
                           capture_output=True, text=True, timeout=900)
+
+
+def run_here(*args, tmp, monkeypatch, capsys, cache=None) -> tuple[int, str, str]:
+    """`dmkd_baseline` through the same entry point in this process (no second import of torch and dmkd): its exit status
+    (a mistake: the `SystemExit` argparse and the knob checks raise, or the error's message), stdout and stderr."""
+    monkeypatch.setattr(sys, 'argv', ['dmkd_baseline', *args, '--cache', str(cache or tmp / 'cache'), '--reports', str(tmp / 'reports')])
+    try: baseline_main(); code, msg = 0, ''
+    except SystemExit as e: code, msg = (e.code or 0), ''
+    except Exception as e: code, msg = 1, str(e)
+    out = capsys.readouterr()
+    return code, out.out, out.err + msg
 
 
 @pytest.mark.timeout(900)
@@ -72,15 +85,17 @@ def test_cli_writes_a_baseline_record(tmp_path):
     assert 'dfad:' in p.stdout and str(f) in p.stdout
 
 
-def test_cli_bad_input(tmp_path):
+def test_cli_bad_input(tmp_path, monkeypatch, capsys):
+    "Each mistake stops before any work with a message that says what to do: the first from a shell, the rest in-process."
     p = run(*TINY, '--method', 'magic', tmp=tmp_path)
     assert p.returncode != 0 and 'Valid methods' in p.stderr and 'deepinversion' in p.stderr
-    p = run(*TINY, '--method', 'dafl', '--strength', '0.5', tmp=tmp_path)
-    assert p.returncode != 0 and 'dafl does not take strength; it takes: epoch_per_class' in p.stderr
-    p = run(*TINY, '--method', 'dafl', '--n-aug', '4', tmp=tmp_path)
-    assert p.returncode != 0 and 'dafl does not take --n-aug' in p.stderr
-    p = run(*TINY, '--method', 'one_image', '--image', str(tmp_path / 'missing.jpg'), tmp=tmp_path)
-    assert p.returncode != 0 and 'One-Image source image not found' in p.stderr
+    err = lambda *extra: run_here(*TINY, *extra, tmp=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    code, _, msg = err('--method', 'dafl', '--strength', '0.5')
+    assert code != 0 and 'dafl does not take strength; it takes: epoch_per_class' in msg, msg
+    code, _, msg = err('--method', 'dafl', '--n-aug', '4')
+    assert code != 0 and 'dafl does not take --n-aug' in msg, msg
+    code, _, msg = err('--method', 'one_image', '--image', str(tmp_path / 'missing.jpg'))
+    assert code != 0 and 'One-Image source image not found' in msg, msg
     assert not (tmp_path / 'cache').exists()    # nothing was trained before the error
 
 
@@ -103,7 +118,7 @@ def test_cli_budget_is_stated_and_collapse_flagged(tmp_path):
     assert p.returncode != 0 and 'not both' in p.stderr
 
 
-def test_kd_steps_give_every_row_the_same_student_training(tmp_path):
+def test_kd_steps_give_every_row_the_same_student_training(tmp_path, monkeypatch, capsys):
     """`--kd-steps` fixes the student's training for every row: DM-KD's 50-image store, KD on the real train split and a
     joint generator method (ZSKT; Fast, its adversarial term on) all take 12 KD steps of 64 images; ZSKT's budget sets its generator updates (80,000 × 5e-5
     = 4), spread over those 12 steps, not the student's training. Without it, ZSKT's budget set the KD length (40 steps)."""
@@ -113,8 +128,9 @@ def test_kd_steps_give_every_row_the_same_student_training(tmp_path):
     recs = {}
     for method, extra in runs.items():
         out = tmp_path / method
-        p = run(*TINY, '--method', method, '--kd-steps', '12', *extra, tmp=out, cache=shared_cache())
-        assert p.returncode == 0, p.stderr[-3000:]
+        code, _, err = run_here(*TINY, '--method', method, '--kd-steps', '12', *extra, tmp=out, cache=shared_cache(),
+                                monkeypatch=monkeypatch, capsys=capsys)       # in-process: the CLI's own tests run it from a shell
+        assert code == 0, err[-3000:]
         (f,) = (out / 'reports' / 'results').glob('*.json')
         recs[method] = json.loads(f.read_text())
     assert {m: r['kd_steps'] for m, r in recs.items()} == dict(diffusion=12, kd_real=12, zskt=12, fast=12)

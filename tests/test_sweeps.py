@@ -201,9 +201,12 @@ def _ray_head(env: dict, which):
     finally: subprocess.run([ray_bin, 'stop', '--force'], capture_output=True, text=True, timeout=120, env=env)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_sweep_on_ray_and_submitit_gives_the_local_records(tmp_path):
-    """The same 4-run sweep through a real local Ray instance (`ray start --head`, 2 CPUs, stopped after) and submitit's
+    """Slow tier (about 3 minutes on 2 cores, most of it Ray's own start-up and its workers'; the default tier keeps the
+    local executor's contract, `test_local_executor_gives_each_concurrent_run_its_own_gpu`, and submitit's requeue,
+    `test_slurm_job_past_its_time_limit_is_requeued_and_resumes`). The same 4-run sweep through a real local Ray instance (`ray start --head`, 2 CPUs, stopped after) and submitit's
     local executor: the records the toy notebook writes (as the local executor gives them), each run once; run again, each executor finds every run finished. On the
     same Ray head (one per test run: starting one costs tens of seconds), a Ray sweep whose driver is killed finishes, and a
     run whose Ray worker is killed is retried and resumes."""
