@@ -71,6 +71,11 @@ def test_a_bad_notebook_parameter_fails_in_the_parameters_cell(tmp_path):
     print(f"papermill nbs/distill.ipynb -p epochs two: failed in {time.time() - t0:.1f}s")
     assert p.returncode != 0 and "epochs must be int, got 'two' (str)" in p.stdout + p.stderr
     assert not (tmp_path / 'cache').exists()
+    # a notebook's own list parameter given with -p (a string): named with the form that works, before any work
+    p = subprocess.run([sys.executable, '-m', 'papermill', 'nbs/generator_curve.ipynb', str(tmp_path / 'curve.ipynb'), '-p', 'at',
+                        '[250, 500]', '-p', 'cache', str(tmp_path / 'cache')], cwd=root, capture_output=True, text=True, timeout=600)
+    assert p.returncode != 0 and "at must be a list of optimiser steps, got '[250, 500]'" in p.stdout + p.stderr, p.stderr[-2000:]
+    assert "-y 'at: [250, 500]'" in p.stdout + p.stderr and not (tmp_path / 'cache').exists()
 
 
 def test_an_unwritable_reports_folder_fails_first(tmp_path):
