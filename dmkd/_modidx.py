@@ -632,4 +632,5 @@ d = { 'settings': { 'branch': 'main',
                             'dmkd.train.save_classifier': ('train.html#save_classifier', 'dmkd/train.py'),
                             'dmkd.train.sgd_schedule': ('train.html#sgd_schedule', 'dmkd/train.py'),
                             'dmkd.train.teacher_dir': ('train.html#teacher_dir', 'dmkd/train.py'),
+                            'dmkd.train.teacher_preset': ('train.html#teacher_preset', 'dmkd/train.py'),
                             'dmkd.train.train_teacher': ('train.html#train_teacher', 'dmkd/train.py')}}}
