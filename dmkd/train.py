@@ -25,7 +25,7 @@ from .core import (KnobError, atomic_path, build_lock, cache_root, check_finite,
                        lr_factor, read_json, save_weights, seed_everything, tensor_digest, world_size, write_json)
 from .data import (CORPUS_FRACTION, CORPUS_SPLIT, DATASETS, NO_FLIP, BatchAugment, ImageSet, batch_indices,
                        data_options, load_dataset)
-from .models import MODEL_RECIPE, MODELS, Classifier, airbench_modules, get_model
+from .models import MODEL_RECIPE, MODELS, Classifier, airbench_lib, get_model
 
 # %% ../nbs/03_train.ipynb #e42cebab
 #: The training recipes: the value each `TrainConfig` field left None takes. sgd: dmkd's (Nesterov SGD, no weight decay
@@ -382,7 +382,7 @@ class Lookahead:
     def __init__(self,
                  net: torch.nn.Module,   # the network (unwrapped); its state now starts the EMA
                  total: int):            # optimiser steps of the whole run
-        self.state, self.total = airbench_modules()[1].LookaheadState(net), total
+        self.state, self.total = airbench_lib()[1].LookaheadState(net), total
 
     def step(self,
              net: torch.nn.Module,       # the network (unwrapped), after optimiser step `step`
