@@ -74,6 +74,24 @@ def test_experiment_parameters_are_the_run_parameters():
                 assert got == base(P[name]['type']), f"{f.name}: {name} is {p['inferred_type_name']}, the run parameter is {P[name]['type']}"
 
 
+def test_a_teacher_named_in_a_notebook_trains_on_its_own_recipe():
+    """A notebook left at its defaults but for the teacher trains that teacher on its architecture's recipe: airbench93 at
+    20 epochs is `teacher_preset('cifar10_cpu')`, one cache entry for a sweep, the generator curve and the CLI (the ablation
+    notebooks' teacher batch size and learning rate once defaulted to sgd's 32 and 0.05: an airbench93 teacher trained at
+    batch 32 instead of 1024), and a resnet20 teacher keeps sgd's, the committed digits records' keys."""
+    import papermill as pm
+    from dmkd.runs import run_spec, spec_params
+    from dmkd.train import TrainConfig, teacher_preset
+    for f in EXPERIMENTS:
+        ns = {k: eval(p['default']) for k, p in pm.inspect_notebook(str(f)).items()}
+        if 'teacher' not in ns or 'teacher_epochs' not in ns: continue
+        spec = run_spec(**spec_params(ns | dict(dataset='imagefolder', teacher='airbench93', teacher_epochs=20)))
+        assert spec.teacher == teacher_preset('cifar10_cpu'), (f.name, spec.teacher)
+        spec = run_spec(**spec_params(ns | dict(teacher='resnet20')))
+        assert (spec.teacher.batch_size, spec.teacher.lr) == (32, 0.05), (f.name, spec.teacher)
+        assert spec.teacher == TrainConfig(arch='resnet20', epochs=ns['teacher_epochs']), f.name
+
+
 @pytest.mark.parametrize('name', ['distill', 'synthesis', 'baselines', 'report'])
 def test_tutorial_outputs_are_committed(name):
     """The tutorials keep one run's outputs in `nbs/` (`python tools/run_tutorials.py`), so the repository page shows results:
