@@ -400,7 +400,8 @@ def studies(reports: Path) -> dict:
     """The studies of the results pages, `{key: title}`: one per sweep file (`sweeps/<key>.yaml`) and one per folder of
     `reports/` that is not a build output (`gpu`, `bench`, ...), the GPU ones shown together."""
     out = {}
-    known = {'digits': 'digits', 'cifar10': 'CIFAR-10', 'cifar10_gpu': 'GPU'}   # the page order: CPU studies, then the GPU one
+    # the page order: CPU studies, then the GPU one
+    known = {'digits': 'digits', 'cifar10': 'CIFAR-10 subset', 'cifar10_cpu': 'CIFAR-10 on a CPU', 'cifar10_gpu': 'GPU'}
     found = [f.stem for f in (ROOT / 'sweeps').glob('*.yaml')]
     return {k: known.get(k, k) for k in sorted(found, key=lambda k: (list(known).index(k) if k in known else len(known), k))}
 
