@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = ['SOURCES', 'RUN_FIELDS', 'CHANCE_FACTOR', 'FLAG_GROUPS', 'WHERE_FLAGS', 'RealSource', 'BaselineSource', 'RunSpec',
            'run_params', 'store_spec', 'run_spec', 'spec_params', 'teacher_id', 'rel_path', 'store_images',
-           'baseline_images', 'top_class_share', 'collapse_reason', 'diffusion_budget', 'run', 'out_file',
-           'load_student', 'flag_choices', 'add_flags', 'add_where', 'run_parser', 'method_flags', 'run_cli',
-           'run_main', 'distill_main', 'baseline_main', 'train_teacher_parser', 'train_teacher_cli',
+           'baseline_images', 'top_class_share', 'collapse_reason', 'diffusion_budget', 'scratch_config', 'run',
+           'out_file', 'load_student', 'flag_choices', 'add_flags', 'add_where', 'run_parser', 'method_flags',
+           'run_cli', 'run_main', 'distill_main', 'baseline_main', 'train_teacher_parser', 'train_teacher_cli',
            'train_teacher_main', 'synthesize_parser', 'synthesize_cli', 'synthesize_main']
 
 # %% ../nbs/09_runs.ipynb #430ea289
@@ -24,7 +24,7 @@ from .core import (PRECISIONS, REPRODUCIBILITY, KnobError, Solo, Where, cache_ro
                        check_writable, config_key, get_accelerator, knob, read_json, reports_root,
                        save_weights, tensor_digest, world_size, write_record)
 from .data import CORPUS_FRACTION, CORPUS_SPLIT, DATASETS, BatchAugment, Data, ImageSet, data_options, load_dataset
-from .models import MODELS, Classifier
+from .models import MODEL_RECIPE, MODELS, Classifier
 from .train import TRACKERS, TrainConfig, get_teacher, load_classifier, make_tracker, save_classifier, teacher_dir
 from .generators import GENERATORS, SAMPLERS, check_knobs
 from .ddpm import DDPMConfig, ddpm_kwargs
@@ -381,6 +381,18 @@ def diffusion_budget(rec: dict,  # a diffusion run's record (or a table row): n_
                 denoiser_passes=int(round(n * steps * (2 if s != 1 else 1))), ddpm_steps=get('ddpm_steps'),
                 device=get('device'))
 
+# %% ../nbs/09_runs.ipynb #045c0f14
+def scratch_config(teacher: TrainConfig,  # the run's teacher
+                   student: str,          # the student's architecture (a key of `dmkd.models.MODELS`)
+                   seed: int,             # the student's seed
+                  ) -> TrainConfig:
+    """How the student from scratch is trained: the teacher's data, split and epochs; the teacher's recipe when the
+    student's architecture has the same one, else the student architecture's own (`dmkd.models.MODEL_RECIPE`)."""
+    if MODEL_RECIPE.get(student, 'sgd') == teacher.recipe:
+        return dataclasses.replace(teacher, arch=student, seed=seed)
+    return TrainConfig(dataset=teacher.dataset, arch=student, epochs=teacher.epochs, split=teacher.split,
+                       size=teacher.size, corpus_fraction=teacher.corpus_fraction, seed=seed)
+
 # %% ../nbs/09_runs.ipynb #57ad0ba5
 def _record_head(spec, tmeta, teacher_acc, acc) -> dict:
     """The part of a record every run has: the spec, the method, the teacher as loaded (its sidecar), the student's KD
@@ -419,8 +431,8 @@ def _teacher(spec, root, cache, device, keep_epochs, progress, acc):
     return test, tnet, tmeta, round((logits.argmax(1) == test.labels).double().mean().item() * 100, 2)
 
 def _scratch(spec, w):
-    "The student trained from scratch on the real train split with the teacher's recipe (seed: the student's)."
-    cfg = dataclasses.replace(spec.teacher, arch=spec.kd.student, seed=spec.kd.seed)
+    "The student trained from scratch on the real train split (`scratch_config`)."
+    cfg = scratch_config(spec.teacher, spec.kd.student, spec.kd.seed)
     return get_teacher(cfg, root=w.root, cache=w.cache, device=w.device, progress=w.progress)
 
 # %% ../nbs/09_runs.ipynb #36ad060a
@@ -600,7 +612,7 @@ def _reference(spec, rec, models, times, w, record):
     times['scratch'] = round(time.time() - t0, 2)
     rec |= dict(source='real', n_images=None, student_val_acc=smeta.get('val_acc'),
                 student_acc=round(smeta['accuracy'], 2), selected_epoch=smeta['epoch'],
-                selection="the last epoch (the teacher's recipe: a fixed number of epochs)",
+                selection="the last epoch (its recipe: a fixed number of epochs)",
                 synthesis_seconds=0.0, kd_seconds=smeta.get('train_seconds'), scratch_epochs=spec.teacher.epochs,
                 student_key=smeta['key'], complete=True,
                 real_data=rec['real_data'] | dict(images=f"{ds}/train (labels: trained on them)",
