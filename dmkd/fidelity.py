@@ -8,7 +8,7 @@ __all__ = ['FIDELITY_NS', 'FEATURE_NET', 'extract_features', 'InceptionFeatures'
            'feature_network', 'ddpm_curve']
 
 # %% ../nbs/08_fidelity.ipynb #89d22a7b
-import math
+import math, shutil
 from pathlib import Path
 
 import numpy as np
@@ -301,7 +301,8 @@ def ddpm_curve(cfg: DDPMConfig,               # the DDPM (its `steps` ends the c
                where: Where | None = None,    # data root, cache, device, progress (None: `Where()`, no progress)
               ) -> list[dict]:
     """Train the in-project DDPM of `cfg`, stopping at each step of `at` (and at `cfg.steps`) to sample `n_per_class`
-    images of each class and measure them (`fidelity`); one dict per point, kept in `<DDPM folder>.curve-<key>.json`."""
+    images of each class and measure them (`fidelity`); one dict per point, kept in `<DDPM folder>.curve-<key>.json`.
+    A DDPM already trained without this curve is not trained again: a twin is, to the points before its end."""
     bad = [k for k in at if not (isinstance(k, int) and 1 <= k <= cfg.steps)]
     if bad: raise ValueError(f"at must hold optimiser steps in [1, {cfg.steps}] (the DDPM's steps), got {bad}.")
     w = where or Where(progress=False)
@@ -315,13 +316,17 @@ def ddpm_curve(cfg: DDPMConfig,               # the DDPM (its `steps` ends the c
                           n_per_class=n_per_class, seed=seed, **sampling))
     path = out.with_name(f'{out.name}.curve-{key}.json')
     done = {p['step']: p for p in (read_json(path) if path.exists() else [])}
+    # a DDPM trained before its curve was asked for: a twin (same config, data and seed) is trained again in a cache of
+    # its own to the points before the end, and removed once the curve is whole
+    twin = out.with_name(f'{out.name}.curve-twin')
+    train_in = twin if (out / 'dmkd.json').exists() and not set(at) <= set(done) | {cfg.steps} else w.cache
+    if train_in == twin: print(f"The DDPM in {out} was trained before this curve was asked for: training its twin in "
+                               f"{twin} to measure the points before step {cfg.steps} (removed afterwards).")
     for k in sorted(set(at) | {cfg.steps}):
         if k in done: continue
-        if (out / 'dmkd.json').exists() and k < cfg.steps:
-            raise ValueError(f"The DDPM in {out} is already trained, so its curve before step {cfg.steps} cannot be "
-                             "measured: measure it with another cache (or delete that folder to train it again).")
-        gen = train_ddpm(cfg, data, w.cache, w.device, w.progress, stop_after=k) if k < cfg.steps else \
+        gen = train_ddpm(cfg, data, train_in, w.device, w.progress, stop_after=k) if k < cfg.steps else \
             get_ddpm(cfg, w.cache, w.device, w.progress, w.root)
         done[k] = _curve_point(gen, k, teacher, real, feats, n_per_class, sampling, seed, dev)
         write_json(sorted(done.values(), key=lambda p: p['step']), path)
+    shutil.rmtree(twin, ignore_errors=True)
     return [done[k] for k in sorted(set(at) | {cfg.steps})]

@@ -165,17 +165,34 @@ def browser(server, tmp_path_factory):
         ctx.close()
 
 
+def _visit_all(ctx, urls):
+    """Open `urls` side by side in tabs of their own; return [(page, problems)] once each has loaded and its network has
+    been idle for 0.5 s, with its console errors, page errors, failed and 4xx/5xx requests. The tabs load and idle
+    together: one page at a time, the crawl spent most of its time waiting out each page's idle half second."""
+    out = []
+    for url in urls:
+        page = ctx.new_page(); problems = []
+        page.on('console', lambda m, pr=problems: pr.append(f'console {m.type}: {m.text}') if m.type == 'error' else None)
+        page.on('pageerror', lambda e, pr=problems: pr.append(f'page error: {e}'))
+        page.on('requestfailed', lambda r, pr=problems: pr.append(f'request failed: {r.url} ({r.failure})')
+                if r.url.startswith('http://127.') else None)
+        page.on('response', lambda r, pr=problems: pr.append(f'HTTP {r.status}: {r.url}') if r.status >= 400 else None)
+        resp = page.goto(url, wait_until='commit')
+        page.status = resp.status if resp else None
+        out.append((page, problems))
+    for page, _ in out:
+        page.wait_for_load_state('load')
+        page.wait_for_load_state('networkidle')
+    return out
+
+
 def _visit(ctx, url):
-    "Open `url`; return (page, problems) with console errors, page errors, failed and 4xx/5xx requests."
-    page = ctx.new_page(); problems = []
-    page.on('console', lambda m: problems.append(f'console {m.type}: {m.text}') if m.type == 'error' else None)
-    page.on('pageerror', lambda e: problems.append(f'page error: {e}'))
-    page.on('requestfailed', lambda r: problems.append(f'request failed: {r.url} ({r.failure})') if r.url.startswith('http://127.') else None)
-    page.on('response', lambda r: problems.append(f'HTTP {r.status}: {r.url}') if r.status >= 400 else None)
-    resp = page.goto(url, wait_until='load')
-    page.wait_for_load_state('networkidle')
-    page.status = resp.status if resp else None
-    return page, problems
+    "Open `url`; return (page, problems) as `_visit_all` does."
+    return _visit_all(ctx, [url])[0]
+
+
+#: Pages the crawl opens at once.
+TABS = 8
 
 
 #: JS: the tables of the page's article wider than its column that do not scroll inside a box of their own (at a 1280-px
@@ -198,14 +215,10 @@ def test_site(browser, server):
     repo, site_url = api_docs.repo_url(), api_docs.site_url()
     seen, todo, errors, links, anchors, imgs, status, infos = set(), ['/'], [], {}, {}, {}, {}, {}
     nav = set()
-    while todo:
-        path = todo.pop(0)
-        if path in seen: continue
-        seen.add(path)
-        page, problems = _visit(browser, server + path)
+    def _read_page(path, page, problems):
         status[path] = page.status
-        if page.status != 200: page.close(); continue  # reported below as a broken link, with the pages linking to it
-        errors += [f'{path}: {p}' for p in problems]
+        if page.status != 200: page.close(); return  # reported below as a broken link, with the pages linking to it
+        errors.extend(f'{path}: {p}' for p in problems)
         info = page.evaluate('''() => ({
             links: [...document.querySelectorAll('a[href]')].map(a => a.href),
             nav: [...document.querySelectorAll('nav.md-nav--primary a[href]')].map(a => a.href),
@@ -220,10 +233,10 @@ def test_site(browser, server):
         anchors[path] = set(info['ids'])
         infos[path] = info
         imgs[path] = info['imgs']
-        errors += [f'{path}: image did not load: {i["src"]}' for i in info['imgs'] if not i['ok']]
-        errors += [f'{path}: a table wider than its column that does not scroll in its own box: {t!r}' for t in info['wide']]
+        errors.extend([f'{path}: image did not load: {i["src"]}' for i in info['imgs'] if not i['ok']])
+        errors.extend([f'{path}: a table wider than its column that does not scroll in its own box: {t!r}' for t in info['wide']])
         if info['nan']: errors.append(f"{path}: {info['nan']} table cells print nan (a missing value reads —)")
-        nav |= {urlparse(h).path for h in info['nav'] if h.startswith(server)}
+        nav.update(urlparse(h).path for h in info['nav'] if h.startswith(server))
         for h in info['links']:
             if not h.startswith(server): continue
             u, frag = urldefrag(h)
@@ -232,6 +245,13 @@ def test_site(browser, server):
             if p.endswith('/') or p.endswith('.html'):
                 if p not in seen: todo.append(p)
         page.close()
+
+    while todo:
+        batch = list(dict.fromkeys(p for p in todo if p not in seen))[:TABS]
+        todo = [p for p in todo if p not in seen and p not in batch]
+        seen |= set(batch)
+        for path, (page, problems) in zip(batch, _visit_all(browser, [server + p for p in batch])):
+            _read_page(path, page, problems)
     # every internal link resolves: pages were crawled above; files (downloads, assets) are fetched; anchors exist
     for (p, frag), sources in sorted(links.items()):
         src = ', '.join(sorted(sources)[:3])
@@ -270,8 +290,7 @@ def test_site(browser, server):
     # the results: one page per study with its contents; each table says its settings and its sweep
     studies = [p for p in anchors if p.startswith('/results/') and p != '/results/']
     if not studies: errors.append('no results page per study under /results/')
-    for path in studies:
-        page, _ = _visit(browser, server + path)
+    for path, (page, _) in zip(studies, _visit_all(browser, [server + p for p in studies])):
         t = page.evaluate('''() => ({contents: [...document.querySelectorAll('article h3')].length,
             settings: document.querySelectorAll('article .admonition.note').length,
             sweeps: [...document.querySelectorAll('article a[href*="/sweeps/"]')].length})''')
