@@ -95,8 +95,8 @@ def launch(*cmd, env, timeout=1100, cpu_flag=False):
 @pytest.mark.timeout(1500)
 def test_two_processes(tmp_path, store):
     """`accelerate launch` with 2 CPU processes: one record, written once, whose test accuracy covers the whole test split; the
-    teacher and student are keyed by the process count (another effective batch: a 1-process cache entry is not reused); run again,
-    the finished run loads its student (it crashed on `cpu:0`); `--cpu --num_processes 2`, which starts one process, stops with the form to use."""
+    teacher and student are keyed by the process count (another effective batch: a 1-process cache entry is not reused);
+    `--cpu --num_processes 2`, which starts one process, stops with the form to use."""
     tiny_teacher(into=tmp_path / 'cache')
     env = dict(os.environ, DMKD_CACHE=str(tmp_path / 'cache'), OMP_NUM_THREADS='1')
     cmd = [*hyphen_args(ARGS), '--epochs', '3', '--store', str(store), '--reports', str(tmp_path / 'reports'), '--quiet']
@@ -125,15 +125,10 @@ def test_two_processes(tmp_path, store):
     # is loaded (CI at d77d6aa: 8.35 vs 8.16 %, one image of 539; equal in the runs before and after); another student would
     # be tens of images apart
     assert abs(acc - rec['student_acc']) <= 100 / len(test) + 1e-9, (acc, rec['student_acc'])
-    again = launch(*cmd, env=env)                                       # the finished run again: loads (it crashed with "cpu:0"), trains nothing
-    assert again.returncode == 0, again.stderr[-3000:]
-    rec2 = records(tmp_path)[-1]
-    # the same student, loaded and scored again: within one image, as above (CI at 95bdd9c on a loaded machine: 11.13 vs 10.95 %)
-    assert rec2['student_key'] == rec['student_key'] and rec2['processes'] == 2
-    assert abs(rec2['student_acc'] - rec['student_acc']) <= 100 / len(test) + 1e-9, (rec2['student_acc'], rec['student_acc'])
+    # (the finished run launched again loads its student, which once crashed on `cpu:0`: test_two_processes_on_an_empty_cache)
     one = launch(*cmd, env=env, timeout=300, cpu_flag=True)            # the form that silently ran one process
     assert one.returncode != 0 and '--multi_gpu --num_processes N' in one.stderr, one.stderr[-2000:]
-    assert len(records(tmp_path)) == 2
+    assert len(records(tmp_path)) == 1
 
 
 @pytest.mark.timeout(1200)
@@ -169,10 +164,14 @@ def test_two_processes_on_an_empty_cache(tmp_path):
     assert rec['store_key'] == read_json(store / 'manifest.json')['key'] and store.name.endswith(rec['store_key'][:8])
     # the key a one-process run gives it: the processes split one batch (`ddpm_batch`), so any launch reuses it
     assert read_json(gen / 'dmkd.json')['key'] == DDPMConfig(block_out_channels=(16, 16), steps=4).key(read_json(gen / 'dmkd.json')['data_digest'])
-    again = launch(*cmd, env=env)                                         # warm now: the same keys, nothing made again
-    assert again.returncode == 0, again.stderr[-3000:]
+    again = launch(*cmd, env=env)             # warm now: the same keys, nothing made again; the finished student is loaded
+    assert again.returncode == 0, again.stderr[-3000:]                    # (a finished 2-process run once crashed on `cpu:0`)
     assert sorted(d.name for d in (cache / 'stores').iterdir() if d.is_dir()) == [store.name]
-    assert records(tmp_path)[-1]['store_key'] == rec['store_key'] and records(tmp_path)[-1]['student_acc'] == rec['student_acc']
+    rec2 = records(tmp_path)[-1]
+    assert rec2['processes'] == 2 and rec2['student_key'] == rec['student_key'] and rec2['store_key'] == rec['store_key']
+    # the same student, scored again: within one image (near-tied logits of a near-chance student can flip one answer on a
+    # loaded machine; CI at 95bdd9c: 11.13 vs 10.95 %); another student would be tens of images apart
+    assert abs(rec2['student_acc'] - rec['student_acc']) <= 100 / len(load_dataset('digits', 'test')) + 1e-9
 
 
 @pytest.mark.timeout(1500)
