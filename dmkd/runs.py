@@ -333,7 +333,7 @@ def baseline_images(src: BaselineSource,  # the baseline and its parameters
     return images, hook, used
 
 # %% ../nbs/09_runs.ipynb #a7a249b8
-#: A student scoring under this many times chance (100 / classes) on test is at chance level.
+#: A student scoring under this many times chance (100 / classes) on validation is at chance level.
 CHANCE_FACTOR = 1.5
 
 @torch.no_grad()
