@@ -27,7 +27,7 @@ SMOKE = {  # tiny parameters per experiment notebook; the slow tier runs the not
     'baselines': TEACHER | KD | dict(method='deepinversion', n_per_class=5, params=dict(iterations=20)),
     'ablation_fidelity': TEACHER | DDPM | KD | dict(guidance_scales=[1.0, 4.0], num_steps_grid=[2, 5], n_per_class=5),
     'ablation_strength': TEACHER | DDPM | KD | dict(axis='strength', values=[0.5, 1.0], n_per_class=5, num_steps=5),
-    'continual': dict(methods=['finetune', 'er', 'task_arithmetic'], data=['real', 'ddpm'], n_tasks=2, epochs=2, n_per_class=5, memory=20, ddpm_steps=20, num_steps=5),
+    'continual': dict(methods=['finetune', 'er', 'task_arithmetic'], data=['real', 'ddpm'], n_tasks=2, epochs=1, n_per_class=5, memory=20, ddpm_steps=20, num_steps=5),
     'report': dict(sweep='digits', reports=str(ROOT / 'reports')),
     # its own DDPM (16 steps, not the shared 20): a DDPM another notebook already finished has no curve left to measure
     'generator_curve': TEACHER | dict(ddpm_steps=16, at=[8], n_per_class=5, num_steps=5),
