@@ -163,7 +163,8 @@ def main_table(df: pd.DataFrame,              # results records of the main jobs
                               kd_steps=np.nan, real_data=None, collapsed=False))
     if 'scratch_acc' in d:
         s = d.dropna(subset=['scratch_acc']).drop_duplicates(['pair', 'seed'])
-        # a student from scratch at chance on validation is a broken reference (a recipe that does not train it): flagged
+        # a student from scratch at chance on validation is a broken reference (a recipe that cannot train it):
+        # flagged
         bad = collapsed_mask(s.assign(student_val_acc=_col(s, 'scratch_val_acc'), image_top_class_share=np.nan,
                                       collapse=None))
         rows.append(s.assign(method='scratch', score=s.scratch_acc.where(~bad),
@@ -198,8 +199,8 @@ def main_table(df: pd.DataFrame,              # results records of the main jobs
     # equal training: equal rows
     out['KD steps'] = [f'{v:.0f}' if pd.notna(v) else '—' for v in cost.loc[order, 'kd_steps']]
     # a row trained on labels is flagged only when its student is at chance (a broken reference, not a collapse)
-    out['collapsed'] = ['—' if is_method(m, distilled=False) and not a[a.method == m].collapsed.any() else flag.get(m, '0')
-                        for m in order]
+    unflagged = lambda m: is_method(m, distilled=False) and not a[a.method == m].collapsed.any()
+    out['collapsed'] = ['—' if unflagged(m) else flag.get(m, '0') for m in order]
     return out
 
 # %% ../nbs/10b_tables.ipynb #cda0775c
