@@ -467,7 +467,7 @@ def synthetic_vs_real(records,  # results records (dicts or a DataFrame); only `
     for (ds, m), g in df.groupby(['dataset', 'method']):
         real = g[g['data'] == 'real'].set_index('seed')
         for src, s in g[g['data'] != 'real'].groupby('data'):
-            p = s.set_index('seed').join(real, rsuffix='_real', how='inner')
+            p = s.set_index('seed').merge(real, left_index=True, right_index=True, suffixes=('', '_real'))
             if not len(p): continue
             rows.append(dict(dataset=ds, method=m, data=src, seeds=len(p), **{
                 'time saved (%)': _ms(100 * (1 - p['train_seconds'] / p['train_seconds_real']), 1),

@@ -1,7 +1,7 @@
 """Every notebook of `nbs/`, through the tools people use on them.
 
-- **Library notebooks** (`nbs/NN_*.ipynb`, the source of `dmkd/`) run under nbdev's own runner, one `nbdev_test --path`
-  each, in its own process (examples and `test_eq`-style asserts on tiny configurations). Their `#| slow` cells (full-size
+- **Library notebooks** (`nbs/NN_*.ipynb`, the source of `dmkd/`) run as `nbdev_test --path` runs them (execnb, in-process,
+  in the pytest worker: examples and `test_eq`-style asserts on tiny configurations). Their `#| slow` cells (full-size
   teachers and the digits DDPM) run in the slow tier: `pytest -m slow tests`.
 - **Experiment notebooks** (`nbs/distill.ipynb`, …) run through papermill, as `dmkd_sweep` and a user run them, with
   tiny parameters (`SMOKE`): the plumbing, figures and records, not the accuracy. All of them share the run's one
@@ -110,20 +110,31 @@ def nbdev_test(nb: Path, *flags: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
 
 
-#: Executes one library notebook as `nbdev_test --path` does (`tools/build_docs.py`'s `_execute`: execnb, from the notebook's
-#: folder, the `tst_flags` cells skipped), in a process of its own, and writes the executed copy.
-_EXECUTE = ("import sys; sys.path.insert(0, 'tools'); from build_docs import _execute; from execnb.nbio import write_nb; "
-            "write_nb(_execute(sys.argv[1])['nb'], sys.argv[2])")
+def _execute_here(nb: Path, out: Path):
+    """Execute library notebook `nb` as `nbdev_test --path` does (`tools/build_docs.py`'s `_execute`: execnb in-process, from
+    the notebook's folder, the `tst_flags` cells skipped) in this worker, and write the executed copy to `out`. In-process,
+    as nbdev_test runs several notebooks in one process: a process of its own per notebook spent a torch import and
+    start-up each, ~5 s of 2 cores per notebook. What a notebook leaves behind in the process is put back: the
+    matplotlib backend (execnb switches to inline), IPython's shell instance and `IN_TEST`."""
+    import matplotlib.pyplot as plt
+    from IPython.core.interactiveshell import InteractiveShell
+    from execnb.nbio import write_nb
+    if str(ROOT / 'tools') not in sys.path: sys.path.insert(0, str(ROOT / 'tools'))
+    from build_docs import _execute
+    backend, in_test = plt.get_backend(), os.environ.get('IN_TEST')
+    try: write_nb(_execute(str(nb))['nb'], out)
+    except RuntimeError as e: pytest.fail(f"{nb.relative_to(ROOT)} failed (as nbdev_test --path runs it):\n{str(e)[-8000:]}")
+    finally:
+        plt.close('all'); plt.switch_backend(backend); InteractiveShell.clear_instance()
+        if in_test is None: os.environ.pop('IN_TEST', None)
+        else: os.environ['IN_TEST'] = in_test
 
 
 def executed_library(nb: Path) -> Path:
     """Library notebook `nb` executed once per test run (whichever worker asks first; the others wait and read it), kept under
     `<run>/notebooks/` beside the experiment notebooks, where the docs build takes its example outputs from: each library
     notebook is executed once per run, not once for its test and again for the docs."""
-    def make(tmp: Path):
-        p = subprocess.run([sys.executable, '-c', _EXECUTE, str(nb), str(tmp)], cwd=ROOT, capture_output=True, text=True)
-        assert p.returncode == 0 and tmp.exists(), f"{nb.relative_to(ROOT)} failed (as nbdev_test --path runs it):\n{p.stderr[-8000:]}"
-    return once_per_run(f'notebooks/{nb.name}', make)
+    return once_per_run(f'notebooks/{nb.name}', lambda tmp: _execute_here(nb, tmp))
 
 
 @pytest.mark.parametrize('nb', LIBRARY, ids=lambda f: f.stem)
