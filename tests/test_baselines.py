@@ -100,12 +100,15 @@ def test_cli_bad_input(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.timeout(900)
-def test_cli_budget_is_stated_and_collapse_flagged(tmp_path):
+def test_cli_budget_is_stated_and_collapse_flagged(tmp_path, monkeypatch, capsys):
     """`--budget` sets a joint-training method's length from its reference's generator updates (ZSKT: 80,000), and the
-    record states what the images cost in teacher passes and whether the run collapsed."""
+    record states what the images cost in teacher passes and whether the run collapsed. In-process (the shell's own
+    run is `test_cli_writes_a_baseline_record`'s)."""
     tiny_teacher()
-    p = run(*TINY, '--method', 'zskt', '--budget', '5e-05', '--ngf', '16', tmp=tmp_path, cache=shared_cache())
-    assert p.returncode == 0, p.stderr[-3000:]
+    here = lambda *extra: run_here(*TINY, '--method', 'zskt', *extra, tmp=tmp_path, cache=shared_cache(),
+                                   monkeypatch=monkeypatch, capsys=capsys)
+    code, _, err = here('--budget', '5e-05', '--ngf', '16')
+    assert code == 0, err[-3000:]
     (f,) = (tmp_path / 'reports' / 'results').glob('*.json')
     rec = json.loads(f.read_text())
     b = rec['synthesis_budget']
@@ -114,8 +117,8 @@ def test_cli_budget_is_stated_and_collapse_flagged(tmp_path):
     assert b['generator_updates'] == 4 == rec['generator_updates'] and b['budget'] == 5e-05 and b['device'] == 'cpu'
     assert b['teacher_backward'] == b['teacher_forward'] == 4 * 64     # one generator step of 64 images per update
     assert rec['collapsed'] == (rec['collapse'] is not None) and 0 < rec['image_top_class_share'] <= 1
-    p = run(*TINY, '--method', 'zskt', '--budget', '0.1', '--epoch-per-class', '10', tmp=tmp_path, cache=shared_cache())
-    assert p.returncode != 0 and 'not both' in p.stderr
+    code, _, err = here('--budget', '0.1', '--epoch-per-class', '10')
+    assert code != 0 and 'not both' in err, err[-2000:]
 
 
 def test_kd_steps_give_every_row_the_same_student_training(tmp_path, monkeypatch, capsys):

@@ -1,7 +1,7 @@
 """The six command lines as a user meets them: a mistake (a misspelt or near-miss flag, an unknown method, a missing file,
 a bad value, a sweep file with mistakes) ends with `prog: error: …` and exit status 2, no traceback (`DMKD_DEBUG=1`
-shows it); `--version` works on each. Each script's first mistake runs from a shell, the others through the same entry
-point in-process (a start-up of torch and dmkd each saved)."""
+shows it); `--version` works on each. Each script's first mistake runs from a shell, the others (and `--version`, `--help`)
+through the same entry point in-process (a start-up of torch and dmkd each saved)."""
 import os, subprocess, sys
 from importlib.metadata import entry_points
 
@@ -70,20 +70,21 @@ def test_a_sweep_file_with_three_mistakes_is_one_error_listing_them(tmp_path):
 
 
 @pytest.mark.parametrize('script', SCRIPTS)
-def test_version(script, tmp_path):
+def test_version(script, tmp_path, monkeypatch, capsys):
+    "In-process: every script already ran from a shell above (its first mistake)."
     import dmkd
-    p = _run([script, '--version'], tmp_path)
+    p = _here([script, '--version'], tmp_path, monkeypatch, capsys)
     assert p.returncode == 0 and p.stdout.strip() == f'{script} {dmkd.__version__}', (p.stdout, p.stderr[-500:])
 
 
-def test_baseline_help_lists_the_methods_and_each_methods_own_flags(tmp_path):
+def test_baseline_help_lists_the_methods_and_each_methods_own_flags(tmp_path, monkeypatch, capsys):
     """`dmkd_baseline --help` says its `--method` default (deepinversion) and lists every method; with `--method X` the
     help lists X's own parameters with their defaults, and those flags reach the run's `params`."""
     from dmkd.runs import run_parser
-    plain = _run(['dmkd_baseline', '--help'], tmp_path).stdout
+    plain = _here(['dmkd_baseline', '--help'], tmp_path, monkeypatch, capsys).stdout
     assert '(default: deepinversion)' in plain and 'dafl (DAFL)' in plain and 'd4m (D4M)' in plain
     assert "DeepInversion's own parameters" in plain and '--competition-weight' in plain
-    dafl = _run(['dmkd_baseline', '--method', 'dafl', '--help'], tmp_path).stdout
+    dafl = _here(['dmkd_baseline', '--method', 'dafl', '--help'], tmp_path, monkeypatch, capsys).stdout
     assert "DAFL's own parameters (--method dafl)" in dafl and '--act-weight' in dafl and '(default: 0.1)' in dafl
     assert '--competition-weight' not in dafl                       # another method's parameter is not offered
     args = vars(run_parser('deepinversion', 'dmkd_baseline', 'dafl').parse_args(['--method', 'dafl', '--act-weight',

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from conftest import bin_path, tiny_teacher
+from test_cli import _here
 from test_distill import ARGS, store  # noqa: F401  (the store fixture: 300 images of an untrained DDPM, made once per run)
 from dmkd.core import DamagedError, KnobError, read_json
 from dmkd.runs import run, run_parser, run_spec
@@ -52,11 +53,17 @@ def test_nan_loss_stops_the_run_without_a_record(tmp_path, store):
     ('--teacher-epochs', '0', 'teacher_epochs must be at least 1, got 0'),
     ('--n-per-class', '0', 'n_per_class must be at least 1, got 0'),
 ])
-def test_a_bad_knob_fails_before_any_work(tmp_path, flag, value, message):
-    "A bad value stops the main job at once, named as the user gave it, before a teacher, generator or store is made."
+def test_a_bad_knob_fails_before_any_work(tmp_path, flag, value, message, monkeypatch, capsys):
+    """A bad value stops the main job at once, named as the user gave it, before a teacher, generator or store is made.
+    The first from a shell (the installed script), the others through its entry point in-process."""
+    cmd = ['dmkd_distill', flag, value, '--quiet', '--reports', str(tmp_path / 'reports')]
     t0 = time.time()
-    p = subprocess.run([bin_path('dmkd_distill'), flag, value, '--quiet', '--reports', str(tmp_path / 'reports')],
-                       env=dict(os.environ, DMKD_CACHE=str(tmp_path / 'cache')), capture_output=True, text=True, timeout=300)
+    if flag == '--guidance-scale':
+        p = subprocess.run([bin_path(cmd[0]), *cmd[1:]], env=dict(os.environ, DMKD_CACHE=str(tmp_path / 'cache')),
+                           capture_output=True, text=True, timeout=300)
+    else:
+        monkeypatch.setenv('DMKD_CACHE', str(tmp_path / 'cache'))
+        p = _here(cmd, tmp_path, monkeypatch, capsys)
     print(f"dmkd_distill {flag} {value}: failed in {time.time() - t0:.1f}s")
     assert p.returncode == 2 and f'dmkd_distill: error: {message}' in p.stderr and 'Traceback' not in p.stderr, p.stderr[-2000:]
     assert not (tmp_path / 'cache').exists()                                # nothing was built
