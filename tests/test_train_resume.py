@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import bin_path
+from test_cli import _here
 
 ARGS = ['--dataset', 'digits', '--teacher', 'resnet8', '--teacher-epochs', '4', '--teacher-lr', '0.1', '--device', 'cpu']
 #: airbench's recipe at batch 64: 9 steps an epoch (539 images), so its lookahead (every 5 steps) and the flips' alternation cross the kill
@@ -66,14 +67,15 @@ def test_kill_mid_epoch_then_resume(tmp_path, args):
     assert again.returncode == 0 and 'epoch ' not in again.stdout and meta['key'] in again.stdout
 
 
-def test_cli_errors(tmp_path):
+def test_cli_errors(tmp_path, monkeypatch, capsys):
+    "The first mistake from a shell (the installed script, its exit status); the others through its entry point in-process."
     bad = subprocess.run([bin_path('dmkd_train_teacher'), '--teacher', 'resnet99', '--cache', str(tmp_path)], capture_output=True, text=True)
     assert bad.returncode != 0 and "argument --teacher: invalid choice: 'resnet99'" in bad.stderr and 'vgg11' in bad.stderr
-    miss = subprocess.run([bin_path('dmkd_train_teacher'), '--dataset', 'cifar10', '--root', str(tmp_path), '--cache', str(tmp_path)],
-                          capture_output=True, text=True)
-    assert miss.returncode != 0 and f"was not found in {tmp_path / 'cifar10'}" in miss.stderr and 'download=True' in miss.stderr
-    helptext = subprocess.run([bin_path('dmkd_train_teacher'), '--help'], capture_output=True, text=True).stdout
-    for opt in ('--dataset', '--teacher', '--teacher-epochs', '--keep-epochs', '--root', '--cache', '--device'): assert opt in helptext
     assert 'Traceback' not in bad.stderr and bad.returncode == 2      # a bad knob: one line, argparse's exit status
-    near = subprocess.run([bin_path('dmkd_train_teacher'), '--epochs', '3', '--cache', str(tmp_path)], capture_output=True, text=True)
+    here = lambda *args: _here(['dmkd_train_teacher', *args], tmp_path, monkeypatch, capsys)
+    miss = here('--dataset', 'cifar10', '--root', str(tmp_path), '--cache', str(tmp_path))
+    assert miss.returncode != 0 and f"was not found in {tmp_path / 'cifar10'}" in miss.stderr and 'download=True' in miss.stderr
+    helptext = here('--help').stdout
+    for opt in ('--dataset', '--teacher', '--teacher-epochs', '--keep-epochs', '--root', '--cache', '--device'): assert opt in helptext
+    near = here('--epochs', '3', '--cache', str(tmp_path))
     assert near.returncode == 2 and '--epochs' in near.stderr    # the teacher's epochs are --teacher-epochs, as in dmkd_run
