@@ -7,8 +7,8 @@ __all__ = ['EXECUTORS', 'VALIDATION_METRICS', 'VARY', 'CLAIM_WAIT', 'LOCAL_SUBMI
            'sweep_main', 'run_name', 'executor_options', 'select_jobs', 'check_selections', 'selections',
            'job_defaults', 'expand_sweep', 'Selection', 'Job', 'SweepFile', 'sweep_problems', 'load_sweep',
            'schema_table', 'run_done', 'levelled', 'levelled_below', 'check_parameters', 'execute_run', 'visible_gpus',
-           'RequeuedRun', 'run_order', 'log_sitting', 'sittings', 'sweep_cost', 'budget_caps', 'unfinished_words',
-           'run_sweep', 'record_identity', 'collect_records', 'subset_imagefolder', 'sweep_cli']
+           'RequeuedRun', 'run_order', 'log_sitting', 'sittings', 'wall_seconds', 'sweep_cost', 'budget_caps',
+           'unfinished_words', 'run_sweep', 'record_identity', 'collect_records', 'subset_imagefolder', 'sweep_cli']
 
 # %% ../nbs/10a_sweeps.ipynb #52bee723
 import ctypes, itertools, json, math, os, re, shutil, signal, subprocess, sys, threading, time, uuid
@@ -646,6 +646,17 @@ def sittings(reports=None,  # reports root (None: $DMKD_REPORTS, else reports/)
     rows = [json.loads(l) for l in f.read_text().splitlines() if l.strip()] if f.exists() else []
     return pd.DataFrame(rows)
 
+def wall_seconds(sit: pd.DataFrame,  # sittings (`sittings`): `started` (ISO time) and `seconds`
+                ) -> float:
+    """The wall time sittings `sit` cover: their spans (start, start + seconds) merged, so that sweep drivers run side by
+    side (each logs its own sitting) count once."""
+    spans = sorted((t.timestamp(), t.timestamp() + s) for t, s in zip(pd.to_datetime(sit.started), sit.seconds))
+    total, end = 0.0, float('-inf')
+    for a, b in spans:
+        total += max(0.0, b - max(a, end))
+        end = max(end, b)
+    return total
+
 def sweep_cost(reports=None,           # reports root (None: $DMKD_REPORTS, else reports/)
                sweep: str = 'digits',  # the sweep's name
               ) -> tuple[pd.DataFrame, str]:
@@ -663,8 +674,10 @@ def sweep_cost(reports=None,           # reports root (None: $DMKD_REPORTS, else
         machines = sit[['cpu_model', 'cpus']].drop_duplicates().itertuples(index=False)
         cpus = '; '.join(f"{c} ({n} cores)" for c, n in machines)
         at_once = '/'.join(map(str, sorted(sit.parallel.unique())))
-        words += (f"; {len(sit)} sitting{'s' if len(sit) > 1 else ''} logged, {sit.seconds.sum() / 3600:.2f} h of wall "
-                  f"time in all ({int(sit.done.sum())} runs finished in them; {at_once} at once), on {cpus}")
+        wall = wall_seconds(sit)
+        side = ', drivers side by side counted once' if wall < sit.seconds.sum() - 1 else ''
+        words += (f"; {len(sit)} sitting{'s' if len(sit) > 1 else ''} logged, {wall / 3600:.2f} h of wall "
+                  f"time in all ({int(sit.done.sum())} runs finished in them; {at_once} at once{side}), on {cpus}")
     else: words += '; no sitting logged (runs made before sittings were logged)'
     return t, words
 
