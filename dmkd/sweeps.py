@@ -648,8 +648,8 @@ def sittings(reports=None,  # reports root (None: $DMKD_REPORTS, else reports/)
 
 def wall_seconds(sit: pd.DataFrame,  # sittings (`sittings`): `started` (ISO time) and `seconds`
                 ) -> float:
-    """The wall time sittings `sit` cover: their spans (start, start + seconds) merged, so that sweep drivers run side by
-    side (each logs its own sitting) count once."""
+    """The wall time sittings `sit` cover: their spans (start, start + seconds) merged, so that sweep drivers run
+    side by side (each logs its own sitting) count once."""
     spans = sorted((t.timestamp(), t.timestamp() + s) for t, s in zip(pd.to_datetime(sit.started), sit.seconds))
     total, end = 0.0, float('-inf')
     for a, b in spans:
