@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from conftest import bin_path, once_per_run, tiny_teacher
-from dmkd.core import hyphen_args, read_json
+from dmkd.core import hyphen_args, read_json, tensor_digest
 from dmkd.data import load_dataset
-from dmkd.runs import distill_main
+from dmkd.runs import RunSpec, distill_main, load_student
 from dmkd.ddpm import DDPMConfig, DDPMGenerator, build_unet
-from dmkd.synth import StoreSpec, make_store
+from dmkd.synth import StoreSpec, load_store, make_store
 from dmkd.core import Where
 from dmkd.train import evaluate, load_classifier
 
@@ -92,45 +92,6 @@ def launch(*cmd, env, timeout=1100, cpu_flag=False):
                           text=True, timeout=timeout)
 
 
-@pytest.mark.timeout(1500)
-def test_two_processes(tmp_path, store):
-    """`accelerate launch` with 2 CPU processes: one record, written once, whose test accuracy covers the whole test split; the
-    teacher and student are keyed by the process count (another effective batch: a 1-process cache entry is not reused);
-    `--cpu --num_processes 2`, which starts one process, stops with the form to use."""
-    tiny_teacher(into=tmp_path / 'cache')
-    env = dict(os.environ, DMKD_CACHE=str(tmp_path / 'cache'), OMP_NUM_THREADS='1')
-    cmd = [*hyphen_args(ARGS), '--epochs', '3', '--store', str(store), '--reports', str(tmp_path / 'reports'), '--quiet']
-    p = launch(*cmd, env=env)
-    assert p.returncode == 0, p.stderr[-3000:]
-    (rec,) = records(tmp_path)
-    assert rec['processes'] == 2 and rec['complete'] and len(rec['history']) == 3
-    assert all(h['images'] == 300 for h in rec['history'])             # every process's images counted, each once
-    teachers = {read_json(d / 'run.json').get('processes', 1): d for d in (tmp_path / 'cache' / 'teachers').iterdir() if d.is_dir()}
-    assert sorted(teachers) == [1, 2], teachers                         # the 1-process teacher was not reused: a 2-process one was trained
-    assert rec['teacher_weights'] == f"teachers/{teachers[2].name}/model.safetensors"
-    assert json.loads((teachers[2] / 'model.json').read_text())['hardware']['cpu_count'] == os.cpu_count()
-    from dmkd.core import tensor_digest
-    from dmkd.runs import RunSpec, load_student
-    from dmkd.synth import load_store
-    kd, data = RunSpec.from_dict(rec['spec']).kd, tensor_digest(load_store(store).images)
-    assert rec['student_key'] == kd.key(rec['teacher_key'], data, 2) != kd.key(rec['teacher_key'], data, 1)   # 1 vs 2 processes: two keys
-    # the saved student scores what the record says, evaluated as the run evaluated it: channels-last, each of the 2
-    # processes on every 2nd image (a 3-epoch student is near chance, so its near-tied logits flip under another kernel path)
-    student = load_student(rec, cache=tmp_path / 'cache').to(memory_format=torch.channels_last)
-    test = load_dataset('digits', 'test')
-    with torch.no_grad():
-        correct = sum(int((student(test.images[idx]).argmax(1) == test.labels[idx]).sum()) for idx in (torch.arange(r, len(test), 2) for r in range(2)))
-    acc = 100 * correct / len(test)
-    # at most one image apart: the near-tied logits of a near-chance student can still flip one answer when the machine
-    # is loaded (CI at d77d6aa: 8.35 vs 8.16 %, one image of 539; equal in the runs before and after); another student would
-    # be tens of images apart
-    assert abs(acc - rec['student_acc']) <= 100 / len(test) + 1e-9, (acc, rec['student_acc'])
-    # (the finished run launched again loads its student, which once crashed on `cpu:0`: test_two_processes_on_an_empty_cache)
-    one = launch(*cmd, env=env, timeout=300, cpu_flag=True)            # the form that silently ran one process
-    assert one.returncode != 0 and '--multi_gpu --num_processes N' in one.stderr, one.stderr[-2000:]
-    assert len(records(tmp_path)) == 1
-
-
 @pytest.mark.timeout(1200)
 def test_two_processes_on_an_empty_cache(tmp_path):
     """The README's 2-process CPU launch on an empty cache, killed while it makes its DDPM and launched again through a config
@@ -176,8 +137,11 @@ def test_two_processes_on_an_empty_cache(tmp_path):
 
 @pytest.mark.timeout(1500)
 def test_two_processes_killed_then_resumed(tmp_path, store):
-    """A 2-process run killed with SIGKILL (the launcher; its workers die with it) after a checkpoint resumes from it when launched
-    again (here through an `accelerate` config file, the third launch form), and ends complete on 2 processes."""
+    """`accelerate launch` with 2 CPU processes, killed with SIGKILL (the launcher; its workers die with it) after a
+    checkpoint, resumes from it when launched again (here through an `accelerate` config file, the third launch form) and
+    ends with one record, written once, whose test accuracy covers the whole test split; the teacher and student are keyed
+    by the process count (another effective batch: a 1-process cache entry is not reused); `--cpu --num_processes 2`,
+    which starts one process, stops with the form to use."""
     tiny_teacher(into=tmp_path / 'cache')
     env = dict(os.environ, DMKD_CACHE=str(tmp_path / 'cache'), OMP_NUM_THREADS='1')
     cmd = [*hyphen_args(ARGS), '--store', str(store), '--reports', str(tmp_path / 'reports')]       # 6 epochs, progress on
@@ -204,6 +168,28 @@ def test_two_processes_killed_then_resumed(tmp_path, store):
     (rec,) = records(tmp_path)
     assert rec['processes'] == 2 and rec['complete'] and [h['epoch'] for h in rec['history']] == list(range(1, 7))
     assert (state.parent / 'model.safetensors').exists() and rec['student_weights'] == f"students/{state.parent.name}/model.safetensors"
+    assert all(h['images'] == 300 for h in rec['history'])             # every process's images counted, each once
+    teachers = {read_json(d / 'run.json').get('processes', 1): d for d in (tmp_path / 'cache' / 'teachers').iterdir() if d.is_dir()}
+    assert sorted(teachers) == [1, 2], teachers                         # the 1-process teacher was not reused: a 2-process one was trained
+    assert rec['teacher_weights'] == f"teachers/{teachers[2].name}/model.safetensors"
+    assert json.loads((teachers[2] / 'model.json').read_text())['hardware']['cpu_count'] == os.cpu_count()
+    kd, data = RunSpec.from_dict(rec['spec']).kd, tensor_digest(load_store(store).images)
+    assert rec['student_key'] == kd.key(rec['teacher_key'], data, 2) != kd.key(rec['teacher_key'], data, 1)   # 1 vs 2 processes: two keys
+    # the saved student scores what the record says, evaluated as the run evaluated it: channels-last, each of the 2
+    # processes on every 2nd image (a near-chance student's near-tied logits flip under another kernel path)
+    student = load_student(rec, cache=tmp_path / 'cache').to(memory_format=torch.channels_last)
+    test = load_dataset('digits', 'test')
+    with torch.no_grad():
+        correct = sum(int((student(test.images[idx]).argmax(1) == test.labels[idx]).sum()) for idx in (torch.arange(r, len(test), 2) for r in range(2)))
+    acc = 100 * correct / len(test)
+    # at most one image apart: the near-tied logits of a near-chance student can still flip one answer when the machine
+    # is loaded (CI at d77d6aa: 8.35 vs 8.16 %, one image of 539; equal in the runs before and after); another student would
+    # be tens of images apart
+    assert abs(acc - rec['student_acc']) <= 100 / len(test) + 1e-9, (acc, rec['student_acc'])
+    # (the finished run launched again loads its student, which once crashed on `cpu:0`: test_two_processes_on_an_empty_cache)
+    one = launch(*cmd, '--quiet', env=env, timeout=300, cpu_flag=True)  # the form that silently ran one process
+    assert one.returncode != 0 and '--multi_gpu --num_processes N' in one.stderr, one.stderr[-2000:]
+    assert len(records(tmp_path)) == 1
 
 
 def test_bad_input(tmp_path, store, monkeypatch, capsys):
