@@ -373,11 +373,13 @@ def compare(a,                    # the setting under test, one value per run: a
 
 def overall(verdicts,  # verdicts of `compare`: each 'yes', 'no' or 'not established'
            ) -> str:
-    "One verdict of several comparisons: yes (all yes), no (all no), partly (some yes), else not established."
+    """One verdict of several comparisons: yes (all yes), no (all no), partly (some yes, none no), opposite in part
+    (some no, none yes), mixed (some yes, some no), else not established."""
     verdicts = list(verdicts)
     if verdicts and all(v == 'yes' for v in verdicts): return 'yes'
     if verdicts and all(v == 'no' for v in verdicts): return 'no'
-    return 'partly' if 'yes' in verdicts else 'not established'
+    if 'yes' in verdicts and 'no' in verdicts: return 'mixed'
+    return 'partly' if 'yes' in verdicts else 'opposite in part' if 'no' in verdicts else 'not established'
 
 # %% ../nbs/10b_tables.ipynb #69819f47
 #: The fidelity measures recorded at every fake-set size (`dmkd.fidelity.FIDELITY_NS`): KID first, the small-N measure.
