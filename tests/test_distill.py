@@ -13,12 +13,11 @@ import pytest
 import torch
 
 from conftest import bin_path, once_per_run, tiny_teacher
-from dmkd.core import hyphen_args, read_json, tensor_digest
+from dmkd.core import Where, hyphen_args, read_json, tensor_digest
 from dmkd.data import load_dataset
 from dmkd.runs import RunSpec, distill_main, load_student
 from dmkd.ddpm import DDPMConfig, DDPMGenerator, build_unet
 from dmkd.synth import StoreSpec, load_store, make_store
-from dmkd.core import Where
 from dmkd.train import evaluate, load_classifier
 
 ARGS = ['--dataset', 'digits', '--teacher', 'resnet8', '--teacher-epochs', '3', '--student', 'resnet8', '--epochs', '6', '--batch-size', '32',
