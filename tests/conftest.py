@@ -51,6 +51,25 @@ def pytest_collection_modifyitems(config, items):
         if 'slow' in item.keywords: item.add_marker(skip)
 
 
+_SPANS: dict = {}   # worker -> [(start, stop)] of every test phase it ran (the controller's view, from the reports)
+
+
+def pytest_runtest_logreport(report):
+    worker = getattr(getattr(getattr(report, 'node', None), 'gateway', None), 'id', None)
+    if worker and getattr(report, 'start', None): _SPANS.setdefault(worker, []).append((report.start, report.stop))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Under pytest-xdist, how the workers' time was spent: each worker's busy seconds and when it ran its last test,
+    so a run's wall time can be read as work plus the tail where one worker waited for the other."""
+    if len(_SPANS) < 2: return
+    t0 = min(a for s in _SPANS.values() for a, _ in s)
+    ends = {w: max(b for _, b in s) - t0 for w, s in _SPANS.items()}
+    busy = {w: sum(b - a for a, b in s) for w, s in _SPANS.items()}
+    words = ', '.join(f'{w} {busy[w]:.0f} s busy, last test ended at {ends[w]:.0f} s' for w in sorted(_SPANS))
+    terminalreporter.write_line(f'workers: {words}; the last worker ran alone for {max(ends.values()) - min(ends.values()):.0f} s')
+
+
 def once_per_run(name: str, make) -> Path:
     """`<run>/<name>`, made by `make(folder)` by whichever worker asks first (the others wait for it, then read it): an
     artefact several tests need, made once per run however the tests are spread over the workers."""
