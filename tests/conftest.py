@@ -42,9 +42,15 @@ def pytest_unconfigure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `slow` run only when the mark expression asks for them (`-m slow`). The docs tests go last: they read
-    every experiment notebook the run executes, so by then the other tests have executed them side by side."""
+    """Tests marked `slow` run only when the mark expression asks for them (`-m slow`). The docs site test (its build reads
+    every notebook the run executes, then the crawl) goes right after the notebook tests, which by then have executed
+    them side by side, and the tests that read no notebook fill the other worker while it builds and crawls; the other
+    docs tests, which read the built site, go last (run last, the site test left one worker alone for 30 s)."""
     items.sort(key=lambda it: it.path.name == 'test_docs.py')
+    site = [it for it in items if it.path.name == 'test_docs.py' and it.originalname == 'test_site']
+    notebooks = [i for i, it in enumerate(items) if it.path.name == 'test_notebooks.py']
+    if site and notebooks:
+        items.remove(site[0]); items.insert(notebooks[-1] + 1, site[0])
     if 'slow' in (config.getoption('markexpr') or ''): return
     skip = pytest.mark.skip(reason='slow tier: run it with `pytest -m slow tests`')
     for item in items:
