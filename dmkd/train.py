@@ -173,6 +173,10 @@ def evaluate(model: torch.nn.Module,  # the classifier (uint8 images in); its tr
     if accelerator: model = accelerator.unwrap_model(model)
     was = model.training; model.eval()
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
+    # DDP hands rank 0's buffers to the others at the start of each training forward, so after the last step each
+    # rank's BatchNorm statistics have also seen its own batch: every rank scores the network rank 0 saves
+    if world > 1:
+        for b in model.buffers(): torch.distributed.broadcast(b, src=0)
     correct = torch.zeros((), device=dev); loss = torch.zeros((), device=dev)
     mine = torch.arange(rank, len(data), world)                # this process's images (any number, none included)
     for idx in (mine[i:i + batch_size] for i in range(0, len(mine), batch_size)):
