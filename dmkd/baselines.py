@@ -17,8 +17,7 @@ from typing import Callable
 
 import torch
 
-from .base import cache_root, file_digest
-from .core import DamagedError, Registry, knob, load_weights, world_size
+from .core import DamagedError, Registry, cache_root, file_digest, knob, load_weights, world_size
 from .data import CORPUS_FRACTION, ImageSet, data_options, load_dataset
 from .generators import get_generator
 from .ddpm import ddpm_kwargs

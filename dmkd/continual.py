@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 import dmkd
-from .base import config_key, reports_root
-from .core import (REPRODUCIBILITY, KnobError, Solo, Where, check_types, check_writable, deterministic_kernels,
-                       get_device, knob, save_weights, seed_everything, tensor_digest, write_record)
+from .core import (REPRODUCIBILITY, KnobError, Solo, Where, check_types, check_writable, config_key,
+                       deterministic_kernels, get_device, knob, reports_root,
+                       save_weights, seed_everything, tensor_digest, write_record)
 from .data import CORPUS_FRACTION, BatchAugment, Data, ImageSet, batch_indices, data_options, load_dataset
 from .models import get_model
 from .train import evaluate, sgd_schedule

@@ -18,8 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import cache_root, config_key, data_root
-from .core import Registry, knob, load_weights, save_weights
+from .core import Registry, cache_root, config_key, data_root, knob, load_weights, save_weights
 
 # %% ../nbs/01_data.ipynb #dd594804
 @dataclass(repr=False)

@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 
 import dmkd
-from .base import build_lock, cache_root, config_key, file_digest, read_json, write_json
-from .core import (DamagedError, check_finite, check_types, drop_autocast, get_accelerator, get_device, knob,
-                       load_state, lr_factor, maybe_compile, resolve_precision, save_state, seed_everything,
-                       tensor_digest)
+from .core import (DamagedError, build_lock, cache_root, check_finite, check_types, config_key, file_digest,
+                       drop_autocast, get_accelerator, get_device, knob, load_state, lr_factor, maybe_compile,
+                       read_json, resolve_precision, save_state, seed_everything,
+                       tensor_digest, write_json)
 from .data import CORPUS_FRACTION, DATASETS, SPLITS, ImageSet, data_options, load_dataset
 from .generators import GENERATORS, Generator, make_scheduler
 

@@ -14,8 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import dmkd
-from .base import atomic_path, cache_root, config_key
-from .core import get_accelerator, knob, save_state, seed_everything
+from .core import atomic_path, cache_root, config_key, get_accelerator, knob, save_state, seed_everything
 from .data import BatchAugment, ImageSet, batch_indices
 from .models import MODELS, Classifier, get_model
 from .train import Objective, check_optim, check_optim_fields, evaluate, fit, make_augment

@@ -15,8 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import config_key, read_json, write_json
-from .core import Solo, Where, get_device, tensor_digest
+from .core import Solo, Where, config_key, get_device, read_json, tensor_digest, write_json
 from .data import ImageSet
 from .ddpm import DDPMConfig, ddpm_dir, get_ddpm, train_ddpm
 from .models import Classifier

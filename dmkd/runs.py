@@ -19,9 +19,10 @@ import torch
 from fastcore.docments import docments
 
 import dmkd
-from .base import cache_root, config_key, console, read_json, reports_root
-from .core import (PRECISIONS, REPRODUCIBILITY, KnobError, Solo, Where, deterministic_kernels, check_types,
-                       check_writable, get_accelerator, knob, save_weights, tensor_digest, world_size, write_record)
+from .core import (PRECISIONS, REPRODUCIBILITY, KnobError, Solo, Where, cache_root, console,
+                       deterministic_kernels, check_types,
+                       check_writable, config_key, get_accelerator, knob, read_json, reports_root,
+                       save_weights, tensor_digest, world_size, write_record)
 from .data import CORPUS_FRACTION, CORPUS_SPLIT, DATASETS, BatchAugment, Data, ImageSet, data_options, load_dataset
 from .models import MODEL_RECIPE, MODELS, Classifier
 from .train import TRACKERS, TrainConfig, get_teacher, load_classifier, make_tracker, save_classifier, teacher_dir
@@ -795,7 +796,7 @@ def run_cli(argv: list[str] | None = None,  # the arguments (None: the command l
 
 # %% ../nbs/09_runs.ipynb #e055aac5
 def _console(cli=None, prog: str = 'dmkd_run', **kw):
-    """Run command `cli` (default: `run_cli`) through `dmkd.base.console`: a user's mistake ends it with one line
+    """Run command `cli` (default: `run_cli`) through `dmkd.core.console`: a user's mistake ends it with one line
     naming it
     (exit status 2, as argparse's own errors; `DMKD_DEBUG=1` for the traceback)."""
     return console(prog, cli or run_cli, prog=prog, **kw)

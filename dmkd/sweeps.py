@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .base import config_key, cpu_model, LeaseLock, LockTimeout, project_root, read_json, reports_root, write_json
+from .core import LeaseLock, LockTimeout, config_key, cpu_model, project_root, read_json, reports_root, write_json
 from .records import check_record
 
 # %% ../nbs/10a_sweeps.ipynb #1b4cab8a
@@ -834,7 +834,7 @@ def subset_imagefolder(src: str | Path,   # ImageFolder root with train/ and tes
 
 # %% ../nbs/10a_sweeps.ipynb #b3113b9e
 from fastcore.script import call_parse
-from .base import cli_entry
+from .core import cli_entry
 
 @call_parse
 def sweep_cli(

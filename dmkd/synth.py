@@ -16,8 +16,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import dmkd
-from .base import atomic_path, build_lock, cache_root, config_key, file_digest, read_json, write_json
-from .core import KnobError, Solo, Where, check_types, knob, tensor_digest
+from .core import (KnobError, Solo, Where, atomic_path, build_lock, cache_root, check_types,
+                       config_key, file_digest,
+                       knob, read_json, tensor_digest, write_json)
 from .data import Data, ImageSet, load_dataset, show_images
 from .generators import GENERATORS, SAMPLING_DEFAULTS, Generator, check_knobs, get_generator
 from .ddpm import DDPMConfig, ddpm_kwargs

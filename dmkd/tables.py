@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .base import atomic_path
+from .core import atomic_path
 from scipy.stats import spearmanr
 from scipy.stats import t as student_t
 

@@ -18,10 +18,11 @@ import torch
 import torch.nn.functional as F
 
 import dmkd
-from .base import atomic_path, build_lock, cache_root, config_key, read_json, write_json
-from .core import (KnobError, check_finite, check_types, drop_autocast, first_bad, get_accelerator, get_device,
-                       hardware_info, knob, load_state, load_weights, maybe_compile, resolve_precision, save_state,
-                       lr_factor, save_weights, seed_everything, tensor_digest, world_size)
+from .core import (KnobError, atomic_path, build_lock, cache_root, check_finite, check_types, config_key,
+                       drop_autocast, first_bad, get_accelerator,
+                       get_device, hardware_info, knob, load_state, load_weights, maybe_compile,
+                       resolve_precision, save_state,
+                       lr_factor, read_json, save_weights, seed_everything, tensor_digest, world_size, write_json)
 from .data import (CORPUS_FRACTION, CORPUS_SPLIT, DATASETS, NO_FLIP, BatchAugment, ImageSet, batch_indices,
                        data_options, load_dataset)
 from .models import MODEL_RECIPE, MODELS, Classifier, airbench_lib, get_model

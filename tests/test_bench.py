@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dmkd.base import read_json
-from dmkd.core import maybe_compile
+from dmkd.core import maybe_compile, read_json
 from dmkd.data import load_dataset
 from dmkd.generators import make_scheduler
 from dmkd.ddpm import DDPMConfig, DDPMGenerator, build_unet, ddpm_batch, ddpm_loss, train_ddpm

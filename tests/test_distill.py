@@ -13,8 +13,7 @@ import pytest
 import torch
 
 from conftest import bin_path, once_per_run, tiny_teacher
-from dmkd.base import hyphen_args, read_json
-from dmkd.core import Where, tensor_digest
+from dmkd.core import Where, hyphen_args, read_json, tensor_digest
 from dmkd.data import load_dataset
 from dmkd.runs import RunSpec, distill_main, load_student
 from dmkd.ddpm import DDPMConfig, DDPMGenerator, build_unet

@@ -1,16 +1,16 @@
-"""`dmkd.base.LeaseLock` between processes that share a folder: a living holder keeps it however long it holds it; killed
+"""`dmkd.core.LeaseLock` between processes that share a folder: a living holder keeps it however long it holds it; killed
 with SIGKILL while holding it, the next process takes it over (the lock file of a dead pid on this host), and the cache's
-`build_lock` and the sweeps' per-run claim use it. Other-host owners (the heartbeat's age) are tested in nbs/00a_base.ipynb."""
+`build_lock` and the sweeps' per-run claim use it. Other-host owners (the heartbeat's age) are tested in nbs/00_core.ipynb."""
 import json, os, signal, subprocess, sys, time
 from pathlib import Path
 
 import pytest
 
-from dmkd.base import LeaseLock, LockTimeout
+from dmkd.core import LeaseLock, LockTimeout
 
 #: Beats every 0.5 s, stale after 5 s: ten beats of margin, so a loaded machine that delays a beat does not look dead.
 BEAT, STALE = 0.5, 5.0
-HOLD = ("import sys, time; from dmkd.base import LeaseLock\n"
+HOLD = ("import sys, time; from dmkd.core import LeaseLock\n"
         f"lock = LeaseLock(sys.argv[1], beat={BEAT}, stale_after={STALE}).acquire(); print('held', flush=True); time.sleep(600)")
 
 
@@ -42,7 +42,7 @@ def test_a_killed_holder_is_taken_over_a_living_one_never(tmp_path):
 
 def test_build_lock_and_sweep_claims_use_it(tmp_path):
     "A cache entry's build lock left by a killed builder does not block the next build; a run claimed by a living driver is busy."
-    from dmkd.base import build_lock
+    from dmkd.core import build_lock
     from dmkd.sweeps import execute_run
     p = _holder(tmp_path / 'entry.lock')
     os.kill(p.pid, signal.SIGKILL); p.wait()

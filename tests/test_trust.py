@@ -11,8 +11,7 @@ import torch
 from conftest import bin_path, tiny_teacher
 from test_cli import _here
 from test_distill import ARGS, store  # noqa: F401  (the store fixture: 300 images of an untrained DDPM, made once per run)
-from dmkd.base import read_json
-from dmkd.core import DamagedError, KnobError
+from dmkd.core import DamagedError, KnobError, read_json
 from dmkd.runs import run, run_parser, run_spec
 from dmkd.train import TrainConfig, load_classifier, save_classifier, teacher_dir
 

@@ -81,7 +81,7 @@ def glossary() -> dict:
 
 # the notebooks' order: a name's doc comes from the first config that defines it, upstream first (TrainConfig.arch, not
 # ContinualConfig.arch)
-MODULE_ORDER = ('base', 'core', 'data', 'models', 'train', 'generators', 'ddpm', 'testing', 'synth', 'distill', 'inversion', 'datafree',
+MODULE_ORDER = ('core', 'data', 'models', 'train', 'generators', 'ddpm', 'testing', 'synth', 'distill', 'inversion', 'datafree',
                 'imagebased',
                 'baselines', 'fidelity', 'records', 'runs', 'sweeps', 'tables', 'continual')
 # names that mean different things in different places: never documented from a config field of the same name

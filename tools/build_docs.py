@@ -328,7 +328,7 @@ def _executed_nb(f: Path, execute: bool, cache_dir: str | None, key: str, execut
         return committed, True
     nb = _execute(f, params=params)['nb']
     if cached is None: return nb, False
-    from dmkd.base import atomic_path
+    from dmkd.core import atomic_path
     cached.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(cached) as tmp: write_nb(nb, tmp)
     return read_nb(cached), False
@@ -581,7 +581,7 @@ def build(site_dir: Path | str | None = None, work_dir: Path | str | None = None
     found = notebooks(nbs)
     syms = symbol_pages(found['api'])
     if reuse and execute:
-        from dmkd.base import cache_root
+        from dmkd.core import cache_root
         cache_dir = str(cache_root() / 'docs')
     else: cache_dir = None
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from dmkd.base import read_json, write_json
+from dmkd.core import read_json, write_json
 from dmkd.data import Data
 from dmkd.ddpm import DDPMConfig
 from dmkd.runs import RunSpec
